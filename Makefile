@@ -1,0 +1,75 @@
+# StreamRec: `make demo` and `make test` set up everything they need on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+# Ports of the local stack; the settings read the STREAMREC_* variables derived from them.
+KAFKA_PORT ?= 9092
+REDIS_PORT ?= 6379
+export KAFKA_PORT REDIS_PORT
+export STREAMREC_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
+export STREAMREC_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
+export PYTHONUNBUFFERED := 1
+
+DATA ?= movielens100k
+
+.PHONY: help venv stack-up stack-down stack-status demo test unit integration lint fmt \
+        evaluate train-session bench bench-online bench-session clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -U pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv and install the package with its dev tools
+
+stack-up: venv ## start Kafka (KRaft) and Redis on 127.0.0.1 (idempotent)
+	@bash infra/stack.sh up
+
+stack-down: ## stop what stack-up started
+	@bash infra/stack.sh down
+
+stack-status: ## show whether Kafka and Redis are up
+	@bash infra/stack.sh status
+
+demo: stack-up ## stack up, worker started, DATA=movielens100k|synthetic replayed, live recs shown
+	@bash scripts/demo.sh $(DATA)
+
+lint: venv ## ruff lint and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+fmt: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+unit: venv ## tests that need no services (and the doctests)
+	$(PY) -m pytest -m "not integration" tests models stream_app
+
+integration: stack-up ## tests against the real Kafka and Redis
+	$(PY) -m pytest -m integration tests
+
+test: lint stack-up ## everything: lint, unit tests, doctests, integration tests on the real stack
+	$(PY) -m pytest tests models stream_app
+
+evaluate: venv ## prequential evaluation of the online models on DATA
+	$(PY) -m stream_app.cli evaluate --dataset $(DATA) --out bench/results/online_$(DATA).json
+
+train-session: venv ## train and evaluate the GRU session model on DATA
+	$(PY) -m stream_app.cli train-session --dataset $(DATA) --out bench/results/session_$(DATA).json
+
+bench-online: venv ## online-model quality and speed benchmarks (writes bench/results/)
+	bash bench/online.sh
+
+bench-session: venv ## session-model quality, training time and inference latency
+	bash bench/session.sh
+
+clean: ## remove the virtualenv and caches (not the stack's state)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

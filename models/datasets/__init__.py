@@ -1,0 +1,22 @@
+"""Event datasets: the deterministic synthetic world, MovieLens-100K, and files in the event contract.
+
+``load_dataset(spec)`` is the one entry point the evaluator, the trainer and the producer share.
+"""
+
+from models.datasets.base import EventDataset
+from models.datasets.files import load_event_file, write_event_file
+from models.datasets.movielens import load_movielens100k
+from models.datasets.registry import DATASET_NAMES, load_dataset
+from models.datasets.synthetic import SyntheticConfig, SyntheticWorld, generate_synthetic
+
+__all__ = [
+    "DATASET_NAMES",
+    "EventDataset",
+    "SyntheticConfig",
+    "SyntheticWorld",
+    "generate_synthetic",
+    "load_dataset",
+    "load_event_file",
+    "load_movielens100k",
+    "write_event_file",
+]

@@ -1,0 +1,156 @@
+"""A deterministic synthetic event stream with structure a good model can find and we can check.
+
+The planted world:
+- items belong to clusters (categories); inside each cluster items have Zipf-like popularity;
+- each cluster has a hidden *successor chain*: a fixed random order of its items, and inside a
+  session users often move from an item to its successor (a sequential pattern, which first-order
+  Markov and session models should exploit and popularity cannot);
+- each user has a sparse taste over clusters (Dirichlet with a small concentration), and picks one
+  cluster per session from it (which item-to-item CF should exploit);
+- a little noise: some events pick an item uniformly from the whole catalog.
+
+Sessions of one user are separated by at least ``min_session_gap_s`` (default 2 h), so splitting
+by a 30-minute inactivity gap recovers them; each event also carries its ``session_id``.
+Same config, same seed, same stream: byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from models.datasets.base import EventDataset
+from models.events import Interaction
+
+_EVENT_TYPES = np.array(["view", "click", "add_to_cart", "purchase"])
+_EVENT_TYPE_P = np.array([0.70, 0.17, 0.08, 0.05])
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticConfig:
+    n_users: int = 2_000
+    n_items: int = 1_000
+    n_clusters: int = 20
+    n_events: int = 100_000
+    zipf_exponent: float = 1.0
+    taste_concentration: float = 0.15
+    follow_chain_p: float = 0.6
+    noise_p: float = 0.05
+    mean_session_length: float = 6.0
+    mean_event_gap_s: float = 45.0
+    min_session_gap_s: float = 7_200.0
+    span_days: float = 60.0
+    start_ms: int = 1_700_000_000_000
+    seed: int = 7
+
+    def resized(self, n_events: int) -> SyntheticConfig:
+        """Scale users and items with the event count, keeping ~50 events per user."""
+        scale = n_events / self.n_events
+        n_users = max(50, int(self.n_users * scale))
+        n_items = max(100, min(int(self.n_items * max(scale, 1.0) ** 0.5), 20_000))
+        return replace(self, n_events=n_events, n_users=n_users, n_items=n_items)
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticWorld:
+    """Ground truth of a generated stream, for checking what a model recovered."""
+
+    item_cluster: dict[str, int]
+    successor: dict[str, str]
+    user_taste: dict[str, np.ndarray]
+
+
+def _zipf_weights(n: int, exponent: float) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n + 1) ** exponent
+    return weights / weights.sum()
+
+
+def generate_synthetic(config: SyntheticConfig | None = None) -> EventDataset:
+    """Generate the stream described in the module docstring.
+
+    >>> ds = generate_synthetic(SyntheticConfig(n_users=20, n_items=50, n_clusters=5,
+    ...                                         n_events=500, seed=1))
+    >>> len(ds.events), ds.events == generate_synthetic(SyntheticConfig(
+    ...     n_users=20, n_items=50, n_clusters=5, n_events=500, seed=1)).events
+    (500, True)
+    """
+    cfg = config or SyntheticConfig()
+    rng = np.random.default_rng(cfg.seed)
+    item_ids = [f"i{n}" for n in range(cfg.n_items)]
+    user_ids = [f"u{n}" for n in range(cfg.n_users)]
+
+    # Clusters: a random partition; inside each, the order is both the popularity rank and the chain.
+    order = rng.permutation(cfg.n_items)
+    clusters = [order[c :: cfg.n_clusters] for c in range(cfg.n_clusters)]
+    cluster_of = np.empty(cfg.n_items, dtype=np.int64)
+    successor = np.empty(cfg.n_items, dtype=np.int64)
+    for c, members in enumerate(clusters):
+        cluster_of[members] = c
+        chain = rng.permutation(members)
+        successor[chain] = np.roll(chain, -1)
+    popularity = [_zipf_weights(len(members), cfg.zipf_exponent) for members in clusters]
+
+    taste = rng.dirichlet(np.full(cfg.n_clusters, cfg.taste_concentration), size=cfg.n_users)
+    activity = rng.lognormal(mean=0.0, sigma=1.0, size=cfg.n_users)
+    activity /= activity.sum()
+
+    span_ms = cfg.span_days * 86_400_000
+    next_free_ms = cfg.start_ms + rng.uniform(0, span_ms / 4, size=cfg.n_users)
+    session_count = np.zeros(cfg.n_users, dtype=np.int64)
+    sessions_needed = int(cfg.n_events / cfg.mean_session_length * 1.2) + 10
+    session_users = rng.choice(cfg.n_users, size=sessions_needed, p=activity)
+
+    rows: list[tuple[int, int, int, str, int]] = []  # (ts, user, item, type, session number)
+    for user in session_users:
+        if len(rows) >= cfg.n_events:
+            break
+        length = 1 + rng.geometric(1.0 / cfg.mean_session_length)
+        cluster = rng.choice(cfg.n_clusters, p=taste[user])
+        members, weights = clusters[cluster], popularity[cluster]
+        ts = next_free_ms[user]
+        item = members[rng.choice(len(members), p=weights)]
+        session = int(session_count[user])
+        for step in range(length):
+            if step > 0:
+                draw = rng.random()
+                if draw < cfg.noise_p:
+                    item = rng.integers(cfg.n_items)
+                elif draw < cfg.noise_p + cfg.follow_chain_p:
+                    item = successor[item]
+                else:
+                    item = members[rng.choice(len(members), p=weights)]
+                ts += rng.exponential(cfg.mean_event_gap_s * 1000) + 1000
+            rows.append(
+                (
+                    int(ts),
+                    int(user),
+                    int(item),
+                    str(rng.choice(_EVENT_TYPES, p=_EVENT_TYPE_P)),
+                    session,
+                )
+            )
+        session_count[user] += 1
+        gap = cfg.min_session_gap_s * 1000 + rng.exponential(
+            span_ms * cfg.n_users / sessions_needed
+        )
+        next_free_ms[user] = ts + gap
+
+    rows = rows[: cfg.n_events]
+    events = [
+        Interaction(
+            user_id=user_ids[u],
+            item_id=item_ids[i],
+            event_type=etype,
+            timestamp_ms=ts,
+            session_id=f"{user_ids[u]}-s{s}",
+        )
+        for ts, u, i, etype, s in rows
+    ]
+    world = SyntheticWorld(
+        item_cluster={item_ids[i]: int(cluster_of[i]) for i in range(cfg.n_items)},
+        successor={item_ids[i]: item_ids[int(successor[i])] for i in range(cfg.n_items)},
+        user_taste={user_ids[u]: taste[u] for u in range(cfg.n_users)},
+    )
+    items = {item_ids[i]: {"category": f"c{int(cluster_of[i])}"} for i in range(cfg.n_items)}
+    return EventDataset(name="synthetic", events=events, items=items, planted=world).sort()

@@ -1,0 +1,61 @@
+"""``streamrec`` command line: one subcommand per module, imported only when chosen.
+
+Each command module exposes ``add_arguments(parser)`` and ``run(args) -> int``; importing lazily
+keeps ``streamrec produce`` from paying TensorFlow's start-up cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from stream_app.settings import ConfigError, Settings
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "topics": ("stream_app.admin", "create the Kafka topics (idempotent)"),
+    "produce": ("stream_app.producer", "replay a dataset or file into the events topic"),
+    "worker": ("stream_app.worker", "run the Faust stream worker"),
+    "watch": ("stream_app.watch", "print throughput, lag and live recommendations"),
+    "evaluate": ("models.online.evaluate_cli", "prequential evaluation of the online models"),
+    "train-session": ("models.session.train_cli", "train and evaluate the GRU session model"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamrec", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(_module=module_name)
+        # Arguments are added lazily in main() for the chosen command only.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    known, _ = parser.parse_known_args(args_list[:1] or ["--help"])
+    module = importlib.import_module(known._module)
+    command_parser = argparse.ArgumentParser(
+        prog=f"streamrec {known.command}", description=COMMANDS[known.command][1]
+    )
+    module.add_arguments(command_parser)
+    args = command_parser.parse_args(args_list[1:])
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"streamrec: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args.settings = settings
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""One typed, frozen settings object read from ``STREAMREC_*`` environment variables.
+
+Why one object: every process (worker, producer, trainer, API, benchmarks, tests) must agree on
+topic names, ports and sizes, and a bad value must stop start-up with one message that names the
+variable, instead of surfacing later as a confusing error deep inside Kafka or Redis code.
+Settings are read at the entry point (``Settings.from_env()``), never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ENV_PREFIX = "STREAMREC_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+def default_state_dir() -> Path:
+    """Machine-wide state (Kafka data, PID files, logs, model store), shared by every checkout.
+
+    One stack per machine: a second clone finds the stack the first one started.
+    """
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "streamrec"
+
+
+def _parse_bootstrap(raw: str) -> str:
+    servers = [s.strip() for s in raw.split(",") if s.strip()]
+    if not servers:
+        raise ValueError("expected host:port[,host:port...]")
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{server!r} is not host:port")
+    return ",".join(servers)
+
+
+def _parse_redis_url(raw: str) -> str:
+    parsed = urlparse(raw)
+    if parsed.scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("expected redis://host:port/db")
+    if parsed.scheme != "unix" and not parsed.hostname:
+        raise ValueError("missing host")
+    try:
+        _ = parsed.port
+    except ValueError as exc:
+        raise ValueError(f"bad port: {exc}") from None
+    return raw
+
+
+def _parse_topic(raw: str) -> str:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not raw or len(raw) > 249 or not set(raw) <= allowed or raw in {".", ".."}:
+        raise ValueError("a Kafka topic name is 1-249 of [a-zA-Z0-9._-]")
+    return raw
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a number >= 0")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("must be a TCP port 1-65535")
+    return value
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
+def _env(name: str, parser: Callable[[str], Any], default: Any, doc: str) -> Any:
+    """A dataclass field read from ``STREAMREC_<NAME>``; ``doc`` feeds the README table."""
+    return field(default=default, metadata={"env": ENV_PREFIX + name, "parse": parser, "doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a StreamRec process is configured by. Field defaults are the documented ones."""
+
+    kafka_bootstrap: str = _env(
+        "KAFKA_BOOTSTRAP", _parse_bootstrap, "127.0.0.1:9092", "Kafka bootstrap servers"
+    )
+    redis_url: str = _env(
+        "REDIS_URL", _parse_redis_url, "redis://127.0.0.1:6379/0", "Redis connection URL"
+    )
+    topic_events: str = _env("TOPIC_EVENTS", _parse_topic, "events", "Input events topic")
+    topic_dlq: str = _env("TOPIC_DLQ", _parse_topic, "events.dlq", "Dead-letter topic")
+    topic_items: str = _env("TOPIC_ITEMS", _parse_topic, "items", "Item catalog (compacted)")
+    topic_model_updates: str = _env(
+        "TOPIC_MODEL_UPDATES", _parse_topic, "model-updates", "Model version announcements"
+    )
+    event_partitions: int = _env(
+        "EVENT_PARTITIONS", _positive_int, 4, "Partitions of the events topic"
+    )
+    replication_factor: int = _env(
+        "REPLICATION_FACTOR", _positive_int, 1, "Replication factor of created topics"
+    )
+    top_n: int = _env("TOP_N", _positive_int, 20, "Recommendations kept per user")
+    rec_ttl_s: int = _env("REC_TTL_S", _positive_int, 7 * 24 * 3600, "TTL of a user's cached recs")
+    popularity_half_life_s: float = _env(
+        "POPULARITY_HALF_LIFE_S", _positive_float, 3600.0, "Half-life of decayed popularity"
+    )
+    history_len: int = _env("HISTORY_LEN", _positive_int, 200, "Items kept per user history")
+    session_gap_s: float = _env(
+        "SESSION_GAP_S", _positive_float, 1800.0, "Inactivity gap that ends a session"
+    )
+    batch_max_events: int = _env(
+        "BATCH_MAX_EVENTS", _positive_int, 500, "Max events per worker micro-batch"
+    )
+    batch_max_delay_s: float = _env(
+        "BATCH_MAX_DELAY_S", _positive_float, 0.05, "Max wait to fill a micro-batch"
+    )
+    state_dir: Path = _env(
+        "STATE_DIR", Path, default_state_dir(), "Stack data, logs, PID files, model store"
+    )
+    model_dir: Path | None = _env(
+        "MODEL_DIR", Path, None, "Session-model store (default: STATE_DIR/models)"
+    )
+    app_id: str = _env("APP_ID", str, "streamrec", "Faust app id / consumer group")
+    web_host: str = _env("WEB_HOST", str, "127.0.0.1", "HTTP API bind address")
+    web_port: int = _env("WEB_PORT", _port, 6066, "HTTP API port")
+    model_poll_s: float = _env(
+        "MODEL_POLL_S", _non_negative_float, 60.0, "Model store poll period (0 = off)"
+    )
+    log_level: str = _env("LOG_LEVEL", _log_level, "INFO", "Log level")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every field from the environment; raise ConfigError naming the bad variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw.strip())
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
+        return cls(**values)
+
+    @property
+    def model_store(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.state_dir / "models"
+
+    @property
+    def redis_key_prefix(self) -> str:
+        """Version prefix of every Redis key (see ``stream_app.cache.keys``)."""
+        return "streamrec:v1"
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) rows, for the README's configuration table."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        shown = "~/.local/state/streamrec" if f.name == "state_dir" else str(default)
+        rows.append((f.metadata["env"], shown, f.metadata["doc"]))
+    return rows
