@@ -91,7 +91,7 @@ def validate_event(payload: Any) -> Interaction:
     >>> validate_event({"user_id": "u", "item_id": "i", "event_type": "like", "timestamp": 1})
     Traceback (most recent call last):
     ...
-    models.events.InvalidEvent: event_type 'like' is not one of view, click, add_to_cart, purchase, rating
+    models.events.InvalidEvent: event_type 'like' is not one of view, click, add_to_cart, ...
     """
     if not isinstance(payload, Mapping):
         raise InvalidEvent("event must be a JSON object")

@@ -139,8 +139,8 @@ class Settings:
     batch_max_delay_s: float = _env(
         "BATCH_MAX_DELAY_S", _positive_float, 0.05, "Max wait to fill a micro-batch"
     )
-    state_dir: Path = _env(
-        "STATE_DIR", Path, default_state_dir(), "Stack data, logs, PID files, model store"
+    state_dir: Path | None = _env(
+        "STATE_DIR", Path, None, "Stack data, logs, PIDs (default ~/.local/state/streamrec)"
     )
     model_dir: Path | None = _env(
         "MODEL_DIR", Path, None, "Session-model store (default: STATE_DIR/models)"
@@ -170,8 +170,13 @@ class Settings:
         return cls(**values)
 
     @property
+    def state_path(self) -> Path:
+        """The state directory, resolved now (not at import time) from XDG_STATE_HOME or HOME."""
+        return self.state_dir if self.state_dir is not None else default_state_dir()
+
+    @property
     def model_store(self) -> Path:
-        return self.model_dir if self.model_dir is not None else self.state_dir / "models"
+        return self.model_dir if self.model_dir is not None else self.state_path / "models"
 
     @property
     def redis_key_prefix(self) -> str:
@@ -184,6 +189,5 @@ def settings_table() -> list[tuple[str, str, str]]:
     rows = []
     for f in fields(Settings):
         default = f.default
-        shown = "~/.local/state/streamrec" if f.name == "state_dir" else str(default)
-        rows.append((f.metadata["env"], shown, f.metadata["doc"]))
+        rows.append((f.metadata["env"], "" if default is None else str(default), f.metadata["doc"]))
     return rows

@@ -1,4 +1,4 @@
-"""Event datasets: the deterministic synthetic world, MovieLens-100K, and files in the event contract.
+"""Event datasets: the synthetic world, MovieLens-100K, and files in the event contract.
 
 ``load_dataset(spec)`` is the one entry point the evaluator, the trainer and the producer share.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from collections.abc import Iterable, Iterator
@@ -20,10 +21,9 @@ def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
             record: dict[str, Any] = {k: v for k, v in row.items() if v not in (None, "")}
             for name in _NUMERIC_FIELDS:
                 if name in record:
-                    try:
+                    # Left as text when it is not a number: the validator names the field.
+                    with contextlib.suppress(ValueError):
                         record[name] = float(record[name])
-                    except ValueError:
-                        pass  # left as text: the validator names the field
             if isinstance(record.get("timestamp"), float):
                 record["timestamp"] = int(record["timestamp"])
             yield record

@@ -13,7 +13,7 @@ DATASET_NAMES = ("movielens100k", "synthetic")
 
 
 def load_dataset(spec: str, *, synthetic_events: int | None = None, seed: int = 7) -> EventDataset:
-    """``movielens100k``, ``synthetic`` (optionally sized by ``synthetic_events``) or a file path."""
+    """``movielens100k``, ``synthetic`` (sized by ``synthetic_events``) or a file path."""
     if spec == "movielens100k":
         return load_movielens100k()
     if spec == "synthetic":

@@ -80,7 +80,7 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> EventDataset:
     item_ids = [f"i{n}" for n in range(cfg.n_items)]
     user_ids = [f"u{n}" for n in range(cfg.n_users)]
 
-    # Clusters: a random partition; inside each, the order is both the popularity rank and the chain.
+    # Clusters: a random partition; inside each, the order is the popularity rank.
     order = rng.permutation(cfg.n_items)
     clusters = [order[c :: cfg.n_clusters] for c in range(cfg.n_clusters)]
     cluster_of = np.empty(cfg.n_items, dtype=np.int64)
