@@ -1,0 +1,1 @@
+"""Online learning code: statistics and models updated per event, with no I/O."""
