@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "produce": ("stream_app.producer", "replay a dataset or file into the events topic"),
     "worker": ("stream_app.worker", "run the Faust stream worker"),
     "watch": ("stream_app.watch", "print throughput, lag and live recommendations"),
+    "api": ("stream_app.api", "serve the read API (recommendations, similar items, metrics)"),
     "evaluate": ("models.online.evaluate_cli", "prequential evaluation of the online models"),
     "train-session": ("models.session.train_cli", "train and evaluate the GRU session model"),
 }
