@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED := 1
 DATA ?= movielens100k
 
 .PHONY: help venv stack-up stack-down stack-status demo test unit integration lint fmt \
-        evaluate train-session bench bench-online bench-session clean
+        evaluate train-session bench bench-online bench-session clean readme
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -73,3 +73,6 @@ bench-session: venv ## session-model quality, training time and inference latenc
 
 clean: ## remove the virtualenv and caches (not the stack's state)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+readme: venv ## regenerate the README's configuration table from the settings
+	$(PY) scripts/readme_settings.py README.md

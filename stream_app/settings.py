@@ -191,3 +191,12 @@ def settings_table() -> list[tuple[str, str, str]]:
         default = f.default
         rows.append((f.metadata["env"], "" if default is None else str(default), f.metadata["doc"]))
     return rows
+
+
+def settings_markdown() -> str:
+    """The README's configuration table, generated so the README cannot drift from the code."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for env, default, doc in settings_table():
+        shown = f"`{default}`" if default else "(derived)"
+        lines.append(f"| `{env}` | {shown} | {doc} |")
+    return "\n".join(lines)
