@@ -1,0 +1,476 @@
+"""The read API: a small aiohttp service that serves what the workers wrote to Redis.
+
+One choice, and why: a separate serving process that reads Redis only (Gorse's split of compute
+and serve). It never touches Kafka or the models, so it starts in a fraction of a second, scales
+by running more copies behind a load balancer independently of the workers, and a slow client
+can never stall a consumer's heartbeat. aiohttp because it is already installed (Faust depends
+on it) and redis-py's asyncio client keeps every request non-blocking.
+
+Endpoints (JSON unless said otherwise; errors are ``{"error": ..., "detail": ...}``):
+
+- ``GET /recommendations/{user_id}?n=10``: the user's cached top-N with scores, reasons, model
+  versions and ``computed_at``; a user with nothing cached gets trending items with the reason
+  ``trending now (no history for this user yet)``.
+- ``GET /similar/{item_id}?n=10``: the item's neighbours; 404 when none are published.
+- ``GET /health``: Redis PING and the model versions the live workers report; 503 if Redis is down.
+- ``GET /metrics``: Prometheus text format (counters, the freshness histogram, HitRate@10).
+
+``n`` must be an integer 1..100 (400 otherwise). Redis down or timing out gives 503, never a crash.
+
+Run it: ``streamrec api [--host H] [--port 8080]``; docs/api.md has curl examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from stream_app.cache.base import CacheUnavailable, UserRecs
+from stream_app.cache.keys import STAT_NAMES, CacheKeys
+from stream_app.cache.trending import decayed_ranking
+from stream_app.telemetry import (
+    FRESHNESS_BUCKETS_MS,
+    TelemetryKeys,
+    TelemetrySnapshot,
+    bucket_field,
+    cumulative,
+    parse_snapshot,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8080
+DEFAULT_N = 10
+MAX_N = 100
+UNKNOWN_USER_REASON = "trending now (no history for this user yet)"
+STORE_KEY: web.AppKey[ReadStore] = web.AppKey("store")
+
+
+class BadRequest(ValueError):
+    """A client error; the message is returned to the client."""
+
+
+def parse_n(raw: str | None, default: int = DEFAULT_N, max_n: int = MAX_N) -> int:
+    """The ``n`` query parameter, validated (1..``max_n``).
+
+    >>> parse_n(None), parse_n("25")
+    (10, 25)
+    >>> parse_n("0")
+    Traceback (most recent call last):
+    ...
+    stream_app.api.BadRequest: n must be an integer between 1 and 100
+    """
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= max_n:
+        raise BadRequest(f"n must be an integer between 1 and {max_n}")
+    return value
+
+
+def parse_neighbors(raw: Any) -> list[tuple[str, float]]:
+    """Neighbours stored as a JSON string, best first: ``[[item, score], ...]`` or
+    ``{"items": [{"item_id", "score"}, ...]}`` (the sorted-set form is read natively).
+
+    >>> parse_neighbors(b'[["b", 0.5], ["c", 0.25]]')
+    [('b', 0.5), ('c', 0.25)]
+    >>> parse_neighbors('{"items": [{"item_id": "b", "score": 0.5}]}')
+    [('b', 0.5)]
+    """
+    data = json.loads(raw)
+    if isinstance(data, Mapping):
+        data = [(r["item_id"], r["score"]) for r in data.get("items", [])]
+    return [(str(item), float(score)) for item, score in data]
+
+
+def trending_payload(user_id: str, trending: Sequence[tuple[str, float]], now_ms: int) -> dict:
+    """The answer for a user with nothing cached.
+
+    >>> trending_payload("u9", [("a", 2.0)], 5)["items"]
+    [{'item_id': 'a', 'score': 2.0, 'reason': 'trending now (no history for this user yet)'}]
+    """
+    return {
+        "user_id": user_id,
+        "source": "trending",
+        "items": [
+            {"item_id": item, "score": round(score, 6), "reason": UNKNOWN_USER_REASON}
+            for item, score in trending
+        ],
+        "model_versions": {"trending": "live"},
+        "computed_at": now_ms,
+    }
+
+
+def cached_payload(recs: UserRecs, n: int, now_ms: int) -> dict:
+    """The answer for a user with cached recommendations (at most ``n`` of them).
+
+    >>> from stream_app.cache.base import Recommendation
+    >>> recs = UserRecs("u1", (Recommendation("i1", 1.0, "r"), Recommendation("i2", 0.5, "r")),
+    ...                 {"cf": "v1"}, 1_000)
+    >>> p = cached_payload(recs, 1, now_ms=1_250)
+    >>> [i["item_id"] for i in p["items"]], p["age_ms"], p["source"]
+    (['i1'], 250, 'cache')
+    """
+    return {
+        "user_id": recs.user_id,
+        "source": "cache",
+        "items": [r.to_json_dict() for r in recs.items[:n]],
+        "model_versions": dict(recs.model_versions),
+        "computed_at": recs.computed_at,
+        "age_ms": max(now_ms - recs.computed_at, 0),
+    }
+
+
+# --------------------------------------------------------------------------- the Redis adapter
+
+
+class ReadStore(Protocol):
+    """What the API reads. ``RedisReadStore`` in production, a fake in unit tests. Every method
+    raises ``CacheUnavailable`` when the store cannot be reached."""
+
+    async def get_recs(self, user_id: str) -> UserRecs | None: ...
+
+    async def trending(self, n: int, now_ms: int) -> list[tuple[str, float]]: ...
+
+    async def neighbors(self, item_id: str, n: int) -> list[tuple[str, float]] | None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def snapshot(self) -> TelemetrySnapshot: ...
+
+    async def close(self) -> None: ...
+
+
+class RedisReadStore:
+    """Reads the worker-written keys with redis-py's asyncio client.
+
+    Fails fast (one retry, 1 s timeouts) rather than retrying for seconds like the worker's
+    cache: an API caller would rather get a 503 now than a late answer.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        keys: CacheKeys | None = None,
+        half_life_s: float = 3600.0,
+        timeout_s: float = 1.0,
+    ) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.keys = keys or CacheKeys()
+        self.telemetry_keys = TelemetryKeys(self.keys)
+        self.half_life_s = half_life_s
+        self._errors: tuple[type[Exception], ...] = (
+            aioredis.ConnectionError,
+            aioredis.TimeoutError,
+            OSError,
+        )
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1),
+        )
+
+    async def _call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await fn()
+        except self._errors as exc:
+            raise CacheUnavailable(f"redis unavailable: {exc}") from exc
+
+    async def get_recs(self, user_id: str) -> UserRecs | None:
+        raw = await self._call(lambda: self._redis.get(self.keys.recs(user_id)))
+        return None if raw is None else UserRecs.from_json(raw)
+
+    async def trending(self, n: int, now_ms: int) -> list[tuple[str, float]]:
+        async def read() -> tuple[Any, Any]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(self.keys.trending_epoch)
+                pipe.zrevrange(self.keys.trending, 0, n - 1, withscores=True)
+                epoch, members = await pipe.execute()
+            return epoch, members
+
+        raw_epoch, members = await self._call(read)
+        if raw_epoch is None:
+            return []
+        stored = [(m.decode(), float(s)) for m, s in members]
+        # Order by the stored forward score (ties: item id), as the worker does. The decayed
+        # score is only for display: on replayed old data it can underflow to 0 at wall-clock now.
+        order = {item: i for i, (item, _) in enumerate(sorted(stored, key=lambda p: (-p[1], p[0])))}
+        decayed = decayed_ranking(stored, float(raw_epoch), self.half_life_s, now_ms)
+        return sorted(decayed, key=lambda p: order[p[0]])[:n]
+
+    async def neighbors(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
+        key = self.keys.neighbors(item_id)
+
+        async def read() -> list[tuple[str, float]] | None:
+            kind = await self._redis.type(key)
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            if kind == "none":
+                return None
+            if kind == "zset":
+                members = await self._redis.zrevrange(key, 0, n - 1, withscores=True)
+                return [(m.decode(), float(s)) for m, s in members]
+            if kind == "string":
+                return parse_neighbors(await self._redis.get(key))[:n]
+            raise ValueError(f"{key} has unexpected Redis type {kind}")
+
+        return await self._call(read)
+
+    async def ping(self) -> bool:
+        return bool(await self._call(self._redis.ping))
+
+    async def snapshot(self) -> TelemetrySnapshot:
+        tk = self.telemetry_keys
+
+        async def read() -> TelemetrySnapshot:
+            worker_keys = [k async for k in self._redis.scan_iter(match=tk.worker_pattern)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.mget([self.keys.stat(name) for name in STAT_NAMES])
+                pipe.hgetall(tk.hitrate)
+                pipe.hgetall(tk.freshness)
+                for key in worker_keys:
+                    pipe.hgetall(key)
+                replies = await pipe.execute()
+            stat_values, hitrate, freshness, *workers = replies
+            stats = {
+                n: int(v) if v is not None else 0
+                for n, v in zip(STAT_NAMES, stat_values, strict=True)
+            }
+            head = tk.worker("")
+            by_worker = {
+                (k.decode() if isinstance(k, bytes) else k)[len(head) :]: w
+                for k, w in zip(worker_keys, workers, strict=True)
+            }
+            return parse_snapshot(stats, hitrate, freshness, by_worker)
+
+        return await self._call(read)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+# --------------------------------------------------------------------------- Prometheus text
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity by the registry
+class _SnapshotCollector:
+    """A one-shot prometheus_client collector over a snapshot read for this scrape."""
+
+    snapshot: TelemetrySnapshot | None
+
+    def collect(self) -> Any:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        up = GaugeMetricFamily("streamrec_redis_up", "1 if the API could read Redis")
+        up.add_metric([], 1.0 if self.snapshot is not None else 0.0)
+        yield up
+        snap = self.snapshot
+        if snap is None:
+            return
+        for name in STAT_NAMES:
+            yield CounterMetricFamily(
+                f"streamrec_{name}", f"Worker counter stats:{name}", value=snap.stats.get(name, 0)
+            )
+        yield CounterMetricFamily(
+            "streamrec_online_hits", "Events whose item was in the cached top-10", value=snap.hits
+        )
+        yield CounterMetricFamily(
+            "streamrec_online_trials", "Events judged for online HitRate@10", value=snap.trials
+        )
+        rate = GaugeMetricFamily(
+            "streamrec_online_hit_rate_at_10", "hits / trials since the counters were created"
+        )
+        rate.add_metric([], snap.hit_rate_at_10 if snap.hit_rate_at_10 is not None else 0.0)
+        yield rate
+        running = cumulative(snap.freshness_counts)
+        buckets = [
+            (bucket_field(i), float(running[i])) for i in range(len(FRESHNESS_BUCKETS_MS) + 1)
+        ]
+        yield HistogramMetricFamily(
+            "streamrec_freshness_ms",
+            "Event Kafka timestamp to its user's recommendations written, ms",
+            buckets=buckets,
+            sum_value=snap.freshness_sum_ms,
+        )
+        for q, label in ((0.5, "p50"), (0.99, "p99")):
+            gauge = GaugeMetricFamily(
+                f"streamrec_freshness_{label}_ms", f"Freshness {label} estimated from the buckets"
+            )
+            value = snap.freshness_quantile(q)
+            gauge.add_metric([], value if value is not None else float("nan"))
+            yield gauge
+        workers = GaugeMetricFamily("streamrec_workers", "Workers that reported in the last 60 s")
+        workers.add_metric([], float(len(snap.workers)))
+        yield workers
+        versions = GaugeMetricFamily(
+            "streamrec_model_version",
+            "1 per model version a live worker serves",
+            labels=["model", "version"],
+        )
+        for model, served in snap.model_versions.items():
+            for version in served:
+                versions.add_metric([model, version], 1.0)
+        yield versions
+
+
+def render_metrics(snapshot: TelemetrySnapshot | None) -> bytes:
+    """Prometheus text exposition (format 0.0.4) of a snapshot; ``None`` means Redis is down.
+
+    >>> from stream_app.telemetry import TelemetrySnapshot
+    >>> text = render_metrics(TelemetrySnapshot(stats={"events": 7}, hits=1, trials=4)).decode()
+    >>> "streamrec_events_total 7.0" in text, "streamrec_online_hit_rate_at_10 0.25" in text
+    (True, True)
+    >>> render_metrics(None).decode().splitlines()[-1]
+    'streamrec_redis_up 0.0'
+    """
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshot))  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _error(status: int, error: str, detail: str) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def recommendations(request: web.Request) -> web.Response:
+    user_id = request.match_info["user_id"]
+    n = parse_n(request.query.get("n"))
+    store = request.app[STORE_KEY]
+    now = _now_ms()
+    recs = await store.get_recs(user_id)
+    if recs is not None:
+        return web.json_response(cached_payload(recs, n, now))
+    return web.json_response(trending_payload(user_id, await store.trending(n, now), now))
+
+
+async def similar(request: web.Request) -> web.Response:
+    item_id = request.match_info["item_id"]
+    n = parse_n(request.query.get("n"))
+    found = await request.app[STORE_KEY].neighbors(item_id, n)
+    if found is None:
+        return _error(404, "not_found", f"no neighbours published for item {item_id!r}")
+    return web.json_response(
+        {
+            "item_id": item_id,
+            "items": [{"item_id": i, "score": round(s, 6)} for i, s in found],
+        }
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    store = request.app[STORE_KEY]
+    try:
+        await store.ping()
+        snap = await store.snapshot()
+    except CacheUnavailable as exc:
+        return web.json_response(
+            {"status": "unavailable", "redis": "down", "detail": str(exc)}, status=503
+        )
+    return web.json_response(
+        {
+            "status": "ok",
+            "redis": "up",
+            "workers": len(snap.workers),
+            "model_versions": snap.model_versions,
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    # Redis down still answers 200 with streamrec_redis_up 0, so the alert can say why.
+    try:
+        snap: TelemetrySnapshot | None = await request.app[STORE_KEY].snapshot()
+    except CacheUnavailable as exc:
+        log.warning("metrics scrape without Redis: %s", exc)
+        snap = None
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+    return web.Response(
+        body=render_metrics(snap), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+    )
+
+
+@web.middleware
+async def errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Sort errors at the boundary: client mistakes 400, Redis down 503, unknown routes 404/405
+    as JSON, anything else a logged 500 (the process keeps serving)."""
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return _error(400, "bad_request", str(exc))
+    except CacheUnavailable as exc:
+        return _error(503, "unavailable", str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        raise
+    except Exception:
+        log.exception("unhandled error on %s", request.path)
+        return _error(500, "internal", "unexpected error; see the API log")
+
+
+def make_app(store: ReadStore) -> web.Application:
+    """The aiohttp application over a read store (closed when the app shuts down)."""
+    app = web.Application(middlewares=[errors_as_json])
+    app[STORE_KEY] = store
+    app.router.add_get("/recommendations/{user_id}", recommendations)
+    app.router.add_get("/similar/{item_id}", similar)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+
+    async def close_store(app: web.Application) -> None:
+        await app[STORE_KEY].close()
+
+    app.on_cleanup.append(close_store)
+    return app
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="bind address (default STREAMREC_WEB_HOST)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = args.settings
+    host = args.host or settings.web_host
+    store = RedisReadStore(
+        settings.redis_url,
+        CacheKeys(settings.redis_key_prefix),
+        half_life_s=settings.popularity_half_life_s,
+    )
+    log.info("read API on http://%s:%d (redis %s)", host, args.port, settings.redis_url)
+    web.run_app(make_app(store), host=host, port=args.port, print=None, access_log=None)
+    return 0

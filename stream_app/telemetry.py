@@ -1,0 +1,388 @@
+"""Live quality and freshness metrics, recorded per micro-batch into Redis so every worker adds to
+the same numbers and the read API (``GET /metrics``) can expose them without talking to workers.
+
+What is measured, and how it is counted:
+
+- **Online HitRate@10** (the production form of prequential HitRate@10): for each event, was its
+  item in the user's cached top-10 *before* the event? The "before" list is the one the worker
+  read at the start of the batch, so two events of one user in the same batch are both judged
+  against the list cached before the batch (recommendations are rewritten once per batch). A user
+  with no cached list is judged against the fallback the API would have served (trending), so
+  the number is what a user would really have seen; with no fallback that trial is a miss.
+- **Freshness**: for each event, ``written_at_ms - kafka_timestamp_ms`` where ``written_at_ms``
+  is when its user's recommendations were written to Redis. Kept as a fixed-bucket histogram
+  (Prometheus ``le`` semantics: a value equal to a bound falls in that bound's bucket); p50/p99
+  are estimated from the buckets the way Prometheus' ``histogram_quantile`` does.
+- **Model versions serving**: each worker writes its versions under its own key with a short TTL,
+  so a dead worker's versions disappear instead of being reported forever.
+
+``events`` and ``dlq`` totals are not written here: the live path already counts them under
+``CacheKeys.stat(...)`` and the API's snapshot reads them from there (one counter, one writer).
+
+Redis keys (all under the cache's version prefix, next to ``stream_app.cache.keys``):
+
+=========================================  ======  =============================================
+key                                        type    value
+=========================================  ======  =============================================
+``{prefix}:telemetry:hitrate``             hash    ``hits``, ``trials`` (integers)
+``{prefix}:telemetry:freshness``           hash    one field per bucket bound (``"5"``, ...,
+                                                   ``"+Inf"``, non-cumulative counts), ``sum_ms``
+``{prefix}:telemetry:worker:{worker_id}``  hash    ``versions`` (JSON name -> version),
+                                                   ``seen_at`` (epoch ms); expires after 60 s
+=========================================  ======  =============================================
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.evaluation.metrics import rank_in_list
+from stream_app.cache.keys import CacheKeys
+
+#: Upper bounds (ms) of the freshness buckets; a final ``+Inf`` bucket is implied.
+FRESHNESS_BUCKETS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 200, 500, 1000, 2000, 5000)
+HIT_K = 10
+#: How long a worker's "I serve these versions" entry outlives its last batch.
+WORKER_TTL_S = 60
+
+
+# --------------------------------------------------------------------------- pure bucket math
+
+
+def bucket_index(value: float, bounds: Sequence[float] = FRESHNESS_BUCKETS_MS) -> int:
+    """Index of the bucket ``value`` falls in: the first bound ``>= value``; ``len(bounds)`` is
+    the ``+Inf`` bucket. Negative values (clock skew between producer and worker) count in the
+    first bucket rather than being dropped.
+
+    >>> bucket_index(5), bucket_index(5.1), bucket_index(-3), bucket_index(9999)
+    (0, 1, 0, 10)
+    """
+    return bisect.bisect_left(bounds, value)
+
+
+def bucket_counts(
+    values: Iterable[float], bounds: Sequence[float] = FRESHNESS_BUCKETS_MS
+) -> list[int]:
+    """Non-cumulative counts per bucket, ``len(bounds) + 1`` long (the last is ``+Inf``).
+
+    >>> bucket_counts([1, 5, 7, 30, 10_000], bounds=(5, 10, 50))
+    [2, 1, 1, 1]
+    """
+    counts = [0] * (len(bounds) + 1)
+    for value in values:
+        counts[bucket_index(value, bounds)] += 1
+    return counts
+
+
+def cumulative(counts: Sequence[int]) -> list[int]:
+    """Running totals (Prometheus buckets are cumulative).
+
+    >>> cumulative([2, 1, 0, 1])
+    [2, 3, 3, 4]
+    """
+    out: list[int] = []
+    total = 0
+    for count in counts:
+        total += count
+        out.append(total)
+    return out
+
+
+def quantile_from_buckets(
+    counts: Sequence[int], q: float, bounds: Sequence[float] = FRESHNESS_BUCKETS_MS
+) -> float | None:
+    """Estimate the ``q`` quantile from non-cumulative bucket counts, as Prometheus'
+    ``histogram_quantile`` does: find the bucket holding rank ``q * total`` and interpolate
+    linearly inside it (the first bucket's lower edge is 0). A rank in the ``+Inf`` bucket returns
+    the largest finite bound, the most the histogram can say. ``None`` when empty.
+
+    >>> quantile_from_buckets([0, 4, 4, 0], 0.5, bounds=(10, 20, 40))   # rank 4 of 8: top of b1
+    20.0
+    >>> quantile_from_buckets([0, 4, 4, 0], 0.75, bounds=(10, 20, 40))  # rank 6: half into b2
+    30.0
+    >>> quantile_from_buckets([1, 0, 0, 9], 0.99, bounds=(10, 20, 40))
+    40.0
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError("q must be in [0, 1]")
+    if len(counts) != len(bounds) + 1:
+        raise ValueError("need one count per bound plus the +Inf bucket")
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = q * total
+    running = 0
+    for i, count in enumerate(counts):
+        if running + count >= rank and count > 0:
+            if i == len(bounds):
+                return float(bounds[-1])
+            lower = 0.0 if i == 0 else float(bounds[i - 1])
+            upper = float(bounds[i])
+            return lower + (upper - lower) * (rank - running) / count
+        running += count
+    return float(bounds[-1])  # pragma: no cover - unreachable: rank <= total
+
+
+def hit_rate(hits: int, trials: int) -> float | None:
+    """``hits / trials``, or None before the first trial.
+
+    >>> hit_rate(3, 12), hit_rate(0, 0)
+    (0.25, None)
+    """
+    return hits / trials if trials else None
+
+
+def online_hits(
+    events: Iterable[tuple[str, str]],
+    cached_top: Mapping[str, Sequence[str]],
+    fallback: Sequence[str] = (),
+    k: int = HIT_K,
+) -> tuple[int, int]:
+    """``(hits, trials)`` of a batch of ``(user_id, item_id)`` events against the lists cached
+    before the batch. A user without a cached list is judged against ``fallback`` (what the API
+    would have served her, normally trending); every event is one trial.
+
+    >>> cached = {"u1": ["a", "b"], "u2": ["c"]}
+    >>> online_hits([("u1", "b"), ("u1", "z"), ("u2", "c"), ("u3", "t")], cached, ["t"])
+    (3, 4)
+    >>> online_hits([("u1", "b")], cached, k=1)
+    (0, 1)
+    """
+    hits = trials = 0
+    for user_id, item_id in events:
+        ranked = cached_top.get(user_id)
+        if ranked is None:
+            ranked = fallback
+        trials += 1
+        if rank_in_list(item_id, list(ranked[:k])) is not None:
+            hits += 1
+    return hits, trials
+
+
+def freshness_ms(event_timestamps_ms: Iterable[int], written_at_ms: int) -> list[float]:
+    """Per-event delay from the Kafka timestamp to the write of its user's recommendations.
+
+    >>> freshness_ms([1_000, 1_250], 1_300)
+    [300.0, 50.0]
+    """
+    return [float(written_at_ms - ts) for ts in event_timestamps_ms]
+
+
+# --------------------------------------------------------------------------- batch and snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTelemetry:
+    """What one micro-batch adds to the shared metrics.
+
+    Examples
+    --------
+    >>> b = BatchTelemetry.from_batch([1_000, 1_100], written_at_ms=1_120, hits=1, trials=2,
+    ...                               model_versions={"session": "v3"})
+    >>> b.freshness_counts[:4], b.freshness_sum_ms
+    ((0, 0, 1, 0), 140.0)
+    """
+
+    hits: int = 0
+    trials: int = 0
+    freshness_counts: tuple[int, ...] = (0,) * (len(FRESHNESS_BUCKETS_MS) + 1)
+    freshness_sum_ms: float = 0.0
+    model_versions: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_batch(
+        cls,
+        event_timestamps_ms: Iterable[int],
+        written_at_ms: int,
+        *,
+        hits: int,
+        trials: int,
+        model_versions: Mapping[str, str],
+    ) -> BatchTelemetry:
+        delays = freshness_ms(event_timestamps_ms, written_at_ms)
+        return cls(
+            hits=hits,
+            trials=trials,
+            freshness_counts=tuple(bucket_counts(delays)),
+            freshness_sum_ms=float(sum(delays)),
+            model_versions=dict(model_versions),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySnapshot:
+    """Everything the API exposes, read in one round trip (see :func:`read_snapshot`)."""
+
+    events: int = 0
+    dlq: int = 0
+    stats: Mapping[str, int] = field(default_factory=dict)
+    hits: int = 0
+    trials: int = 0
+    freshness_counts: tuple[int, ...] = (0,) * (len(FRESHNESS_BUCKETS_MS) + 1)
+    freshness_sum_ms: float = 0.0
+    workers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @property
+    def hit_rate_at_10(self) -> float | None:
+        return hit_rate(self.hits, self.trials)
+
+    def freshness_quantile(self, q: float) -> float | None:
+        return quantile_from_buckets(self.freshness_counts, q)
+
+    @property
+    def model_versions(self) -> dict[str, list[str]]:
+        """Model name -> the distinct versions the live workers serve (two during a rollout)."""
+        out: dict[str, set[str]] = {}
+        for versions in self.workers.values():
+            for name, version in versions.items():
+                out.setdefault(name, set()).add(version)
+        return {name: sorted(v) for name, v in sorted(out.items())}
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryKeys:
+    """Key names of the telemetry, under the same version prefix as ``CacheKeys``.
+
+    >>> TelemetryKeys(CacheKeys("streamrec:v1")).worker("w1")
+    'streamrec:v1:telemetry:worker:w1'
+    """
+
+    cache_keys: CacheKeys = field(default_factory=CacheKeys)
+
+    @property
+    def hitrate(self) -> str:
+        return f"{self.cache_keys.prefix}:telemetry:hitrate"
+
+    @property
+    def freshness(self) -> str:
+        return f"{self.cache_keys.prefix}:telemetry:freshness"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.cache_keys.prefix}:telemetry:worker:{worker_id}"
+
+    @property
+    def worker_pattern(self) -> str:
+        return f"{self.cache_keys.prefix}:telemetry:worker:*"
+
+
+def bucket_field(i: int, bounds: Sequence[float] = FRESHNESS_BUCKETS_MS) -> str:
+    """The hash field of bucket ``i`` (its bound as Prometheus prints ``le``).
+
+    >>> bucket_field(0), bucket_field(10)
+    ('5', '+Inf')
+    """
+    if i == len(bounds):
+        return "+Inf"
+    bound = bounds[i]
+    return str(int(bound)) if float(bound).is_integer() else repr(float(bound))
+
+
+class TelemetryRecorder:
+    """Adds each batch's telemetry to Redis through a pipeline the caller owns or one it makes.
+
+    Thin on purpose: the numbers come from the pure functions above; this only writes them.
+    Works with redis-py's blocking client (call it from the worker's thread, like the cache).
+
+    Examples
+    --------
+    >>> class FakePipe:
+    ...     def __init__(self): self.ops = []
+    ...     def __getattr__(self, name): return lambda *a, **k: self.ops.append((name, a))
+    >>> pipe = FakePipe()
+    >>> rec = TelemetryRecorder(client=None, worker_id="w1")
+    >>> rec.add(pipe, BatchTelemetry(hits=1, trials=2))
+    >>> pipe.ops[:2]
+    [('hincrby', ('streamrec:v1:telemetry:hitrate', 'hits', 1)), ('hincrby', ('streamrec:v1:telemetry:hitrate', 'trials', 2))]
+    """  # noqa: E501
+
+    def __init__(
+        self,
+        client: Any,
+        worker_id: str,
+        keys: TelemetryKeys | None = None,
+        worker_ttl_s: int = WORKER_TTL_S,
+    ) -> None:
+        self.client = client
+        self.worker_id = worker_id
+        self.keys = keys or TelemetryKeys()
+        self.worker_ttl_s = worker_ttl_s
+
+    def add(self, pipe: Any, batch: BatchTelemetry, now_ms: int | None = None) -> None:
+        """Queue the batch's increments on ``pipe`` (nothing is sent until it executes)."""
+        keys = self.keys
+        if batch.hits:
+            pipe.hincrby(keys.hitrate, "hits", batch.hits)
+        if batch.trials:
+            pipe.hincrby(keys.hitrate, "trials", batch.trials)
+        for i, count in enumerate(batch.freshness_counts):
+            if count:
+                pipe.hincrby(keys.freshness, bucket_field(i), count)
+        if batch.freshness_sum_ms:
+            pipe.hincrbyfloat(keys.freshness, "sum_ms", batch.freshness_sum_ms)
+        if batch.model_versions or now_ms is not None:
+            mapping: dict[str, str] = {"versions": json.dumps(dict(batch.model_versions))}
+            if now_ms is not None:
+                mapping["seen_at"] = str(now_ms)
+            pipe.hset(keys.worker(self.worker_id), mapping=mapping)
+            pipe.expire(keys.worker(self.worker_id), self.worker_ttl_s)
+
+    def record(self, batch: BatchTelemetry, now_ms: int | None = None) -> None:
+        """One pipeline, one round trip, for the batch's telemetry alone."""
+        pipe = self.client.pipeline(transaction=False)
+        self.add(pipe, batch, now_ms)
+        pipe.execute()
+
+
+def _int(raw: Any) -> int:
+    return int(float(raw)) if raw is not None else 0
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def parse_snapshot(
+    stats: Mapping[str, int],
+    hitrate: Mapping[Any, Any],
+    freshness: Mapping[Any, Any],
+    workers: Mapping[str, Mapping[Any, Any]],
+    bounds: Sequence[float] = FRESHNESS_BUCKETS_MS,
+) -> TelemetrySnapshot:
+    """Raw Redis replies (bytes or str keys) to a snapshot; pure, so the API's parsing is tested
+    without Redis. Unknown or malformed worker entries are skipped, not fatal.
+
+    >>> s = parse_snapshot({"events": 9, "dlq": 1}, {b"hits": b"3", b"trials": b"6"},
+    ...                    {b"5": b"2", b"+Inf": b"1", b"sum_ms": b"9000.5"},
+    ...                    {"w1": {b"versions": b'{"session": "v2"}'}})
+    >>> s.hit_rate_at_10, s.freshness_counts[0], s.freshness_counts[-1], s.model_versions
+    (0.5, 2, 1, {'session': ['v2']})
+    """
+    h = {_text(k): v for k, v in hitrate.items()}
+    f = {_text(k): v for k, v in freshness.items()}
+    counts = tuple(_int(f.get(bucket_field(i, bounds))) for i in range(len(bounds) + 1))
+    parsed_workers: dict[str, dict[str, str]] = {}
+    for worker_id, entry in workers.items():
+        fields = {_text(k): v for k, v in entry.items()}
+        try:
+            versions = json.loads(_text(fields.get("versions", b"{}")))
+        except ValueError:
+            continue
+        if isinstance(versions, dict):
+            parsed_workers[worker_id] = {str(k): str(v) for k, v in versions.items()}
+    sum_raw = f.get("sum_ms")
+    sum_ms = float(_text(sum_raw)) if sum_raw is not None else 0.0
+    return TelemetrySnapshot(
+        events=int(stats.get("events", 0)),
+        dlq=int(stats.get("dlq", 0)),
+        stats=dict(stats),
+        hits=_int(h.get("hits")),
+        trials=_int(h.get("trials")),
+        freshness_counts=counts,
+        freshness_sum_ms=sum_ms if math.isfinite(sum_ms) else 0.0,
+        workers=parsed_workers,
+    )

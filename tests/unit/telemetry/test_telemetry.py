@@ -1,0 +1,175 @@
+"""Bucket math against hand-computed examples, online HitRate counting, and the Redis recorder's
+writes through a fake pipeline (no Redis needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stream_app.cache.keys import CacheKeys
+from stream_app.telemetry import (
+    FRESHNESS_BUCKETS_MS,
+    BatchTelemetry,
+    TelemetryKeys,
+    TelemetryRecorder,
+    bucket_counts,
+    bucket_field,
+    bucket_index,
+    cumulative,
+    online_hits,
+    parse_snapshot,
+    quantile_from_buckets,
+)
+
+BOUNDS = (10.0, 20.0, 40.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, 0), (10, 0), (10.001, 1), (20, 1), (39, 2), (40, 2), (40.5, 3), (-5, 0), (1e9, 3)],
+)
+def test_bucket_index_uses_le_semantics(value: float, expected: int) -> None:
+    assert bucket_index(value, BOUNDS) == expected
+
+
+def test_bucket_counts_and_cumulative_by_hand() -> None:
+    counts = bucket_counts([3, 10, 11, 25, 26, 39, 100], BOUNDS)
+    assert counts == [2, 1, 3, 1]
+    assert cumulative(counts) == [2, 3, 6, 7]
+
+
+def test_default_buckets_have_an_inf_slot() -> None:
+    assert len(bucket_counts([1.0], FRESHNESS_BUCKETS_MS)) == len(FRESHNESS_BUCKETS_MS) + 1
+    assert [bucket_field(i) for i in range(len(FRESHNESS_BUCKETS_MS) + 1)][-3:] == [
+        "2000",
+        "5000",
+        "+Inf",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("counts", "q", "expected"),
+    [
+        # 10 values all in (10, 20]: rank 5 is halfway through -> 15
+        ([0, 10, 0, 0], 0.5, 15.0),
+        # rank 1 of 4 in the first bucket [0, 10] holding 2 -> 0 + 10 * 1/2
+        ([2, 2, 0, 0], 0.25, 5.0),
+        # rank 3.96 of 4: bucket (10,20] holds ranks 2..4 -> 10 + 10 * (3.96-2)/2 = 19.8
+        ([2, 2, 0, 0], 0.99, 19.8),
+        # rank in the +Inf bucket -> the largest finite bound
+        ([1, 0, 0, 3], 0.5, 40.0),
+        # q = 0 -> lower edge of the first non-empty bucket
+        ([0, 0, 5, 0], 0.0, 20.0),
+        # q = 1 -> top of the last non-empty finite bucket
+        ([1, 1, 0, 0], 1.0, 20.0),
+    ],
+)
+def test_quantile_from_buckets_by_hand(counts: list[int], q: float, expected: float) -> None:
+    assert quantile_from_buckets(counts, q, BOUNDS) == pytest.approx(expected)
+
+
+def test_quantile_of_empty_histogram_is_none_and_bad_input_raises() -> None:
+    assert quantile_from_buckets([0, 0, 0, 0], 0.5, BOUNDS) is None
+    with pytest.raises(ValueError):
+        quantile_from_buckets([1, 2], 0.5, BOUNDS)
+    with pytest.raises(ValueError):
+        quantile_from_buckets([1, 0, 0, 0], 1.5, BOUNDS)
+
+
+def test_online_hits_judges_every_event_against_the_list_before_the_batch() -> None:
+    cached = {"u1": [f"i{j}" for j in range(20)]}
+    events = [
+        ("u1", "i9"),  # position 10: a hit at k=10
+        ("u1", "i10"),  # position 11: a miss
+        ("u1", "i9"),  # same user twice in the batch: judged on the same pre-batch list
+        ("u2", "t1"),  # no cached list: judged on the fallback
+        ("u3", "x"),  # no cached list, not in fallback
+    ]
+    assert online_hits(events, cached, fallback=["t0", "t1"]) == (3, 5)
+    assert online_hits(events, cached) == (2, 5)
+
+
+def test_batch_telemetry_from_batch_buckets_each_event() -> None:
+    batch = BatchTelemetry.from_batch(
+        [10_000, 10_090, 9_000], 10_100, hits=2, trials=3, model_versions={"cf": "v1"}
+    )
+    # delays 100, 10, 1100 ms -> buckets le=100 (idx 4), le=10 (idx 1), le=2000 (idx 8)
+    expected = [0] * 11
+    expected[4] = expected[1] = expected[8] = 1
+    assert list(batch.freshness_counts) == expected
+    assert batch.freshness_sum_ms == 1210.0
+
+
+class FakePipe:
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, tuple, dict]] = []
+        self.executed = 0
+
+    def __getattr__(self, name: str):
+        def call(*args, **kwargs):
+            self.ops.append((name, args, kwargs))
+
+        return call
+
+    def execute(self) -> list:
+        self.executed += 1
+        return []
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.pipes: list[FakePipe] = []
+
+    def pipeline(self, transaction: bool = True) -> FakePipe:
+        assert transaction is False
+        self.pipes.append(FakePipe())
+        return self.pipes[-1]
+
+
+def test_recorder_writes_one_pipeline_per_batch_with_the_right_keys() -> None:
+    client = FakeClient()
+    keys = TelemetryKeys(CacheKeys("t:v1"))
+    rec = TelemetryRecorder(client, worker_id="w7", keys=keys, worker_ttl_s=30)
+    batch = BatchTelemetry.from_batch(
+        [1_000], 1_004, hits=1, trials=1, model_versions={"session": "s2"}
+    )
+    rec.record(batch, now_ms=1_004)
+    assert len(client.pipes) == 1 and client.pipes[0].executed == 1
+    ops = client.pipes[0].ops
+    assert ("hincrby", ("t:v1:telemetry:hitrate", "hits", 1), {}) in ops
+    assert ("hincrby", ("t:v1:telemetry:freshness", "5", 1), {}) in ops
+    assert ("hincrbyfloat", ("t:v1:telemetry:freshness", "sum_ms", 4.0), {}) in ops
+    hset = next(op for op in ops if op[0] == "hset")
+    assert hset[1] == ("t:v1:telemetry:worker:w7",)
+    assert json.loads(hset[2]["mapping"]["versions"]) == {"session": "s2"}
+    assert ("expire", ("t:v1:telemetry:worker:w7", 30), {}) in ops
+
+
+def test_recorder_skips_zero_increments() -> None:
+    pipe = FakePipe()
+    TelemetryRecorder(None, "w").add(pipe, BatchTelemetry())
+    assert pipe.ops == []
+
+
+def test_parse_snapshot_round_trips_what_the_recorder_writes() -> None:
+    batch = BatchTelemetry.from_batch(
+        [0, 0, 0, 0], 300, hits=1, trials=4, model_versions={"session": "v1"}
+    )
+    freshness = {bucket_field(i): c for i, c in enumerate(batch.freshness_counts) if c}
+    freshness["sum_ms"] = batch.freshness_sum_ms
+    snap = parse_snapshot(
+        {"events": 4, "dlq": 2},
+        {"hits": "1", "trials": "4"},
+        freshness,
+        {
+            "w1": {b"versions": b'{"session": "v1"}'},
+            "w2": {b"versions": b'{"session": "v2", "cf": "c1"}'},
+            "broken": {b"versions": b"not json"},
+        },
+    )
+    assert (snap.events, snap.dlq, snap.hit_rate_at_10) == (4, 2, 0.25)
+    assert snap.freshness_counts[6] == 4  # 300 ms falls in le=500
+    assert snap.freshness_quantile(0.5) == pytest.approx(200 + 300 * 0.5)
+    assert snap.model_versions == {"cf": ["c1"], "session": ["v1", "v2"]}
+    assert set(snap.workers) == {"w1", "w2"}
