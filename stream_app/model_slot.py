@@ -1,0 +1,292 @@
+"""The serving session model and its hot swap: load, gate, swap between batches, remember refusals.
+
+How the worker uses it: at the start of each micro-batch it takes ``slot.current()`` and uses that
+one object for the whole batch; a swap replaces the reference under a lock, so a batch never sees
+half a model and no batch is paused by a swap. Offers come from the ``model-updates`` topic and
+from a timer over the model store (:func:`newest_in_store`); both call
+:meth:`ModelSlot.offer_async`, which does the heavy part (TensorFlow import, safe-mode load,
+smoke prediction) in an executor so the event loop keeps consuming.
+
+A candidate is refused, and the serving version keeps serving, when
+
+1. the loader rejects it (``ArtifactRejected``: manifest, hashes, safe-mode load, smoke check) or
+   fails in any other way;
+2. its manifest has no finite test ``recall@20`` and ``mrr@20``;
+3. it is worse than the serving version beyond the relative tolerance on either metric
+   (``candidate >= serving * (1 - tolerance)``; the tolerance absorbs retraining noise so a
+   fresher model on newer data is not refused for a 1 % dip);
+4. it does not beat every baseline recorded in its own manifest on both metrics (strictly), or,
+   with ``require_baselines``, records none (a model that cannot show it beats popularity and
+   Markov should not replace anything).
+
+Refusals are kept (version -> reason) so a version announced again is not reloaded for nothing.
+
+Where the gate reads metrics in a manifest (either shape is accepted)::
+
+    {"metrics": {"test": {"recall@20": .., "mrr@20": ..},
+                 "baselines": {"markov": {"recall@20": .., "mrr@20": ..}, ...}}}
+    {"metrics": {"recall@20": .., "mrr@20": ..}, "baselines": {"markov": {...}, ...}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+GATE_METRICS: tuple[str, ...] = ("recall@20", "mrr@20")
+
+
+@dataclass(frozen=True, slots=True)
+class GatePolicy:
+    """The quality gate's configuration.
+
+    ``tolerance`` is relative: 0.05 lets a candidate be up to 5 % below the serving version.
+    """
+
+    tolerance: float = 0.05
+    metrics: tuple[str, ...] = GATE_METRICS
+    require_baselines: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tolerance < 1.0:
+            raise ValueError("tolerance must be in [0, 1)")
+
+
+def _numbers(raw: Any) -> dict[str, float]:
+    if not isinstance(raw, Mapping):
+        return {}
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[str(name)] = float(value)
+    return out
+
+
+def manifest_metrics(manifest: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, dict]]:
+    """``(test metrics, {baseline: metrics})`` from a manifest in either accepted shape.
+
+    >>> manifest_metrics({"metrics": {"test": {"mrr@20": 0.2},
+    ...                               "baselines": {"pop": {"mrr@20": 0.05}}}})
+    ({'mrr@20': 0.2}, {'pop': {'mrr@20': 0.05}})
+    >>> manifest_metrics({"metrics": {"mrr@20": 0.2}, "baselines": {"pop": {"mrr@20": 0.1}}})
+    ({'mrr@20': 0.2}, {'pop': {'mrr@20': 0.1}})
+    """
+    metrics = manifest.get("metrics")
+    metrics = metrics if isinstance(metrics, Mapping) else {}
+    test = _numbers(metrics["test"]) if isinstance(metrics.get("test"), Mapping) else {}
+    if not test:
+        test = _numbers(metrics)
+    raw_baselines = metrics.get("baselines", manifest.get("baselines"))
+    baselines: dict[str, dict] = {}
+    if isinstance(raw_baselines, Mapping):
+        for name, values in raw_baselines.items():
+            numbers = _numbers(values)
+            if numbers:
+                baselines[str(name)] = numbers
+    return test, baselines
+
+
+def quality_gate(
+    candidate: Mapping[str, Any],
+    serving: Mapping[str, Any] | None,
+    policy: GatePolicy = GatePolicy(),
+) -> str | None:
+    """Why ``candidate`` (a manifest) must not replace ``serving``, or None if it may.
+
+    >>> good = {"metrics": {"test": {"recall@20": 0.30, "mrr@20": 0.10},
+    ...         "baselines": {"markov": {"recall@20": 0.20, "mrr@20": 0.08}}}}
+    >>> quality_gate(good, None) is None
+    True
+    >>> worse = {"metrics": {"test": {"recall@20": 0.30, "mrr@20": 0.09},
+    ...          "baselines": {"markov": {"recall@20": 0.20, "mrr@20": 0.08}}}}
+    >>> quality_gate(worse, good)
+    'mrr@20 0.09 is below the serving 0.1 beyond the 5% tolerance (minimum 0.095)'
+    """
+    own, baselines = manifest_metrics(candidate)
+    missing = [m for m in policy.metrics if m not in own]
+    if missing:
+        return f"manifest has no finite test {', '.join(missing)}"
+    if serving is not None:
+        current, _ = manifest_metrics(serving)
+        for m in policy.metrics:
+            if m not in current:
+                continue  # the serving version predates this metric: nothing to compare against
+            floor = current[m] * (1.0 - policy.tolerance)
+            if own[m] < floor:
+                return (
+                    f"{m} {own[m]:.4g} is below the serving {current[m]:.4g} beyond the "
+                    f"{policy.tolerance:.0%} tolerance (minimum {floor:.4g})"
+                )
+    if not baselines and policy.require_baselines:
+        return "manifest records no baselines to beat"
+    for name, values in sorted(baselines.items()):
+        for m in policy.metrics:
+            if m in values and not own[m] > values[m]:
+                return f"{m} {own[m]:.4g} does not beat baseline {name} ({values[m]:.4g})"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one offer."""
+
+    version: str
+    path: str
+    accepted: bool
+    reason: str
+    at_ms: int
+
+
+def _default_loader(path: Path) -> Any:
+    from models.session.artifacts import load_session_model
+
+    return load_session_model(path)
+
+
+def _version_of(model: Any, path: Path) -> str:
+    manifest = getattr(model, "manifest", None) or {}
+    version = manifest.get("version") if isinstance(manifest, Mapping) else None
+    return str(version) if version else path.name
+
+
+def newest_in_store(model_store: Path | str) -> Path | None:
+    """The newest complete version directory in the store (names sort by creation time; hidden
+    in-progress directories and folders without a manifest are skipped). Not yet verified.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("20260101T000000Z-aa", "20260102T000000Z-bb", ".incoming-x"):
+    ...     (root / name).mkdir(); _ = (root / name / "manifest.json").write_text("{}")
+    >>> newest_in_store(root).name, newest_in_store(root / "missing")
+    ('20260102T000000Z-bb', None)
+    """
+    root = Path(model_store)
+    if not root.is_dir():
+        return None
+    versions = sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file()
+    )
+    return versions[-1] if versions else None
+
+
+class ModelSlot:
+    """Holds the serving session model; swaps it atomically when a better version is offered.
+
+    Examples
+    --------
+    >>> class Fake:
+    ...     def __init__(self, version, mrr):
+    ...         self.manifest = {"version": version, "metrics": {
+    ...             "test": {"recall@20": 0.3, "mrr@20": mrr},
+    ...             "baselines": {"pop": {"recall@20": 0.1, "mrr@20": 0.01}}}}
+    >>> models = {"/m/v1": Fake("v1", 0.10), "/m/v2": Fake("v2", 0.05)}
+    >>> slot = ModelSlot(loader=lambda p: models[str(p)])
+    >>> slot.offer("/m/v1").accepted, slot.version
+    (True, 'v1')
+    >>> slot.offer("/m/v2").accepted, slot.version, sorted(slot.refused)
+    (False, 'v1', ['v2'])
+    """
+
+    def __init__(
+        self,
+        loader: Callable[[Path], Any] | None = None,
+        policy: GatePolicy = GatePolicy(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.loader = loader or _default_loader
+        self.policy = policy
+        self.clock = clock
+        self._model: Any = None
+        self._version: str | None = None
+        self._swap_lock = threading.Lock()  # guards the (model, version) pair
+        self._offer_lock = threading.Lock()  # one load at a time (memory: two models at most)
+        #: version (or directory name when the manifest was unreadable) -> refusal
+        self.refused: dict[str, Decision] = {}
+        #: every decision, oldest first
+        self.history: list[Decision] = []
+
+    def current(self) -> Any:
+        """The serving model (None before the first accepted version). Take it once per batch."""
+        with self._swap_lock:
+            return self._model
+
+    @property
+    def version(self) -> str | None:
+        with self._swap_lock:
+            return self._version
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _decide(self, version: str, path: Path, accepted: bool, reason: str) -> Decision:
+        decision = Decision(version, str(path), accepted, reason, self._now_ms())
+        self.history.append(decision)
+        if not accepted:
+            self.refused[version] = decision
+            log.warning(
+                "session model %s refused (%s); still serving %s", version, reason, self._version
+            )
+        return decision
+
+    def offer(self, path: Path | str) -> Decision:
+        """Load, gate and (if it passes) swap in the version at ``path``. Blocking and CPU-heavy:
+        from the event loop call :meth:`offer_async`."""
+        path = Path(path)
+        with self._offer_lock:
+            known = self.refused.get(path.name)
+            if known is not None:
+                return known
+            if path.name == self.version:
+                return Decision(path.name, str(path), False, "already serving", self._now_ms())
+            try:
+                candidate = self.loader(path)
+            except Exception as exc:  # ArtifactRejected, or anything a broken file raises
+                reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+                return self._decide(path.name, path, False, f"load failed: {reason}")
+            version = _version_of(candidate, path)
+            if version == self.version:
+                return Decision(version, str(path), False, "already serving", self._now_ms())
+            if version in self.refused:
+                return self.refused[version]
+            serving = self.current()
+            serving_manifest = getattr(serving, "manifest", None) if serving is not None else None
+            reason = quality_gate(
+                getattr(candidate, "manifest", {}) or {}, serving_manifest, self.policy
+            )
+            if reason is not None:
+                return self._decide(version, path, False, f"quality gate: {reason}")
+            with self._swap_lock:
+                old = self._version
+                self._model, self._version = candidate, version
+            log.info("session model %s -> %s (%s)", old or "none", version, path)
+            return self._decide(version, path, True, f"swapped in, replacing {old or 'none'}")
+
+    def offer_newest(self, model_store: Path | str) -> Decision | None:
+        """Offer the newest version in the store unless it is serving or was refused before."""
+        newest = newest_in_store(model_store)
+        if newest is None or newest.name == self.version or newest.name in self.refused:
+            return None
+        return self.offer(newest)
+
+    async def offer_async(self, path: Path | str, executor: Executor | None = None) -> Decision:
+        """:meth:`offer` in an executor, so loading never blocks the consumer's event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, self.offer, path)
+
+    async def offer_newest_async(
+        self, model_store: Path | str, executor: Executor | None = None
+    ) -> Decision | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, self.offer_newest, model_store)

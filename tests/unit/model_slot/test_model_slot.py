@@ -1,0 +1,206 @@
+"""The hot-swap slot's decisions with a fake loader: gate rules, refusals, swap atomicity, async."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream_app.model_slot import (
+    GatePolicy,
+    ModelSlot,
+    manifest_metrics,
+    newest_in_store,
+    quality_gate,
+)
+
+
+class ArtifactRejected(RuntimeError):
+    """Stands in for models.session.artifacts.ArtifactRejected (same ``reason`` attribute)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def manifest(version: str, recall: float, mrr: float, baselines: Any = "default") -> dict:
+    if baselines == "default":
+        baselines = {"pop": {"recall@20": 0.05, "mrr@20": 0.01}}
+    m: dict[str, Any] = {
+        "version": version,
+        "metrics": {"test": {"recall@20": recall, "mrr@20": mrr}},
+    }
+    if baselines is not None:
+        m["metrics"]["baselines"] = baselines
+    return m
+
+
+class FakeModel:
+    def __init__(self, manifest: dict) -> None:
+        self.manifest = manifest
+
+
+class FakeLoader:
+    def __init__(self) -> None:
+        self.models: dict[str, Any] = {}
+        self.calls: list[str] = []
+
+    def add(self, version: str, recall: float = 0.3, mrr: float = 0.1, **kw: Any) -> str:
+        path = f"/store/{version}"
+        self.models[path] = FakeModel(manifest(version, recall, mrr, **kw))
+        return path
+
+    def broken(self, version: str, reason: str) -> str:
+        path = f"/store/{version}"
+        self.models[path] = ArtifactRejected(reason)
+        return path
+
+    def __call__(self, path: Path) -> Any:
+        self.calls.append(str(path))
+        found = self.models[str(path)]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
+def test_gate_tolerance_boundary_is_inclusive() -> None:
+    # binary-exact numbers: 0.5 * 0.75 = 0.375 and 0.25 * 0.75 = 0.1875 with no rounding
+    serving = manifest("v1", 0.5, 0.25)
+    policy = GatePolicy(tolerance=0.25)
+    assert quality_gate(manifest("v2", 0.375, 0.1875), serving, policy) is None  # exactly 25 % down
+    reason = quality_gate(manifest("v2", 0.3749, 0.25), serving, policy)
+    assert reason is not None and reason.startswith("recall@20")
+
+
+def test_gate_requires_beating_every_baseline_strictly() -> None:
+    baselines = {"markov": {"recall@20": 0.2, "mrr@20": 0.1}, "pop": {"recall@20": 0.1}}
+    reason = quality_gate(manifest("v", 0.3, 0.1, baselines=baselines), None)
+    assert reason == "mrr@20 0.1 does not beat baseline markov (0.1)"
+    assert quality_gate(manifest("v", 0.3, 0.11, baselines=baselines), None) is None
+
+
+def test_gate_refuses_missing_metrics_and_missing_baselines() -> None:
+    assert quality_gate({"metrics": {"test": {"recall@20": 0.3}}}, None) == (
+        "manifest has no finite test mrr@20"
+    )
+    assert quality_gate({}, None) == "manifest has no finite test recall@20, mrr@20"
+    no_baselines = manifest("v", 0.3, 0.1, baselines=None)
+    assert quality_gate(no_baselines, None) == "manifest records no baselines to beat"
+    assert quality_gate(no_baselines, None, GatePolicy(require_baselines=False)) is None
+
+
+def test_gate_ignores_non_finite_and_boolean_metric_values() -> None:
+    test, _ = manifest_metrics({"metrics": {"test": {"recall@20": float("nan"), "mrr@20": True}}})
+    assert test == {}
+
+
+def test_first_offer_swaps_in_and_worse_one_is_refused_while_serving_continues() -> None:
+    loader = FakeLoader()
+    slot = ModelSlot(loader=loader, clock=lambda: 1.0)
+    assert slot.current() is None
+    first = slot.offer(loader.add("v1", 0.30, 0.10))
+    assert first.accepted and slot.version == "v1"
+    serving = slot.current()
+    worse = slot.offer(loader.add("v2", 0.20, 0.10))
+    assert not worse.accepted and "quality gate: recall@20" in worse.reason
+    assert slot.current() is serving and slot.version == "v1"
+    better = slot.offer(loader.add("v3", 0.31, 0.11))
+    assert better.accepted and better.reason == "swapped in, replacing v1"
+    assert slot.version == "v3"
+    assert [d.version for d in slot.history] == ["v1", "v2", "v3"]
+    assert set(slot.refused) == {"v2"} and slot.refused["v2"].at_ms == 1000
+
+
+def test_rejected_artifact_is_refused_with_its_reason_and_not_reloaded() -> None:
+    loader = FakeLoader()
+    slot = ModelSlot(loader=loader)
+    slot.offer(loader.add("v1"))
+    bad = loader.broken("v2", "hash mismatch for model.keras (file changed or corrupted)")
+    decision = slot.offer(bad)
+    assert not decision.accepted
+    assert (
+        decision.reason == "load failed: hash mismatch for model.keras (file changed or corrupted)"
+    )
+    assert slot.version == "v1"
+    again = slot.offer(bad)
+    assert again is decision
+    assert loader.calls.count(bad) == 1
+
+
+def test_any_loader_exception_is_a_refusal_not_a_crash() -> None:
+    def loader(path: Path) -> Any:
+        raise OSError("disk gone")
+
+    decision = ModelSlot(loader=loader).offer("/store/v9")
+    assert not decision.accepted and decision.reason == "load failed: OSError: disk gone"
+
+
+def test_offering_the_serving_version_again_is_a_no_op() -> None:
+    loader = FakeLoader()
+    slot = ModelSlot(loader=loader)
+    path = loader.add("v1")
+    slot.offer(path)
+    decision = slot.offer(path)
+    assert not decision.accepted and decision.reason == "already serving"
+    assert loader.calls == [path]
+    assert slot.refused == {}
+
+
+def test_newest_in_store_and_offer_newest(tmp_path: Path) -> None:
+    for name in ("20260101T000000Z-aaaa", "20260301T000000Z-cccc", "20260201T000000Z-bbbb"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+    (tmp_path / "20270101T000000Z-nomanifest").mkdir()
+    (tmp_path / ".incoming-123").mkdir()
+    (tmp_path / ".incoming-123" / "manifest.json").write_text("{}")
+    assert newest_in_store(tmp_path) == tmp_path / "20260301T000000Z-cccc"
+
+    loaded: list[str] = []
+
+    def loader(path: Path) -> Any:
+        loaded.append(path.name)
+        return FakeModel(manifest(path.name, 0.3, 0.1))
+
+    slot = ModelSlot(loader=loader)
+    decision = slot.offer_newest(tmp_path)
+    assert decision is not None and decision.accepted
+    assert slot.offer_newest(tmp_path) is None  # already serving: not reloaded
+    assert loaded == ["20260301T000000Z-cccc"]
+    assert newest_in_store(tmp_path / "absent") is None
+
+
+def test_offer_async_runs_the_load_off_the_event_loop_thread() -> None:
+    loop_thread: list[int] = []
+    load_thread: list[int] = []
+
+    def loader(path: Path) -> Any:
+        load_thread.append(threading.get_ident())
+        return FakeModel(manifest("v1", 0.3, 0.1))
+
+    slot = ModelSlot(loader=loader)
+
+    async def main() -> Any:
+        loop_thread.append(threading.get_ident())
+        return await slot.offer_async("/store/v1")
+
+    decision = asyncio.run(main())
+    assert decision.accepted and slot.version == "v1"
+    assert load_thread[0] != loop_thread[0]
+
+
+def test_a_batch_keeps_the_model_it_started_with_across_a_swap() -> None:
+    loader = FakeLoader()
+    slot = ModelSlot(loader=loader)
+    slot.offer(loader.add("v1", 0.3, 0.1))
+    in_batch = slot.current()  # the worker takes the model once at batch start
+    slot.offer(loader.add("v2", 0.4, 0.2))  # a swap lands mid-batch
+    assert in_batch.manifest["version"] == "v1"
+    assert slot.current().manifest["version"] == "v2"
+
+
+def test_policy_validates_tolerance() -> None:
+    with pytest.raises(ValueError):
+        GatePolicy(tolerance=1.5)
