@@ -1,0 +1,149 @@
+"""``streamrec topics``: create the Kafka topics the stream app uses, idempotently.
+
+Topics are created up front, not left to broker auto-creation, because their shape matters:
+``events`` needs exactly ``settings.event_partitions`` partitions (the worker's history table is
+partitioned the same way, and changelog recovery relies on it), ``items`` must be compacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from stream_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Kafka's TOPIC_ALREADY_EXISTS error code: "already exists" is success for us.
+TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicMismatch(RuntimeError):
+    """An existing topic has a shape the app cannot work with (e.g. another partition count)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def as_request(self) -> dict[str, object]:
+        """The per-topic options kafka-python's ``create_topics`` takes."""
+        return {
+            "num_partitions": self.partitions,
+            "replication_factor": self.replication_factor,
+            "configs": dict(self.configs),
+        }
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The four topics of the app.
+
+    >>> [(t.name, t.partitions, t.configs) for t in topic_specs(Settings())]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('events', 4, {}), ('events.dlq', 1, {}), ('items', 1, {'cleanup.policy': 'compact'}),
+     ('model-updates', 1, {})]
+    """
+    rf = settings.replication_factor
+    return [
+        # Keyed by user_id: one user's events stay in order on one partition.
+        TopicSpec(settings.topic_events, settings.event_partitions, rf),
+        # Low volume by design; one partition keeps the dead letters in arrival order.
+        TopicSpec(settings.topic_dlq, 1, rf),
+        # Latest attributes per item_id: compaction keeps one record per key forever.
+        TopicSpec(settings.topic_items, 1, rf, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.topic_model_updates, 1, rf),
+    ]
+
+
+def quiet_kafka_client_logs(settings: Settings) -> None:
+    """kafka-python logs every connection at INFO; keep those lines for DEBUG runs only."""
+    if settings.log_level != "DEBUG":
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+@contextmanager
+def admin_client(settings: Settings, timeout_s: float = 30.0) -> Iterator[object]:
+    """A kafka-python admin client on the configured bootstrap servers, closed afterwards."""
+    from kafka.admin import KafkaAdminClient
+
+    client = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def ensure_topics(
+    settings: Settings, specs: list[TopicSpec] | None = None, timeout_s: float = 30.0
+) -> dict[str, str]:
+    """Create missing topics; return ``{topic: "created" | "exists"}``.
+
+    Raises ``TopicMismatch`` when an existing ``events`` topic has another partition count than
+    ``settings.event_partitions`` (the worker would mis-route its table otherwise).
+    """
+    from kafka.errors import for_code
+
+    wanted = specs if specs is not None else topic_specs(settings)
+    outcome: dict[str, str] = {}
+    with admin_client(settings, timeout_s) as admin:
+        response = admin.create_topics(  # type: ignore[attr-defined]
+            {spec.name: spec.as_request() for spec in wanted},
+            timeout_ms=int(timeout_s * 1000),
+            raise_errors=False,
+        )
+        for topic in response["topics"]:
+            code = topic["error_code"]
+            if code == 0:
+                outcome[topic["name"]] = "created"
+            elif code == TOPIC_ALREADY_EXISTS:
+                outcome[topic["name"]] = "exists"
+            else:
+                error = for_code(code)
+                raise RuntimeError(
+                    f"creating topic {topic['name']!r} failed: {error.__name__}: "
+                    f"{topic.get('error_message') or ''}"
+                )
+        admin.wait_for_topics(  # type: ignore[attr-defined]
+            [spec.name for spec in wanted], timeout_ms=int(timeout_s * 1000)
+        )
+        partitions = {
+            t["name"]: len(t["partitions"])
+            for t in admin.describe_topics([s.name for s in wanted])  # type: ignore[attr-defined]
+        }
+    for spec in wanted:
+        if spec.name == settings.topic_events and partitions.get(spec.name) != spec.partitions:
+            raise TopicMismatch(
+                f"topic {spec.name!r} has {partitions.get(spec.name)} partitions but "
+                f"STREAMREC_EVENT_PARTITIONS={spec.partitions}; use another topic name "
+                "(STREAMREC_TOPIC_EVENTS) or set the partition count to match"
+            )
+    return outcome
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the broker (default 30)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings: Settings = args.settings
+    quiet_kafka_client_logs(settings)
+    try:
+        outcome = ensure_topics(settings, timeout_s=args.timeout)
+    except TopicMismatch as exc:
+        print(f"streamrec topics: {exc}")
+        return 1
+    for spec in topic_specs(settings):
+        print(f"{spec.name:<24} {spec.partitions:>3} partition(s)  {outcome[spec.name]}")
+    return 0

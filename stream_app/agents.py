@@ -1,0 +1,138 @@
+"""The live-path agent: raw bytes from ``events`` -> DLQ or history table + ``LivePath``.
+
+Thin on purpose: everything that decides something lives in ``stream_app.live_path`` (pure, unit
+tested) and ``stream_app.cache`` (the Redis adapter). The agent only
+
+- reads ``events`` as raw bytes, so a malformed payload reaches our validator instead of
+  crashing Faust's deserializer;
+- micro-batches with ``take_events`` (``settings.batch_max_events`` within
+  ``settings.batch_max_delay_s``), which also acknowledges the batch only after it is processed;
+- sends rejected messages to the DLQ topic with their reason;
+- writes each affected user's history to the ``history`` table once per batch (one changelog
+  message per user per batch, not per event);
+- runs the batch's Redis work in a thread, so Redis latency never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from models.events import Interaction, InvalidEvent
+from stream_app.cache import CacheKeys, open_cache
+from stream_app.live_path import (
+    LivePath,
+    Scorer,
+    TrendingScorer,
+    items_by_user,
+    merge_history,
+    parse_message,
+)
+from stream_app.records import DeadLetter, dead_letter
+from stream_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SortedBatch:
+    """A micro-batch split into accepted events and dead letters (with their message keys)."""
+
+    valid: list[Interaction]
+    dead: list[tuple[bytes | None, DeadLetter]]
+
+
+def sort_batch(events: Sequence[Any]) -> SortedBatch:
+    """Validate each Faust event of a batch; never raises on bad input."""
+    valid: list[Interaction] = []
+    dead: list[tuple[bytes | None, DeadLetter]] = []
+    for event in events:
+        message = event.message
+        try:
+            valid.append(parse_message(event.value))
+        except InvalidEvent as exc:
+            raw = event.value if isinstance(event.value, bytes | bytearray) else None
+            dead.append(
+                (
+                    message.key if isinstance(message.key, bytes) else None,
+                    dead_letter(
+                        raw,
+                        str(exc),
+                        topic=message.topic,
+                        partition=message.partition,
+                        offset=message.offset,
+                        message_timestamp_ms=int(message.timestamp * 1000)
+                        if message.timestamp
+                        else None,
+                    ),
+                )
+            )
+    return SortedBatch(valid, dead)
+
+
+def register_live_path(
+    app: faust.App, settings: Settings, scorer: Scorer | None = None
+) -> faust.types.AgentT:
+    """Declare the topics, the history table and the agent on ``app``; return the agent."""
+    events_topic = app.topic(
+        settings.topic_events,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.event_partitions,
+    )
+    dlq_topic = app.topic(settings.topic_dlq, value_type=DeadLetter, key_serializer="raw")
+    # Keyed by the user id *bytes* (key_type=bytes -> raw serializer; a str key would be
+    # JSON-quoted on the changelog). use_partitioner: the table is written after a whole
+    # batch (no single "current event"), so the changelog partition comes from the producer's
+    # murmur2 partitioner on the key -- the same partition the user's events are on, because the
+    # producer keys events by the user id bytes and both topics have event_partitions partitions.
+    history = app.Table(
+        "history",
+        default=list,
+        key_type=bytes,
+        partitions=settings.event_partitions,
+        use_partitioner=True,
+    )
+    chosen_scorer = scorer or TrendingScorer()
+
+    async def live_path(stream: faust.StreamT) -> AsyncIterator[None]:
+        cache = open_cache(settings.redis_url, CacheKeys(settings.redis_key_prefix))
+        path = LivePath(
+            cache,
+            chosen_scorer,
+            top_n=settings.top_n,
+            half_life_s=settings.popularity_half_life_s,
+            rec_ttl_s=settings.rec_ttl_s,
+            history_len=settings.history_len,
+        )
+        try:
+            async for events in stream.take_events(
+                settings.batch_max_events, within=settings.batch_max_delay_s
+            ):
+                try:
+                    batch = sort_batch(events)
+                    for key, letter in batch.dead:
+                        await dlq_topic.send(key=key, value=letter)
+                    histories: dict[str, list[str]] = {}
+                    for user, items in items_by_user(batch.valid).items():
+                        key = user.encode()
+                        updated = merge_history(history.get(key) or [], items, settings.history_len)
+                        history[key] = updated
+                        histories[user] = updated
+                    await asyncio.to_thread(path.process, batch.valid, histories, len(batch.dead))
+                except Exception:
+                    # A bug must not stop the consumer for good (a crashed Faust agent stays
+                    # down while the worker looks alive): log loudly and move on.
+                    log.exception("live path failed on a batch of %d events", len(events))
+                yield None
+        finally:
+            cache.close()
+
+    return app.agent(events_topic, name="live-path")(live_path)

@@ -1,0 +1,78 @@
+"""The one place Redis key names are built: every reader and writer goes through ``CacheKeys``.
+
+Every key starts with a version prefix (``settings.redis_key_prefix``, ``streamrec:v1``) so a
+change of value format ships as ``streamrec:v2`` side by side with the old keys instead of
+breaking readers that still expect v1.
+
+Keys (``{p}`` is the prefix):
+
+- ``{p}:recs:{user_id}`` (string, expires after ``settings.rec_ttl_s``): JSON
+  ``{"user_id", "items": [{"item_id", "score", "reason"}], "model_versions", "computed_at"}``
+- ``{p}:trending`` (sorted set): item_id -> forward-decayed popularity
+- ``{p}:trending:epoch`` (string): epoch (ms) the forward weights in ``trending`` refer to
+- ``{p}:neighbors:{item_id}`` (string): reserved for the item-to-item model
+- ``{p}:stats:{name}`` (integer): counters ``events``, ``dlq``, ``batches``, ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Counters the worker maintains under ``{prefix}:stats:{name}``.
+STAT_NAMES: tuple[str, ...] = ("events", "dlq", "batches", "recs_written", "redis_errors")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKeys:
+    """Builds the Redis key names for one key prefix.
+
+    Examples
+    --------
+    >>> keys = CacheKeys("streamrec:v1")
+    >>> keys.recs("42"), keys.trending, keys.stat("events")
+    ('streamrec:v1:recs:42', 'streamrec:v1:trending', 'streamrec:v1:stats:events')
+    >>> keys.user_from_recs_key("streamrec:v1:recs:u:7")
+    'u:7'
+    """
+
+    prefix: str = "streamrec:v1"
+
+    def __post_init__(self) -> None:
+        if not self.prefix or self.prefix.endswith(":"):
+            raise ValueError(f"key prefix {self.prefix!r} must be non-empty without a trailing ':'")
+
+    def recs(self, user_id: str) -> str:
+        """A user's cached top-N (JSON string with a TTL)."""
+        return f"{self.prefix}:recs:{user_id}"
+
+    @property
+    def recs_pattern(self) -> str:
+        """``SCAN MATCH`` pattern over every user's recommendations."""
+        return f"{self.prefix}:recs:*"
+
+    def user_from_recs_key(self, key: str) -> str:
+        """Inverse of :meth:`recs` (user ids may themselves contain ':')."""
+        head = f"{self.prefix}:recs:"
+        if not key.startswith(head):
+            raise ValueError(f"{key!r} is not a recommendations key under {self.prefix!r}")
+        return key[len(head) :]
+
+    @property
+    def trending(self) -> str:
+        """Sorted set of items by forward-decayed popularity."""
+        return f"{self.prefix}:trending"
+
+    @property
+    def trending_epoch(self) -> str:
+        """Epoch (ms) the forward weights in :attr:`trending` are relative to."""
+        return f"{self.prefix}:trending:epoch"
+
+    def neighbors(self, item_id: str) -> str:
+        """Similar items of ``item_id`` (reserved for the item-to-item model)."""
+        return f"{self.prefix}:neighbors:{item_id}"
+
+    def stat(self, name: str) -> str:
+        """An integer counter, one of :data:`STAT_NAMES`."""
+        if name not in STAT_NAMES:
+            raise ValueError(f"unknown stat {name!r}; known: {', '.join(STAT_NAMES)}")
+        return f"{self.prefix}:stats:{name}"

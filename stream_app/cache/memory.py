@@ -1,0 +1,79 @@
+"""In-process ``RecCache``: the reference behaviour the Redis backend is tested against.
+
+Not shared between processes, so it is for tests, doctests and dry runs, never for a real worker
+(``memory://`` in the cache URL).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from stream_app.cache.base import UserRecs
+from stream_app.cache.keys import STAT_NAMES
+from stream_app.cache.trending import decayed_ranking, forward_increments, plan_epoch
+
+
+class MemoryCache:
+    """Dicts behind the ``RecCache`` interface; TTLs are checked on read.
+
+    Examples
+    --------
+    >>> cache = MemoryCache()
+    >>> cache.update_trending([("i1", 1.0, 1_700_000_000_000)], 3600.0, 1_700_000_000_000, 5)
+    [('i1', 1.0)]
+    >>> cache.write_batch([UserRecs("u1", ())], ttl_s=60, stats={"events": 1})
+    >>> cache.get_recs("u1").user_id, cache.get_stats()["events"]
+    ('u1', 1)
+    """
+
+    def __init__(self, max_trending: int = 50_000) -> None:
+        self.max_trending = max_trending
+        self._trending: dict[str, float] = {}
+        self._epoch_ms: float | None = None
+        self._recs: dict[str, tuple[UserRecs, float]] = {}
+        self._stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
+
+    def update_trending(
+        self,
+        weights: Sequence[tuple[str, float, int]],
+        half_life_s: float,
+        now_ms: int,
+        top_k: int,
+    ) -> list[tuple[str, float]]:
+        if weights:
+            epoch, factor = plan_epoch(self._epoch_ms, [ts for _, _, ts in weights], half_life_s)
+            if factor is not None:
+                self._trending = {item: s * factor for item, s in self._trending.items()}
+            self._epoch_ms = epoch
+            for item, inc in forward_increments(weights, epoch, half_life_s).items():
+                self._trending[item] = self._trending.get(item, 0.0) + inc
+            if len(self._trending) > self.max_trending:
+                keep = sorted(self._trending.items(), key=lambda p: (-p[1], p[0]))
+                self._trending = dict(keep[: self.max_trending])
+        return self.top_trending(top_k, half_life_s, now_ms)
+
+    def top_trending(self, k: int, half_life_s: float, now_ms: int) -> list[tuple[str, float]]:
+        if self._epoch_ms is None:
+            return []
+        ranked = decayed_ranking(self._trending.items(), self._epoch_ms, half_life_s, now_ms)
+        return ranked[:k]
+
+    def write_batch(self, recs: Sequence[UserRecs], ttl_s: int, stats: Mapping[str, int]) -> None:
+        expires = time.monotonic() + ttl_s
+        for user_recs in recs:
+            self._recs[user_recs.user_id] = (user_recs, expires)
+        for name, count in stats.items():
+            self._stats[name] = self._stats.get(name, 0) + int(count)
+
+    def get_recs(self, user_id: str) -> UserRecs | None:
+        entry = self._recs.get(user_id)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def get_stats(self) -> dict[str, int]:
+        return dict(self._stats)
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,245 @@
+"""The worker's per-batch logic, free of Faust: events in, user histories and top-N out.
+
+The agent (``stream_app.agents``) only moves bytes: it hands each micro-batch of valid events to
+``LivePath.process``, which updates trending popularity, asks a ``Scorer`` for every affected
+user's top-N and writes them to the cache. Replacing the trending scorer by the online
+recommender means passing another ``Scorer``; nothing here or in the agent changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from models.events import Interaction, InvalidEvent, decode_event, event_weight
+from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
+
+log = logging.getLogger(__name__)
+
+TRENDING_REASON = "trending now"
+
+
+def parse_message(value: object) -> Interaction:
+    """A Kafka message value (raw bytes, or None for a tombstone) to a validated event.
+
+    Never raises anything but ``InvalidEvent``, whose message is the DLQ reason.
+
+    >>> parse_message(b'{"user_id":1,"item_id":2,"event_type":"view","timestamp":1700000000000}')
+    Interaction(user_id='1', item_id='2', event_type='view', timestamp_ms=1700000000000, ...)
+    >>> parse_message(None)
+    Traceback (most recent call last):
+    ...
+    models.events.InvalidEvent: empty message value
+    """
+    if value is None or value == b"" or value == "":
+        raise InvalidEvent("empty message value")
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise InvalidEvent(f"message value of unexpected type {type(value).__name__}")
+    try:
+        return decode_event(bytes(value))
+    except InvalidEvent:
+        raise
+    except (ValueError, TypeError, RecursionError) as exc:
+        # json can raise these on pathological input (e.g. deeply nested arrays).
+        raise InvalidEvent(f"undecodable event: {type(exc).__name__}: {exc}") from None
+
+
+def items_by_user(events: Iterable[Interaction]) -> dict[str, list[str]]:
+    """Each user's items of a batch in event-time order (ties kept in arrival order).
+
+    >>> ev = [Interaction("u", "b", "view", 2_000_000_000_000),
+    ...       Interaction("u", "a", "view", 1_900_000_000_000)]
+    >>> items_by_user(ev)
+    {'u': ['a', 'b']}
+    """
+    out: dict[str, list[str]] = {}
+    for event in sorted(events, key=lambda e: e.timestamp_ms):
+        out.setdefault(event.user_id, []).append(event.item_id)
+    return out
+
+
+def merge_history(old: Sequence[str], new_items: Sequence[str], max_len: int) -> list[str]:
+    """Distinct items, most recent last, at most ``max_len`` (a re-seen item moves to the end).
+
+    Distinct so that ``max_len`` bounds the *seen set* used for exclusion, not the raw event count.
+
+    >>> merge_history(["a", "b", "c"], ["b", "d"], 3)
+    ['c', 'b', 'd']
+    """
+    merged = dict.fromkeys(old)
+    for item in new_items:
+        merged.pop(item, None)
+        merged[item] = None
+    items = list(merged)
+    return items[-max_len:] if len(items) > max_len else items
+
+
+def trending_top_n(
+    trending: Sequence[tuple[str, float]],
+    seen: Iterable[str],
+    n: int,
+    reason: str = TRENDING_REASON,
+) -> list[Recommendation]:
+    """The ``n`` most popular items the user has not seen, in trending order.
+
+    >>> [r.item_id for r in trending_top_n([("a", 3.0), ("b", 2.0), ("c", 1.0)], {"a"}, 2)]
+    ['b', 'c']
+    """
+    excluded = set(seen)
+    out: list[Recommendation] = []
+    for item_id, score in trending:
+        if item_id in excluded:
+            continue
+        out.append(Recommendation(item_id, score, reason))
+        if len(out) == n:
+            break
+    return out
+
+
+class Scorer(Protocol):
+    """Turns a batch's affected users into their top-N. The worker's only model dependency."""
+
+    #: self-describing versions stored with every recommendation (name -> version)
+    versions: Mapping[str, str]
+
+    def candidates_needed(self, n: int, history_len: int) -> int:
+        """How many trending items to fetch so every user still has ``n`` after exclusions."""
+        ...
+
+    def recommend_batch(
+        self,
+        histories: Mapping[str, Sequence[str]],
+        trending: Sequence[tuple[str, float]],
+        n: int,
+    ) -> dict[str, list[Recommendation]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TrendingScorer:
+    """Recommend the globally trending items each user has not seen yet.
+
+    Examples
+    --------
+    >>> scorer = TrendingScorer()
+    >>> recs = scorer.recommend_batch({"u1": ["a"]}, [("a", 5.0), ("b", 1.0)], n=3)
+    >>> [(r.item_id, r.reason) for r in recs["u1"]]
+    [('b', 'trending now')]
+    """
+
+    reason: str = TRENDING_REASON
+    version: str = "trending-v1"
+
+    @property
+    def versions(self) -> Mapping[str, str]:
+        return {"trending": self.version}
+
+    def candidates_needed(self, n: int, history_len: int) -> int:
+        return n + history_len
+
+    def recommend_batch(
+        self,
+        histories: Mapping[str, Sequence[str]],
+        trending: Sequence[tuple[str, float]],
+        n: int,
+    ) -> dict[str, list[Recommendation]]:
+        return {
+            user: trending_top_n(trending, history, n, self.reason)
+            for user, history in histories.items()
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one batch did (for logs, counters and tests)."""
+
+    events: int
+    users: int
+    recs_written: int
+    degraded: bool
+
+
+class LivePath:
+    """Trending update, scoring and one cache write per batch.
+
+    Examples
+    --------
+    >>> from stream_app.cache import MemoryCache
+    >>> cache = MemoryCache()
+    >>> path = LivePath(cache, TrendingScorer(), top_n=2, half_life_s=3600, rec_ttl_s=60,
+    ...                 history_len=10)
+    >>> ev = [Interaction("u1", "a", "view", 1_700_000_000_000),
+    ...       Interaction("u2", "b", "purchase", 1_700_000_000_000)]
+    >>> path.process(ev, {"u1": ["a"], "u2": ["b"]}, dlq=0).recs_written
+    2
+    >>> [r.item_id for r in cache.get_recs("u1").items]
+    ['b']
+    """
+
+    def __init__(
+        self,
+        cache: RecCache,
+        scorer: Scorer,
+        *,
+        top_n: int,
+        half_life_s: float,
+        rec_ttl_s: int,
+        history_len: int,
+    ) -> None:
+        self.cache = cache
+        self.scorer = scorer
+        self.top_n = top_n
+        self.half_life_s = half_life_s
+        self.rec_ttl_s = rec_ttl_s
+        self.history_len = history_len
+        #: batches whose cache writes were given up and not yet counted in Redis
+        self.pending_cache_errors = 0
+
+    def process(
+        self,
+        events: Sequence[Interaction],
+        histories: Mapping[str, Sequence[str]],
+        dlq: int,
+        now_ms: int | None = None,
+    ) -> BatchResult:
+        """Apply one batch. ``histories`` are the affected users' histories *after* the batch.
+
+        Decay is in event time: "now" is the batch's latest event, so a replay of old data
+        ranks as it would have live. A cache outage degrades (logged, counted on the next
+        successful write) instead of raising.
+        """
+        stats = {"events": len(events), "dlq": dlq, "batches": 1}
+        if not events:
+            return self._write([], stats, 0)
+        weights = [(e.item_id, event_weight(e), e.timestamp_ms) for e in events]
+        now = now_ms if now_ms is not None else max(e.timestamp_ms for e in events)
+        k = self.scorer.candidates_needed(self.top_n, self.history_len)
+        try:
+            trending = self.cache.update_trending(weights, self.half_life_s, now, k)
+        except CacheUnavailable as exc:
+            log.warning("trending update skipped, cache unavailable: %s", exc)
+            self.pending_cache_errors += 1
+            return BatchResult(len(events), len(histories), 0, degraded=True)
+        ranked = self.scorer.recommend_batch(histories, trending, self.top_n)
+        computed_at = int(time.time() * 1000)
+        versions = dict(self.scorer.versions)
+        recs = [
+            UserRecs(user, tuple(items), versions, computed_at) for user, items in ranked.items()
+        ]
+        return self._write(recs, stats, len(histories))
+
+    def _write(self, recs: list[UserRecs], stats: dict[str, int], users: int) -> BatchResult:
+        stats["recs_written"] = len(recs)
+        stats["redis_errors"] = self.pending_cache_errors
+        try:
+            self.cache.write_batch(recs, self.rec_ttl_s, stats)
+        except CacheUnavailable as exc:
+            log.warning("batch of %d recs not written, cache unavailable: %s", len(recs), exc)
+            self.pending_cache_errors += 1
+            return BatchResult(stats["events"], users, 0, degraded=True)
+        self.pending_cache_errors = 0
+        return BatchResult(stats["events"], users, len(recs), degraded=False)

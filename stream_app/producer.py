@@ -1,0 +1,223 @@
+"""``streamrec produce``: replay a dataset (or generated events) into the events topic.
+
+Every message is keyed by ``user_id`` (one user's events stay ordered on one partition, and the
+worker's history table relies on that partitioning) and its value is the contract JSON
+(``models.events.encode_event``). ``--invalid N`` mixes in malformed messages for demos and
+tests of the dead-letter path; ``--retime`` moves timestamps to now so TTLs and decay behave
+as they would live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+from models.events import Interaction, encode_event
+from stream_app.admin import quiet_kafka_client_logs
+from stream_app.settings import Settings
+
+#: kafka-python batching: wait up to 20 ms to fill 256 KiB batches, gzip them (stdlib zlib;
+#: lz4/zstd would need extra packages). Ordering per key holds: idempotence is on by default.
+PRODUCER_CONFIG: dict[str, object] = {
+    "linger_ms": 20,
+    "batch_size": 256 * 1024,
+    "compression_type": "gzip",
+    "acks": "all",
+}
+
+
+def encode_message(event: Interaction) -> tuple[bytes, bytes]:
+    """``(key, value)`` of one event on the wire.
+
+    >>> encode_message(Interaction("u1", "i2", "click", 1700000000000))
+    (b'u1', b'{"user_id":"u1","item_id":"i2","event_type":"click","timestamp":1700000000000}')
+    """
+    return event.user_id.encode(), encode_event(event)
+
+
+def retime(events: Sequence[Interaction], start_ms: int, span_ms: float) -> list[Interaction]:
+    """Shift events to start at ``start_ms`` and scale their gaps to fit ``span_ms``.
+
+    The order and the relative spacing are kept, so decay and sessions behave alike, only on a
+    clock that is "now".
+
+    >>> ev = [Interaction("u", "a", "view", 1_000_000_000_000),
+    ...       Interaction("u", "b", "view", 1_000_000_100_000)]
+    >>> [e.timestamp_ms for e in retime(ev, 1_700_000_000_000, 10_000)]
+    [1700000000000, 1700000010000]
+    """
+    if not events:
+        return []
+    first = min(e.timestamp_ms for e in events)
+    last = max(e.timestamp_ms for e in events)
+    scale = span_ms / (last - first) if last > first else 0.0
+    return [
+        replace(e, timestamp_ms=int(start_ms + (e.timestamp_ms - first) * scale)) for e in events
+    ]
+
+
+#: (kind, payload) templates of malformed messages; ``{n}`` makes each one distinct.
+_MALFORMED: tuple[tuple[str, bytes], ...] = (
+    ("not json", b"this is not json {n}"),
+    ("invalid utf-8", b"\xff\xfe{n}\x80"),
+    ("empty value", b""),
+    ("json array", b"[1, 2, {n}]"),
+    ("missing user_id", b'{"item_id":"i{n}","event_type":"view","timestamp":1700000000000}'),
+    ("wrong type", b'{"user_id":"u{n}","item_id":"i1","event_type":"view","timestamp":"soon"}'),
+    ("bad event_type", b'{"user_id":"u{n}","item_id":"i1","event_type":"like","timestamp":1}'),
+    ("seconds", b'{"user_id":"u{n}","item_id":"i1","event_type":"view","timestamp":1700000000}'),
+    (
+        "rating without value",
+        b'{"user_id":"u{n}","item_id":"i1","event_type":"rating","timestamp":1700000000000}',
+    ),
+    ("huge id", None),  # type: ignore[arg-type]  # built below: longer than MAX_ID_LENGTH
+)
+
+
+def malformed_messages(n: int) -> list[tuple[str, bytes, bytes]]:
+    """``n`` malformed ``(kind, key, value)`` messages, cycling through every kind.
+
+    >>> [kind for kind, _, _ in malformed_messages(3)]
+    ['not json', 'invalid utf-8', 'empty value']
+    """
+    out: list[tuple[str, bytes, bytes]] = []
+    for i in range(n):
+        kind, template = _MALFORMED[i % len(_MALFORMED)]
+        if template is None:
+            value = json.dumps(
+                {
+                    "user_id": "u" * 5000,
+                    "item_id": "i",
+                    "event_type": "view",
+                    "timestamp": 1700000000000 + i,
+                }
+            ).encode()
+        else:
+            value = template.replace(b"{n}", str(i).encode())
+        out.append((kind, f"bad-{i}".encode(), value))
+    return out
+
+
+def interleave(
+    good: Sequence[tuple[bytes, bytes]], bad: Sequence[tuple[bytes, bytes]], seed: int
+) -> list[tuple[bytes, bytes]]:
+    """Insert ``bad`` messages at random positions of ``good``, keeping each list's order.
+
+    >>> interleave([(b"k", b"1"), (b"k", b"2")], [(b"x", b"bad")], seed=0)[1:] != []
+    True
+    >>> len(interleave([(b"k", b"1")] * 5, [(b"x", b"b")] * 3, seed=1))
+    8
+    """
+    rng = random.Random(seed)
+    slots = sorted(rng.randrange(len(good) + 1) for _ in bad)
+    out: list[tuple[bytes, bytes]] = []
+    b = 0
+    for i, message in enumerate(good):
+        while b < len(bad) and slots[b] == i:
+            out.append(bad[b])
+            b += 1
+        out.append(message)
+    out.extend(bad[b:])
+    return out
+
+
+def paced(count: int, rate: float) -> Iterator[int]:
+    """Yield ``0..count-1``, sleeping so the i-th index comes no earlier than ``i / rate`` s."""
+    start = time.perf_counter()
+    for i in range(count):
+        if rate > 0:
+            ahead = start + i / rate - time.perf_counter()
+            if ahead > 0.001:
+                time.sleep(ahead)
+        yield i
+
+
+def load_events(args: argparse.Namespace) -> list[Interaction]:
+    from models.datasets import load_dataset
+
+    if args.generate is not None:
+        dataset = load_dataset("synthetic", synthetic_events=args.generate, seed=args.seed)
+    else:
+        dataset = load_dataset(args.dataset, seed=args.seed)
+    events = dataset.events
+    if args.limit is not None:
+        events = events[: args.limit]
+    return events
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--dataset", help="movielens100k, synthetic, or a JSONL/CSV file in the event contract"
+    )
+    source.add_argument("--generate", type=int, metavar="N", help="generate N synthetic events")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="events per second (default 0: as fast as possible)"
+    )
+    parser.add_argument("--limit", type=int, help="send at most this many dataset events")
+    parser.add_argument(
+        "--invalid", type=int, default=0, metavar="N", help="mix in N malformed messages"
+    )
+    parser.add_argument(
+        "--retime",
+        action="store_true",
+        help="shift timestamps to now, gaps scaled to the replay's duration (--span-s)",
+    )
+    parser.add_argument(
+        "--span-s",
+        type=float,
+        help="with --retime: time span of the retimed events (default: N/rate, or 60 s)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="synthetic data and --invalid mixing")
+    parser.add_argument("--topic", help="override STREAMREC_TOPIC_EVENTS")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kafka import KafkaProducer
+    from tqdm import tqdm
+
+    settings: Settings = args.settings
+    quiet_kafka_client_logs(settings)
+    topic = args.topic or settings.topic_events
+    events = load_events(args)
+    if args.retime:
+        span_s = args.span_s
+        if span_s is None:
+            span_s = len(events) / args.rate if args.rate > 0 else 60.0
+        events = retime(events, int(time.time() * 1000), span_s * 1000)
+    good = [encode_message(e) for e in events]
+    bad = [(key, value) for _, key, value in malformed_messages(args.invalid)]
+    messages = interleave(good, bad, args.seed) if bad else good
+
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), **PRODUCER_CONFIG
+    )
+    failures: list[BaseException] = []
+    start = time.perf_counter()
+    try:
+        with tqdm(total=len(messages), unit="ev", disable=args.no_progress, file=sys.stderr) as bar:
+            for i in paced(len(messages), args.rate):
+                key, value = messages[i]
+                producer.send(topic, key=key, value=value).add_errback(failures.append)
+                if i % 1000 == 999:
+                    bar.update(1000)
+            bar.update(len(messages) % 1000)
+            producer.flush()
+    finally:
+        producer.close()
+    elapsed = time.perf_counter() - start
+    if failures:
+        print(f"streamrec produce: {len(failures)} sends failed, first: {failures[0]!r}")
+        return 1
+    note = f", {len(bad)} of them malformed" if bad else ""
+    print(
+        f"produced {len(messages)} events in {elapsed:.2f} s "
+        f"({len(messages) / max(elapsed, 1e-9):.0f} events/s){note}"
+    )
+    return 0

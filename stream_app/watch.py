@@ -1,0 +1,158 @@
+"""``streamrec watch``: what the live path is doing, every few seconds, from the outside.
+
+Reads only what any operator could read: the worker's counters and recommendations in Redis,
+and the worker's committed offsets in Kafka (consumer lag = end offset - committed offset,
+summed over the events topic's partitions). It never talks to the worker process itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from stream_app.cache.base import CacheUnavailable, UserRecs
+from stream_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One tick of the watch: rates are over the time since the previous tick."""
+
+    elapsed_s: float
+    events_total: int
+    events_per_s: float
+    lag: int | None
+    dlq_total: int
+    users: Sequence[UserRecs]
+
+
+def total_lag(end_offsets: Mapping[int, int], committed: Mapping[int, int | None]) -> int:
+    """Messages not yet committed by the group, summed over partitions.
+
+    A partition the group never committed counts whole (its end offset), since the worker
+    reads new groups from the earliest offset.
+
+    >>> total_lag({0: 10, 1: 5}, {0: 7})
+    8
+    """
+    return sum(max(end - (committed.get(p) or 0), 0) for p, end in end_offsets.items())
+
+
+def format_snapshot(snap: Snapshot, per_user: int = 5) -> str:
+    """Human-readable lines of one tick.
+
+    >>> from stream_app.cache.base import Recommendation
+    >>> s = Snapshot(4.0, 1200, 300.0, 15, 2,
+    ...              [UserRecs("u1", (Recommendation("i9", 1.5, "trending now"),))])
+    >>> print(format_snapshot(s))
+    [   4.0s] events 1200 (300.0/s)  lag 15  dlq 2
+              u1: i9 (1.50, trending now)
+    """
+    lag = "?" if snap.lag is None else str(snap.lag)
+    lines = [
+        f"[{snap.elapsed_s:6.1f}s] events {snap.events_total} ({snap.events_per_s:.1f}/s)  "
+        f"lag {lag}  dlq {snap.dlq_total}"
+    ]
+    for recs in snap.users:
+        shown = ", ".join(f"{r.item_id} ({r.score:.2f}, {r.reason})" for r in recs.items[:per_user])
+        lines.append(f"{'':10}{recs.user_id}: {shown or '(none)'}")
+    return "\n".join(lines)
+
+
+def consumer_lag(admin: object, group: str, topic: str) -> int | None:
+    """The group's lag on ``topic`` via kafka-python's admin client; None if not knowable yet."""
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+
+    try:
+        meta = admin.describe_topics([topic])  # type: ignore[attr-defined]
+        partitions = [p["partition_index"] for p in meta[0]["partitions"]]
+        tps = [TopicPartition(topic, p) for p in partitions]
+        ends = admin.list_partition_offsets(  # type: ignore[attr-defined]
+            dict.fromkeys(tps, OffsetSpec.LATEST)
+        )
+        offsets = admin.list_group_offsets({group: tps})  # type: ignore[attr-defined]
+    except Exception as exc:  # the group may not exist yet; the watch must keep going
+        log.debug("lag unknown: %r", exc)
+        return None
+    committed = {
+        tp.partition: (om.offset if om is not None and om.offset >= 0 else None)
+        for tp, om in offsets.get(group, {}).items()
+    }
+    return total_lag({tp.partition: ends[tp].offset for tp in tps}, committed)
+
+
+def pick_users(client: object, pattern: str, keys_prefix: str, n: int) -> list[str]:
+    """Up to ``n`` users that currently have recommendations (stable order: sorted ids)."""
+    found: list[str] = []
+    for key in client.scan_iter(match=pattern, count=500):  # type: ignore[attr-defined]
+        found.append(key.decode()[len(keys_prefix) :])
+        if len(found) >= 50 * n:
+            break
+    return sorted(found)[:n]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between lines")
+    parser.add_argument("--duration", type=float, default=0.0, help="stop after S s (0: never)")
+    parser.add_argument("--users", type=int, default=3, help="how many users' recs to show")
+    parser.add_argument("--user", action="append", default=[], help="show this user (repeatable)")
+    parser.add_argument("--group", help="consumer group to measure lag of (default: app id)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kafka.admin import KafkaAdminClient
+
+    from stream_app.admin import quiet_kafka_client_logs
+    from stream_app.cache import CacheKeys
+    from stream_app.cache.redis_backend import RedisCache
+
+    settings: Settings = args.settings
+    quiet_kafka_client_logs(settings)
+    keys = CacheKeys(settings.redis_key_prefix)
+    cache = RedisCache(settings.redis_url, keys, retries=2)
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="streamrec-watch"
+    )
+    group = args.group or settings.app_id
+    users: list[str] = list(args.user)
+    start = prev_t = time.monotonic()
+    prev_events: int | None = None
+    try:
+        while True:
+            time.sleep(args.interval)
+            now = time.monotonic()
+            try:
+                stats = cache.get_stats()
+                if len(users) < args.users:
+                    more = pick_users(cache.client, keys.recs_pattern, keys.recs(""), args.users)
+                    users.extend(u for u in more if u not in users)
+                    users = users[: max(args.users, len(args.user))]
+                recs = [r for r in (cache.get_recs(u) for u in users) if r is not None]
+            except CacheUnavailable as exc:
+                print(f"[{now - start:6.1f}s] redis unavailable: {exc}", flush=True)
+                continue
+            events = stats["events"]
+            rate = 0.0 if prev_events is None else (events - prev_events) / (now - prev_t)
+            prev_events, prev_t = events, now
+            snap = Snapshot(
+                now - start,
+                events,
+                rate,
+                consumer_lag(admin, group, settings.topic_events),
+                stats["dlq"],
+                recs,
+            )
+            print(format_snapshot(snap), flush=True)
+            if args.duration and now - start >= args.duration:
+                return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        admin.close()
+        cache.close()

@@ -1,0 +1,182 @@
+"""The worker's per-batch logic without Faust or Redis: validation, history, scoring, degrade."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from models.events import MAX_ID_LENGTH, Interaction, InvalidEvent
+from stream_app.agents import sort_batch
+from stream_app.cache import CacheUnavailable, MemoryCache, Recommendation
+from stream_app.live_path import (
+    TRENDING_REASON,
+    LivePath,
+    TrendingScorer,
+    items_by_user,
+    merge_history,
+    parse_message,
+    trending_top_n,
+)
+
+T0 = 1_700_000_000_000
+
+
+def _event_bytes(**overrides):
+    payload = {"user_id": "u1", "item_id": "i1", "event_type": "view", "timestamp": T0}
+    payload.update(overrides)
+    return json.dumps(payload).encode()
+
+
+MALFORMED = {
+    "non-JSON bytes": b"\x00\x01binary\xff",
+    "invalid utf-8": b"\xc3\x28",
+    "empty value": b"",
+    "null value": None,
+    "JSON but not an object": b'["u1", "i1"]',
+    "JSON null": b"null",
+    "missing user_id": json.dumps({"item_id": "i", "event_type": "view", "timestamp": T0}).encode(),
+    "missing timestamp": json.dumps(
+        {"user_id": "u", "item_id": "i", "event_type": "view"}
+    ).encode(),
+    "wrong type timestamp": _event_bytes(timestamp="yesterday"),
+    "bool user_id": _event_bytes(user_id=True),
+    "dict item_id": _event_bytes(item_id={"id": 1}),
+    "NaN value": b'{"user_id":"u","item_id":"i","event_type":"view","timestamp":1700000000000,'
+    b'"value":NaN}',
+    "huge user_id": _event_bytes(user_id="u" * (MAX_ID_LENGTH + 1)),
+    "huge item_id": _event_bytes(item_id="i" * 1_000_000),
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+    "a string value": "not bytes at all",
+    "an int value": 42,
+}
+
+
+@pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_messages_are_invalid_events_never_crashes(raw):
+    with pytest.raises(InvalidEvent) as info:
+        parse_message(raw)
+    assert str(info.value)  # the reason that goes to the DLQ is never empty
+
+
+def test_valid_bytes_parse_to_the_contract_event():
+    assert parse_message(_event_bytes(user_id=7, value=2)) == Interaction(
+        "7", "i1", "view", T0, 2.0
+    )
+
+
+def _faust_event(value, key=b"k", offset=0):
+    message = SimpleNamespace(key=key, topic="events", partition=2, offset=offset, timestamp=1.5)
+    return SimpleNamespace(value=value, message=message)
+
+
+def test_sort_batch_splits_good_from_bad_with_reasons_and_origin():
+    events = [_faust_event(_event_bytes(), offset=0)] + [
+        _faust_event(raw, key=None, offset=n + 1) for n, raw in enumerate(MALFORMED.values())
+    ]
+    batch = sort_batch(events)
+    assert [e.user_id for e in batch.valid] == ["u1"]
+    assert len(batch.dead) == len(MALFORMED)
+    for (key, letter), offset in zip(batch.dead, range(1, len(MALFORMED) + 1), strict=True):
+        assert key is None
+        assert letter.reason and letter.topic == "events" and letter.partition == 2
+        assert letter.offset == offset and letter.message_timestamp_ms == 1500
+
+
+def test_items_by_user_groups_in_event_time_order():
+    events = [
+        Interaction("u2", "x", "view", T0 + 5),
+        Interaction("u1", "b", "view", T0 + 2),
+        Interaction("u1", "a", "view", T0 + 1),
+    ]
+    assert items_by_user(events) == {"u1": ["a", "b"], "u2": ["x"]}
+
+
+def test_history_is_distinct_recent_last_and_bounded():
+    assert merge_history([], ["a", "b", "a"], 10) == ["b", "a"]
+    assert merge_history(["a", "b", "c"], ["d", "e"], 3) == ["c", "d", "e"]
+    assert merge_history(["a", "b"], ["a"], 5) == ["b", "a"]
+
+
+def test_top_n_excludes_seen_items_keeps_trending_order_and_reason():
+    trending = [("a", 9.0), ("b", 7.0), ("c", 5.0), ("d", 3.0), ("e", 1.0)]
+    recs = trending_top_n(trending, seen={"b", "d"}, n=2)
+    assert recs == [
+        Recommendation("a", 9.0, TRENDING_REASON),
+        Recommendation("c", 5.0, "trending now"),
+    ]
+    assert trending_top_n(trending, seen={x for x, _ in trending}, n=3) == []
+
+
+def test_scorer_fetches_enough_candidates_to_survive_exclusions():
+    scorer = TrendingScorer()
+    history_len, n = 4, 2
+    k = scorer.candidates_needed(n, history_len)
+    trending = [(f"i{r}", float(100 - r)) for r in range(k)]
+    seen = [f"i{r}" for r in range(history_len)]  # the user saw the top items
+    recs = scorer.recommend_batch({"u": seen}, trending, n)["u"]
+    assert len(recs) == n and not {r.item_id for r in recs} & set(seen)
+
+
+def _path(cache, **kw):
+    params = {"top_n": 3, "half_life_s": 3600.0, "rec_ttl_s": 60, "history_len": 50} | kw
+    return LivePath(cache, TrendingScorer(), **params)
+
+
+def test_every_affected_user_gets_recs_that_exclude_what_they_saw():
+    cache = MemoryCache()
+    path = _path(cache)
+    events = [
+        Interaction(f"u{u}", f"i{(u * 7 + k) % 12}", "click", T0 + k)
+        for u in range(8)
+        for k in range(4)
+    ]
+    histories = {u: items for u, items in items_by_user(events).items()}
+    result = path.process(events, histories, dlq=2)
+    assert (result.events, result.users, result.recs_written, result.degraded) == (32, 8, 8, False)
+    for user, seen in histories.items():
+        recs = cache.get_recs(user)
+        assert recs is not None and len(recs.items) == 3
+        assert not {r.item_id for r in recs.items} & set(seen)
+        assert all(r.reason == "trending now" for r in recs.items)
+        assert recs.model_versions == {"trending": "trending-v1"}
+    stats = cache.get_stats()
+    assert (stats["events"], stats["dlq"], stats["batches"], stats["recs_written"]) == (32, 2, 1, 8)
+
+
+class _DownCache(MemoryCache):
+    def update_trending(self, *args, **kwargs):
+        raise CacheUnavailable("connection refused")
+
+
+class _FlakyWrites(MemoryCache):
+    fail_next = True
+
+    def write_batch(self, recs, ttl_s, stats):
+        if self.fail_next:
+            self.fail_next = False
+            raise CacheUnavailable("timeout")
+        super().write_batch(recs, ttl_s, stats)
+
+
+def test_a_cache_outage_degrades_instead_of_raising():
+    path = _path(_DownCache())
+    result = path.process([Interaction("u", "i", "view", T0)], {"u": ["i"]}, dlq=0)
+    assert result.degraded and result.recs_written == 0
+    assert path.pending_cache_errors == 1
+
+
+def test_failed_writes_are_counted_once_redis_is_back():
+    cache = _FlakyWrites()
+    path = _path(cache)
+    events = [Interaction("u", "i", "view", T0)]
+    assert path.process(events, {"u": ["i"]}, dlq=0).degraded
+    assert not path.process(events, {"u": ["i"]}, dlq=0).degraded
+    assert cache.get_stats()["redis_errors"] == 1
+    assert path.pending_cache_errors == 0
+
+
+def test_a_batch_of_only_dead_letters_still_counts_them():
+    cache = MemoryCache()
+    result = _path(cache).process([], {}, dlq=5)
+    assert result.recs_written == 0 and not result.degraded
+    assert cache.get_stats()["dlq"] == 5
