@@ -1,0 +1,198 @@
+"""The read API against the real Redis started by ``make stack-up``.
+
+Data is written the way the worker writes it (``RedisCache`` and ``TelemetryRecorder``) under a
+key prefix unique to this test run, and removed afterwards, so a running demo is not disturbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from aiohttp.test_utils import TestClient as AioClient
+from aiohttp.test_utils import TestServer as AioServer
+
+from stream_app.api import UNKNOWN_USER_REASON, RedisReadStore, make_app
+from stream_app.cache.base import Recommendation, UserRecs
+from stream_app.cache.keys import CacheKeys
+from stream_app.cache.redis_backend import RedisCache
+from stream_app.settings import Settings
+from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW_MS = int(time.time() * 1000)
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture()
+def keys(settings: Settings) -> Iterator[CacheKeys]:
+    keys = CacheKeys(f"itest-api-{uuid.uuid4().hex[:8]}:v1")
+    yield keys
+    client = redis.Redis.from_url(settings.redis_url)
+    stale = list(client.scan_iter(match=f"{keys.prefix}:*"))
+    if stale:
+        client.delete(*stale)
+    client.close()
+
+
+def seed(settings: Settings, keys: CacheKeys) -> None:
+    cache = RedisCache(settings.redis_url, keys)
+    cache.update_trending(
+        [("t1", 5.0, NOW_MS), ("t2", 3.0, NOW_MS), ("t3", 1.0, NOW_MS)], 3600.0, NOW_MS, 10
+    )
+    recs = UserRecs(
+        "u1",
+        (Recommendation("i1", 0.9, "people like you"), Recommendation("i2", 0.4, "trending now")),
+        {"cf": "cf-v1", "session": "s-20261123"},
+        NOW_MS,
+    )
+    cache.write_batch([recs], ttl_s=600, stats={"events": 5, "dlq": 1, "batches": 1})
+    cache.client.zadd(keys.neighbors("i1"), {"i2": 0.8, "i3": 0.5, "i4": 0.1})
+    recorder = TelemetryRecorder(cache.client, "itest-worker", TelemetryKeys(keys), worker_ttl_s=60)
+    recorder.record(
+        BatchTelemetry.from_batch(
+            [NOW_MS - 40, NOW_MS - 120, NOW_MS - 700],
+            NOW_MS,
+            hits=1,
+            trials=3,
+            model_versions={"session": "s-20261123"},
+        ),
+        now_ms=NOW_MS,
+    )
+    cache.close()
+
+
+def with_client(store: Any, scenario: Any) -> Any:
+    async def main() -> Any:
+        async with AioClient(AioServer(make_app(store))) as client:
+            return await scenario(client)
+
+    return asyncio.run(main())
+
+
+async def fetch(client: AioClient, path: str) -> tuple[int, Any]:
+    resp = await client.get(path)
+    if resp.content_type == "application/json":
+        return resp.status, await resp.json()
+    return resp.status, await resp.text()
+
+
+def test_endpoints_serve_what_the_worker_wrote(settings: Settings, keys: CacheKeys) -> None:
+    seed(settings, keys)
+
+    async def scenario(client: AioClient) -> dict[str, tuple[int, Any]]:
+        paths = {
+            "known": "/recommendations/u1?n=1",
+            "unknown": "/recommendations/newcomer?n=2",
+            "similar": "/similar/i1?n=2",
+            "no_similar": "/similar/zzz",
+            "health": "/health",
+            "metrics": "/metrics",
+            "bad_n": "/recommendations/u1?n=500",
+        }
+        return {name: await fetch(client, path) for name, path in paths.items()}
+
+    store = RedisReadStore(settings.redis_url, keys, half_life_s=3600.0)
+    got = with_client(store, scenario)
+
+    status, body = got["known"]
+    assert status == 200 and body["source"] == "cache"
+    assert body["items"] == [{"item_id": "i1", "score": 0.9, "reason": "people like you"}]
+    assert body["model_versions"] == {"cf": "cf-v1", "session": "s-20261123"}
+    assert body["computed_at"] == NOW_MS
+
+    status, body = got["unknown"]
+    assert status == 200 and body["source"] == "trending"
+    assert [i["item_id"] for i in body["items"]] == ["t1", "t2"]
+    assert body["items"][0]["reason"] == UNKNOWN_USER_REASON
+    assert body["items"][0]["score"] == pytest.approx(5.0, rel=1e-3)
+
+    assert got["similar"] == (
+        200,
+        {
+            "item_id": "i1",
+            "items": [{"item_id": "i2", "score": 0.8}, {"item_id": "i3", "score": 0.5}],
+        },
+    )
+    assert got["no_similar"][0] == 404
+    assert got["bad_n"][0] == 400
+
+    status, body = got["health"]
+    assert status == 200
+    assert body["redis"] == "up" and body["model_versions"] == {"session": ["s-20261123"]}
+
+    status, text = got["metrics"]
+    lines = set(text.splitlines())
+    assert status == 200
+    assert "streamrec_events_total 5.0" in lines
+    assert "streamrec_dlq_total 1.0" in lines
+    assert "streamrec_online_trials_total 3.0" in lines
+    assert 'streamrec_freshness_ms_bucket{le="50"} 1.0' in lines
+    assert 'streamrec_freshness_ms_bucket{le="200"} 2.0' in lines
+    assert 'streamrec_freshness_ms_bucket{le="+Inf"} 3.0' in lines
+    assert "streamrec_freshness_ms_sum 860.0" in lines
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_redis_unreachable_is_503_and_the_api_keeps_answering() -> None:
+    store = RedisReadStore(f"redis://127.0.0.1:{closed_port()}/0", timeout_s=0.5)
+
+    async def scenario(client: AioClient) -> list[tuple[int, Any]]:
+        return [
+            await fetch(client, "/recommendations/u1"),
+            await fetch(client, "/health"),
+            await fetch(client, "/metrics"),
+        ]
+
+    recs, health, metrics = with_client(store, scenario)
+    assert recs[0] == 503 and recs[1]["error"] == "unavailable"
+    assert health[0] == 503 and health[1]["redis"] == "down"
+    assert metrics[0] == 200 and "streamrec_redis_up 0.0" in metrics[1].splitlines()
+
+
+def test_streamrec_api_command_serves_health(settings: Settings) -> None:
+    port = closed_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream_app.cli", "api", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        body = None
+        while time.monotonic() < deadline and body is None:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    body = r.read().decode()
+            except OSError:
+                time.sleep(0.2)
+        assert body is not None and '"redis": "up"' in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
