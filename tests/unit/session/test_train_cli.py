@@ -1,0 +1,72 @@
+"""The ``streamrec train-session`` command end to end on a tiny synthetic stream (no Kafka)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.session.artifacts import list_versions, load_session_model
+from models.session.train_cli import parse_duration
+from stream_app.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+def test_train_session_writes_results_chart_and_a_loadable_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STREAMREC_KAFKA_BOOTSTRAP", raising=False)
+    out = tmp_path / "results.json"
+    code = main(
+        [
+            "train-session",
+            "--dataset", "synthetic",
+            "--synthetic-events", "2000",
+            "--protocol", "session",
+            "--epochs", "1",
+            "--embedding-dim", "8",
+            "--hidden-units", "8",
+            "--negatives", "32",
+            "--out", str(out),
+            "--store", str(tmp_path / "store"),
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert results["dataset"] == "synthetic" and results["protocol"] == "session"
+    assert set(results["models"]) == {"gru", "pop", "session_pop", "item_knn", "markov"}
+    for metrics in results["models"].values():
+        assert {"recall@20", "mrr@20", "recall@10", "mrr@10", "ndcg@10"} <= set(metrics)
+    assert results["train_seconds"] > 0 and results["gru"]["updates"] > 0
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (version,) = list_versions(tmp_path / "store")
+    assert results["artifact"]["version"] == version.name
+    model = load_session_model(version)
+    assert model.manifest["metrics"] == results["models"]["gru"]
+    assert model.manifest["hyperparameters"]["embedding_dim"] == 8
+    assert model.manifest["data"]["events"] == 2000
+
+
+def test_leave_one_out_without_saving(tmp_path: Path) -> None:
+    out = tmp_path / "loo.json"
+    code = main(
+        [
+            "train-session", "--dataset", "synthetic", "--synthetic-events", "1500",
+            "--protocol", "leave-one-out", "--epochs", "1", "--embedding-dim", "8",
+            "--hidden-units", "8", "--out", str(out), "--no-save", "--publish", "never",
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert set(results["models"]) == {"gru", "pop", "item_knn", "markov"}
+    assert "artifact" not in results
+
+
+def test_parse_duration_rejects_nonsense() -> None:
+    assert parse_duration("2h") == 7200.0
+    with pytest.raises(Exception, match="duration"):
+        parse_duration("soon")
