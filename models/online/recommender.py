@@ -1,0 +1,365 @@
+"""The blended online recommender: candidate sources, a River re-ranker, reasons, one verb set.
+
+Per event (``learn_one``) the user side updates the history, the user->item index and the River
+re-ranker (the event's item against sampled negatives, features taken *before* the update), and
+emits co-occurrence :class:`PairDelta` rows that the item side applies to the similarity,
+transition and popularity statistics. ``learn_one`` does both halves in process; the stream
+worker calls :meth:`user_side_learn` and :meth:`item_side_apply` on different partitions instead.
+
+Scoring (``rank`` / ``recommend``) builds one feature row per source over every known item:
+item neighbours of the user's recent items (recency-weighted), transitions from the last item,
+similar users' recent items, catalog-attribute similarity, decayed popularity. Each row is scaled
+to max 1, the re-ranker combines them, consumed items are removed, ties go to the popular item.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.events import Interaction, event_weight
+from models.online.content import ContentSimilarity, item_attributes
+from models.online.cooccurrence import ItemSimilarity, PairDelta, pair_weights
+from models.online.history import UserHistory
+from models.online.markov import Transitions
+from models.online.popularity import DecayedPopularity
+from models.online.ranking import top_k
+from models.online.reranker import FMReranker, LinearReranker
+from models.online.usercf import UserNeighbors
+from models.online.vocab import Vocabulary
+
+FEATURES: tuple[str, ...] = ("knn", "markov", "usercf", "content", "popularity")
+
+#: Fixed blend used until the re-ranker has learned ``min_trained`` events (and by
+#: ``reranker=None``); tuned on the synthetic stream, see docs/online-models.md.
+DEFAULT_BLEND: dict[str, float] = {
+    "knn": 1.0,
+    "markov": 0.3,
+    "usercf": 0.2,
+    "content": 0.1,
+    "popularity": 0.15,
+}
+
+_VERBS = {
+    "view": "viewed",
+    "click": "clicked",
+    "add_to_cart": "added to your cart",
+    "purchase": "bought",
+    "rating": "rated",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """One recommended item with its score, a human-readable reason and its main source."""
+
+    item_id: str
+    score: float
+    reason: str
+    source: str
+
+
+class OnlineRecommender:
+    """Online item-based CF blend with a River re-ranker; learns from every event.
+
+    Parameters (the constructor is the configuration)
+    ----------
+    window
+        Recent items of the user an event co-occurs with.
+    recent
+        Recent items whose neighbours are scored, weighted ``recency_decay ** age``.
+    max_neighbors, max_successors
+        Per-item caps of the similarity and transition rows (the memory bound).
+    cooc_half_life_s, popularity_half_life_s
+        Time decay of co-occurrence and popularity (``math.inf``: none).
+    user_cf, content
+        Enable the user-based and catalog sources.
+    reranker
+        ``"logreg"`` (default), ``"fm"`` or ``None`` (fixed blend).
+
+    Examples
+    --------
+    >>> rec = OnlineRecommender(seed=1)
+    >>> t = 1_700_000_000_000
+    >>> for n, (u, i) in enumerate([("a", "x"), ("a", "y"), ("b", "x"), ("c", "z")]):
+    ...     rec.learn_one(Interaction(u, i, "view", t + n))
+    >>> [(r.item_id, r.reason) for r in rec.recommend("b", k=2)]
+    [('y', 'because you viewed x'), ('z', 'trending now')]
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int = 10,
+        distance_decay: float = 1.0,
+        recent: int = 20,
+        recency_decay: float = 0.9,
+        max_neighbors: int = 100,
+        max_successors: int = 50,
+        cooc_half_life_s: float = math.inf,
+        popularity_half_life_s: float = 7 * 86_400.0,
+        history_len: int = 200,
+        max_consumed: int = 5_000,
+        session_gap_s: float = 1_800.0,
+        user_cf: bool = True,
+        users_per_item: int = 20,
+        content: bool = True,
+        blend: Mapping[str, float] | None = None,
+        reranker: str | None = "logreg",
+        n_negatives: int = 4,
+        learning_rate: float = 0.05,
+        min_trained: int = 1_000,
+        catalog: Mapping[str, Mapping[str, Any]] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.window = window
+        self.distance_decay = distance_decay
+        self.recent = recent
+        self.recency_decay = recency_decay
+        self.max_neighbors = max_neighbors
+        self.max_successors = max_successors
+        self.cooc_half_life_s = cooc_half_life_s
+        self.popularity_half_life_s = popularity_half_life_s
+        self.history_len = history_len
+        self.max_consumed = max_consumed
+        self.session_gap_s = session_gap_s
+        self.user_cf = user_cf
+        self.users_per_item = users_per_item
+        self.content = content
+        self.blend = dict(DEFAULT_BLEND if blend is None else blend)
+        self.reranker = reranker
+        self.n_negatives = n_negatives
+        self.learning_rate = learning_rate
+        self.min_trained = min_trained
+        self.catalog = catalog
+        self.seed = seed
+
+        self.vocab = Vocabulary()
+        self.history = UserHistory(history_len, max_consumed, session_gap_s)
+        self.similarity = ItemSimilarity(max_neighbors, cooc_half_life_s, self.vocab)
+        self.transitions = Transitions(max_successors)
+        self.popularity = DecayedPopularity(popularity_half_life_s, self.vocab)
+        self.counts = DecayedPopularity(math.inf, self.vocab)  # tie-break: global popularity
+        self.user_neighbors = UserNeighbors(self.history, users_per_item) if user_cf else None
+        self.content_sim = ContentSimilarity() if content else None
+        self.attributes: dict[str, list[str]] = {}
+        self.ranker: LinearReranker | FMReranker | None = None
+        if reranker == "logreg":
+            self.ranker = LinearReranker(FEATURES, learning_rate)
+        elif reranker == "fm":
+            self.ranker = FMReranker(FEATURES, learning_rate, seed=seed)
+        elif reranker is not None:
+            raise ValueError(f"reranker must be 'logreg', 'fm' or None, not {reranker!r}")
+        self._blend_vector = np.array([self.blend.get(f, 0.0) for f in FEATURES])
+        self._rng = np.random.default_rng(seed)
+        self._version = 0
+        self._cache: tuple[str, int, np.ndarray] | None = None
+
+    # ----------------------------------------------------------------- catalog
+    def set_item_attributes(self, item_id: str, record: Mapping[str, Any]) -> None:
+        """Catalog update (the items topic): attributes for content similarity."""
+        self.attributes[item_id] = item_attributes(record)
+        index = self.vocab.get(item_id)
+        if index is not None and self.content_sim is not None:
+            self.content_sim.set_item(index, self.attributes[item_id])
+
+    def _intern(self, item_id: str) -> int:
+        known = len(self.vocab)
+        index = self.vocab.add(item_id)
+        if index == known and self.content_sim is not None:
+            tokens = self.attributes.get(item_id)
+            if tokens is None and self.catalog is not None and item_id in self.catalog:
+                tokens = item_attributes(self.catalog[item_id])
+            self.content_sim.set_item(index, tokens or [])
+        return index
+
+    # ----------------------------------------------------------------- learning
+    def learn_one(self, event: Interaction) -> None:
+        """Learn one event: user side, then item side, in process."""
+        self.item_side_apply(self.user_side_learn(event))
+
+    def user_side_learn(self, event: Interaction) -> list[PairDelta]:
+        """Update user-partitioned state and the re-ranker; return the item-side deltas.
+
+        The first delta is the item's own (norm) row; a second row with ``item_b`` prefixed by
+        ``"->"`` carries the transition from the user's previous item.
+        """
+        weight = event_weight(event)
+        item = self._intern(event.item_id)
+        state = self.history.get(event.user_id)
+        if self.ranker is not None and state is not None:
+            self._train_reranker(event.user_id, item)
+        recent: list[tuple[int, float]] = []
+        previous: int | None = None
+        if state is not None and state.items:
+            recent = list(
+                zip(state.items[-self.window :], state.weights[-self.window :], strict=True)
+            )
+            previous = state.items[-1]
+        pairs = pair_weights(
+            recent, item, weight, window=self.window, distance_decay=self.distance_decay
+        )
+        self.history.learn_one(event.user_id, item, weight, event.event_type, event.timestamp_ms)
+        if self.user_neighbors is not None:
+            self.user_neighbors.learn_one(event.user_id, item)
+        self._version += 1
+        items = self.vocab.items
+        ts = event.timestamp_ms
+        deltas = [PairDelta(event.item_id, event.item_id, weight * weight, ts)]
+        deltas.extend(PairDelta(event.item_id, items[other], w, ts) for other, w in pairs)
+        if previous is not None and previous != item:
+            deltas.append(PairDelta(items[previous], "->" + event.item_id, weight, ts))
+        return deltas
+
+    def item_side_apply(self, deltas: Iterable[PairDelta]) -> None:
+        """Apply deltas to item-partitioned statistics (similarity, transitions, popularity)."""
+        for d in deltas:
+            a = self._intern(d.item_a)
+            if d.item_b.startswith("->"):
+                self.transitions.learn_one(a, self._intern(d.item_b[2:]), 1.0, d.timestamp_ms)
+                continue
+            b = self._intern(d.item_b)
+            self.similarity.apply_indices(a, b, d.weight, d.timestamp_ms)
+            if a == b:
+                self.popularity.learn_index(a, math.sqrt(d.weight), d.timestamp_ms)
+                self.counts.learn_index(a, 1.0, d.timestamp_ms)
+        self._version += 1
+
+    def _train_reranker(self, user_id: str, item: int) -> None:
+        assert self.ranker is not None
+        features = self._features(user_id)
+        n = features.shape[1]
+        if item >= n:
+            return  # a brand-new item has no features yet
+        # Half hard negatives (the current top candidates), half uniform over the catalog: hard
+        # ones alone teach the model that a high neighbour score means "not chosen".
+        combined = self._combine(features, user_id)
+        combined[item] = -np.inf
+        excluded = self.history.consumed(user_id)
+        hard = top_k(combined, 50, excluded)
+        n_hard = min(self.n_negatives // 2, hard.shape[0])
+        picked = self._rng.choice(hard, size=n_hard, replace=False) if n_hard else hard[:0]
+        uniform = self._rng.integers(0, n, size=self.n_negatives - n_hard)
+        negatives = np.concatenate([picked, uniform[uniform != item]])
+        names = [self.vocab.items[i] for i in (item, *negatives)]
+        self.ranker.learn(features[:, item], features[:, negatives].T, user_id=user_id, items=names)
+
+    # ----------------------------------------------------------------- scoring
+    def _features(self, user_id: str) -> np.ndarray:
+        if (
+            self._cache is not None
+            and self._cache[0] == user_id
+            and self._cache[1] == self._version
+        ):
+            return self._cache[2]
+        n = len(self.vocab)
+        out = np.zeros((len(FEATURES), n))
+        state = self.history.get(user_id)
+        if state is not None and state.items:
+            items = np.asarray(state.items[-self.recent :], dtype=np.int64)
+            weights = np.asarray(state.weights[-self.recent :])
+            weights = weights * self.recency_decay ** np.arange(items.shape[0])[::-1]
+            out[0] = self.similarity.scores(items, weights, n)
+            out[1] = self.transitions.probabilities(int(items[-1]), n)
+            if self.user_neighbors is not None:
+                out[2] = self.user_neighbors.scores(user_id, n)
+            if self.content_sim is not None:
+                out[3] = self.content_sim.scores(items, weights, n)
+        out[4] = np.log1p(
+            self.popularity.vector(n) / max(float(self.popularity.vector(n).mean()), 1e-12)
+        )
+        peaks = out.max(axis=1, keepdims=True)
+        np.divide(out, peaks, out=out, where=peaks > 0)
+        self._cache = (user_id, self._version, out)
+        return out
+
+    def _combine(self, features: np.ndarray, user_id: str) -> np.ndarray:
+        ranker = self.ranker
+        if isinstance(ranker, LinearReranker) and ranker.n_learned >= self.min_trained:
+            return ranker.score(features)
+        return self._blend_vector @ features
+
+    def _ranked(self, user_id: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        features = self._features(user_id)
+        scores = self._combine(features, user_id)
+        excluded = self.history.consumed(user_id)
+        tiebreak = self.counts.vector(features.shape[1])
+        if isinstance(self.ranker, FMReranker) and self.ranker.n_learned >= self.min_trained:
+            short = top_k(scores, max(5 * k, 50), excluded, tiebreak)
+            names = [self.vocab.items[i] for i in short]
+            fm = self.ranker.score(features[:, short], user_id=user_id, items=names)
+            order = short[np.lexsort((-tiebreak[short], -fm))][:k]
+            return order, fm, features
+        return top_k(scores, k, excluded, tiebreak), scores, features
+
+    def rank(self, user_id: str, k: int = 10, now_ms: int | None = None) -> list[str]:
+        """Top-``k`` item ids for the user, best first (no reasons: the fast path)."""
+        order, _, _ = self._ranked(user_id, k)
+        return [self.vocab.items[i] for i in order]
+
+    def predict_one(self, user_id: str, item_id: str) -> float:
+        """Score of one item for the user (River's verb), on the blend's scale."""
+        index = self.vocab.get(item_id)
+        if index is None:
+            return 0.0
+        features = self._features(user_id)
+        return float(self._combine(features[:, index : index + 1], user_id)[0])
+
+    def recommend(
+        self, user_id: str, k: int = 10, now_ms: int | None = None
+    ) -> list[Recommendation]:
+        """Top-``k`` with a score, a reason and the source that contributed most."""
+        order, _, features = self._ranked(user_id, k)
+        if order.shape[0] == 0:
+            return []
+        ranker = self.ranker
+        weights = (
+            ranker.weight_vector()
+            if isinstance(ranker, LinearReranker) and ranker.n_learned >= self.min_trained
+            else self._blend_vector
+        )
+        contributions = weights[:, None] * features[:, order]
+        totals = contributions.sum(axis=0)
+        state = self.history.get(user_id)
+        out = []
+        for j, index in enumerate(order):
+            source = FEATURES[int(np.argmax(contributions[:, j]))]
+            if contributions[:, j].max() <= 0:
+                source = "popularity"
+            out.append(
+                Recommendation(
+                    item_id=self.vocab.items[index],
+                    score=float(totals[j]),
+                    reason=self._reason(source, int(index), state),
+                    source=source,
+                )
+            )
+        return out
+
+    def _reason(self, source: str, index: int, state: Any) -> str:
+        if source == "usercf":
+            return "similar users liked"
+        if source == "popularity" or state is None or not state.items:
+            return "trending now"
+        if source == "markov":
+            last = state.items[-1]
+            return f"often next after {self._title(last)}"
+        recent = state.items[-self.recent :]
+        if source == "content":
+            return f"similar to {self._title(recent[-1])}"
+        sims = [self.similarity.rows.get(j, index) for j in recent]
+        best = int(np.argmax(sims)) if sims else len(recent) - 1
+        verb = _VERBS.get(state.event_types[-len(recent) + best], "viewed")
+        return f"because you {verb} {self._title(recent[best])}"
+
+    def _title(self, index: int) -> str:
+        item_id = self.vocab.items[index]
+        if self.catalog is not None:
+            title = self.catalog.get(item_id, {}).get("title")
+            if title:
+                return str(title)
+        return item_id
