@@ -101,7 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 _HP_FIELDS = tuple(field for _, _, field in _HP_FLAGS)
 
 
-def _load_events(args: argparse.Namespace) -> tuple[str, list[Any]]:
+def _load_events(args: argparse.Namespace) -> tuple[str, list[Any], int]:
+    """(dataset name, events in stream order, invalid messages skipped)."""
     if args.dataset == "kafka":
         from stream_app.event_log import read_topic
 
@@ -115,10 +116,10 @@ def _load_events(args: argparse.Namespace) -> tuple[str, list[Any]]:
             settings.topic_events,
             snapshot.invalid,
         )
-        return "kafka", snapshot.events
+        return "kafka", snapshot.events, snapshot.invalid
     dataset = load_dataset(args.dataset, synthetic_events=args.synthetic_events)
     name = args.dataset if args.dataset in ("movielens100k", "synthetic") else dataset.name
-    return name, dataset.events
+    return name, dataset.events, 0
 
 
 def _smoke_prefix(exp: Experiment) -> list[str]:
@@ -137,7 +138,7 @@ def _should_publish(mode: str) -> bool:
 
 def run_once(args: argparse.Namespace) -> int:
     settings = args.settings
-    name, events = _load_events(args)
+    name, events, invalid = _load_events(args)
     if not events:
         log.error("no events to train on")
         return 1
@@ -154,6 +155,7 @@ def run_once(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         progress=not args.no_progress,
     )
+    exp.data["invalid_events_skipped"] = invalid
     results = exp.results_json()
     for model, metrics in exp.models.items():
         log.info(

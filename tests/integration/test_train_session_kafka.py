@@ -1,0 +1,80 @@
+"""Train the session model from the real events topic and announce it on model-updates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from models.datasets.synthetic import SyntheticConfig, generate_synthetic
+from models.events import encode_event
+from models.session.artifacts import load_session_model
+from stream_app.admin import ensure_topics
+from stream_app.model_updates import parse_update
+from stream_app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _produce(settings: Settings, values: list[bytes]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all")
+    for value in values:
+        producer.send(settings.topic_events, value=value)
+    producer.flush(timeout=30)
+    producer.close()
+
+
+def _read_updates(settings: Settings) -> list[bytes]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        settings.topic_model_updates,
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
+    try:
+        return [record.value for record in consumer]
+    finally:
+        consumer.close()
+
+
+@pytest.mark.integration
+def test_train_from_topic_and_announce(
+    settings: Settings, env_for: Callable[[Settings], dict[str, str]], tmp_path: Path
+) -> None:
+    ensure_topics(settings)
+    events = generate_synthetic(
+        SyntheticConfig(n_users=80, n_items=60, n_clusters=4, n_events=3000, seed=5)
+    ).events
+    _produce(settings, [encode_event(e) for e in events] + [b"not json", b"{}"])
+
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "stream_app.cli", "train-session",
+            "--dataset", "kafka", "--protocol", "session",
+            "--epochs", "1", "--embedding-dim", "8", "--hidden-units", "8",
+            "--out", str(out), "--store", str(tmp_path / "store"),
+            "--publish", "always", "--no-progress",
+        ],
+        cwd=REPO, env=env_for(settings), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["dataset"] == "kafka"
+    assert results["data"]["events"] == len(events)
+    assert results["data"]["invalid_events_skipped"] == 2
+
+    updates = [parse_update(raw) for raw in _read_updates(settings)]
+    assert [u.version for u in updates] == [results["artifact"]["version"]]
+    model = load_session_model(updates[0].path)
+    assert updates[0].metrics == pytest.approx(model.manifest["metrics"])
+    assert model.recommend([[events[0].item_id]], 5)[0]
