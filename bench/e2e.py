@@ -1,0 +1,558 @@
+"""End-to-end benchmark of the stream worker against the real Kafka and Redis (``make bench``).
+
+It brings nothing up itself (``make stack-up`` does) and touches nothing it did not create: each
+run uses its own topics (``bench.<run>.*``), its own consumer groups and app ids, and its own
+Redis database (``--redis-db``, flushed at the start), so it can run next to a demo or the tests.
+
+Per dataset, in one run:
+
+1. **Baseline** (``baseline_events_per_s``): every event is produced to a fresh topic (the
+   producer's own config, keyed by user), then a bare kafka-python loop with no model reads it:
+   poll up to ``batch_max_events`` records, ``json.loads`` each, one Redis pipeline per batch
+   with a ``SET`` (with TTL) per distinct user and one ``INCRBY``, the worker's write shape. The
+   clock starts at the first record, so the group join is not counted.
+2. **Worker** (``events_per_s``, then ``events_per_s_2_workers``): ``python -m stream_app.cli
+   worker`` started as 1 (then 2) subprocesses in one consumer group on a fresh, empty topic,
+   with env overrides. When every worker has logged Faust's ``Ready`` and ``--settle-s`` more
+   have passed (the group's rebalance), the same events are produced as a backlog; the rate is
+   measured from the moment the producer is done to the last event, so start-up, rebalancing
+   and the producer's CPU are not counted. Progress is the worker's own ``stats:events`` +
+   ``stats:dlq`` counters in Redis.
+3. **Freshness** (``freshness_p50_ms``, ``freshness_p99_ms``): a new topic and one new worker;
+   once it is ready, events are produced at ``--freshness-fraction`` (0.5) of the 1-worker rate
+   with value and Kafka timestamps set at send time. Every 10th event is re-addressed to a new
+   "probe" user, so that user's written ``computed_at`` minus the event's timestamp is exactly
+   that event's freshness. If the worker also records ``stream_app.telemetry``, its histogram's
+   quantiles and online HitRate@10 are reported alongside.
+
+Numbers are from a shared 2-core machine that also runs the broker: read the ratio to the
+baseline, measured in the same run, as the more portable figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.events import Interaction  # noqa: E402
+from stream_app.cache.keys import STAT_NAMES, CacheKeys  # noqa: E402
+from stream_app.producer import PRODUCER_CONFIG, encode_message  # noqa: E402
+from stream_app.settings import Settings  # noqa: E402
+from stream_app.telemetry import TelemetryKeys, parse_snapshot  # noqa: E402
+
+READY_PATTERN = re.compile(r"\bReady\b")
+
+
+def log(msg: str) -> None:
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- small pure helpers
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in [0, 100]); None for no values.
+
+    >>> percentile([5, 1, 3, 2, 4], 50), percentile([1, 2, 3, 4], 99), percentile([], 50)
+    (3, 4, None)
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil without floats drifting
+    return ordered[int(rank) - 1]
+
+
+def sustained_rate(samples: Sequence[tuple[float, int]], start_t: float, total: int) -> float:
+    """Events/s from ``(time, processed)`` samples between ``start_t`` and reaching ``total``.
+
+    >>> sustained_rate([(0.0, 0), (1.0, 100), (2.0, 300), (3.0, 500)], 1.0, 500)
+    200.0
+    """
+    before = [s for s in samples if s[0] <= start_t]
+    t0, c0 = before[-1] if before else samples[0]
+    done = next((s for s in samples if s[1] >= total), samples[-1])
+    elapsed = done[0] - t0
+    return (done[1] - c0) / elapsed if elapsed > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------- run context
+
+
+@dataclass
+class Run:
+    settings: Settings
+    run_id: str
+    redis_db: int
+    tmp: Path
+    events: list[Interaction]
+    dataset: str
+    topics: list[str] = field(default_factory=list)
+    timeout_s: float = 600.0
+
+    @property
+    def redis_url(self) -> str:
+        base = self.settings.redis_url.rsplit("/", 1)[0]
+        return f"{base}/{self.redis_db}"
+
+    def redis(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.redis_url)
+
+    def topic(self, name: str) -> str:
+        topic = f"bench.{self.run_id}.{name}"
+        self.topics.append(topic)
+        return topic
+
+
+def create_topic(settings: Settings, topic: str) -> None:
+    from stream_app.admin import TopicSpec, ensure_topics
+
+    spec = TopicSpec(topic, settings.event_partitions, settings.replication_factor)
+    ensure_topics(settings, [spec], timeout_s=60)
+
+
+def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
+    from stream_app.admin import admin_client
+
+    with contextlib.suppress(Exception), admin_client(settings) as admin:
+        existing = set(admin.list_topics())  # type: ignore[attr-defined]
+        mine = [t for t in existing if any(t.startswith(p) for p in topics)]
+        if mine:
+            admin.delete_topics(mine, timeout_ms=30_000)  # type: ignore[attr-defined]
+
+
+def produce(settings: Settings, topic: str, events: Sequence[Interaction]) -> float:
+    """Send every event as fast as the producer goes; return events/s."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), **PRODUCER_CONFIG
+    )
+    failures: list[BaseException] = []
+    start = time.perf_counter()
+    try:
+        for event in events:
+            key, value = encode_message(event)
+            producer.send(topic, key=key, value=value).add_errback(failures.append)
+        producer.flush()
+    finally:
+        producer.close()
+    if failures:
+        raise RuntimeError(f"{len(failures)} sends failed, first: {failures[0]!r}")
+    return len(events) / (time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------- the baseline
+
+
+def baseline(run: Run, topic: str) -> dict[str, float]:
+    """A bare kafka-python consume -> json.loads -> Redis pipeline loop over the backlog."""
+    from kafka import KafkaConsumer
+
+    total = len(run.events)
+    client = run.redis()
+    prefix = f"bench:{run.run_id}:baseline"
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=run.settings.kafka_bootstrap.split(","),
+        group_id=f"bench-{run.run_id}-baseline",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=run.settings.batch_max_events,
+    )
+    seen = 0
+    first_t: float | None = None
+    deadline = time.monotonic() + run.timeout_s
+    try:
+        while seen < total and time.monotonic() < deadline:
+            polled = consumer.poll(timeout_ms=500, max_records=run.settings.batch_max_events)
+            records = [r for batch in polled.values() for r in batch]
+            if not records:
+                continue
+            if first_t is None:
+                first_t = time.perf_counter()
+            latest: dict[str, dict] = {}
+            for record in records:
+                payload = json.loads(record.value)
+                latest[str(payload["user_id"])] = payload
+            pipe = client.pipeline(transaction=False)
+            now_ms = int(time.time() * 1000)
+            for user, payload in latest.items():
+                value = json.dumps({"item": payload["item_id"], "computed_at": now_ms})
+                pipe.set(f"{prefix}:{user}", value, ex=3600)
+            pipe.incrby(f"{prefix}:events", len(records))
+            pipe.execute()
+            consumer.commit()
+            seen += len(records)
+        elapsed = time.perf_counter() - (first_t or time.perf_counter())
+    finally:
+        consumer.close()
+    # The clock starts at the first record, so the group join is not counted.
+    log(f"baseline: {seen}/{total} events in {elapsed:.2f} s")
+    return {
+        "baseline_events_per_s": seen / elapsed if elapsed > 0 else float("nan"),
+        "baseline_events": seen,
+    }
+
+
+# --------------------------------------------------------------------------- the real worker
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class WorkerProc:
+    proc: subprocess.Popen
+    log_path: Path
+
+    def ready(self) -> bool:
+        try:
+            return bool(READY_PATTERN.search(self.log_path.read_text(errors="replace")))
+        except OSError:
+            return False
+
+    def tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def start_worker(run: Run, topic: str, app_id: str, index: int) -> WorkerProc:
+    env = dict(os.environ)
+    env.update(
+        {
+            "STREAMREC_KAFKA_BOOTSTRAP": run.settings.kafka_bootstrap,
+            "STREAMREC_REDIS_URL": run.redis_url,
+            "STREAMREC_TOPIC_EVENTS": topic,
+            "STREAMREC_TOPIC_DLQ": f"{topic}.dlq",
+            "STREAMREC_APP_ID": app_id,
+            "STREAMREC_WEB_PORT": str(free_port()),
+            "STREAMREC_STATE_DIR": str(run.tmp / "state"),
+            "STREAMREC_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    run.topics.append(f"{topic}.dlq")
+    run.topics.append(app_id)  # Faust's changelog/repartition topics start with the app id
+    log_path = run.tmp / f"{app_id}-{index}.log"
+    handle = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream_app.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: a stop reaches Faust's children too
+    )
+    return WorkerProc(proc, log_path)
+
+
+def stop_workers(workers: Sequence[WorkerProc], timeout_s: float = 30.0) -> None:
+    for w in workers:
+        if w.proc.poll() is None:
+            os.killpg(w.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for w in workers:
+        try:
+            w.proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(w.proc.pid, signal.SIGKILL)
+            w.proc.wait()
+
+
+def processed(client: Any, keys: CacheKeys) -> int:
+    values = client.mget([keys.stat("events"), keys.stat("dlq")])
+    return sum(int(v) for v in values if v is not None)
+
+
+def wait_ready(workers: Sequence[WorkerProc], timeout_s: float) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for w in workers:
+            if w.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {w.proc.returncode}:\n{w.tail()}")
+        if all(w.ready() for w in workers):
+            return time.perf_counter()
+        time.sleep(0.1)
+    raise TimeoutError("workers not ready in time:\n" + "\n".join(w.tail() for w in workers))
+
+
+def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float) -> dict[str, Any]:
+    """``n_workers`` on an empty topic; once they are ready and settled, the whole backlog is
+    produced; the rate is measured from the moment the producer is done (a full backlog, no
+    producer competing for the CPU, no rebalance in flight) to the last event."""
+    client = run.redis()
+    client.flushdb()
+    total = len(run.events)
+    topic = run.topic(f"w{n_workers}")
+    create_topic(run.settings, topic)
+    app_id = f"bench-{run.run_id}-w{n_workers}"
+    started = time.perf_counter()
+    workers = [start_worker(run, topic, app_id, i) for i in range(n_workers)]
+    samples: list[tuple[float, int]] = []
+    load_before = os.getloadavg()
+    try:
+        ready_t = wait_ready(workers, timeout_s=180)
+        time.sleep(settle_s)  # the group's join/rebalance after the last worker came up
+        produce(run.settings, topic, run.events)
+        produced_t = time.perf_counter()
+        deadline = time.monotonic() + run.timeout_s
+        while time.monotonic() < deadline:
+            now, count = time.perf_counter(), processed(client, keys)
+            samples.append((now, count))
+            if count >= total:
+                break
+            if any(w.proc.poll() is not None for w in workers):
+                raise RuntimeError("a worker exited:\n" + "\n".join(w.tail() for w in workers))
+            time.sleep(0.05)
+    finally:
+        stop_workers(workers)
+    done = samples[-1][1] if samples else 0
+    rate = sustained_rate(samples, produced_t, total) if samples else float("nan")
+    in_window = done - samples[0][1] if samples else 0
+    log(
+        f"{n_workers} worker(s): {done}/{total} events, {in_window} in the measured window, "
+        f"{rate:.0f} events/s (start-up {ready_t - started:.1f} s, load {load_before[0]:.1f})"
+    )
+    return {
+        "events_per_s": rate,
+        "processed": done,
+        "events_in_window": in_window,
+        "startup_s": ready_t - started,
+        "complete": done >= total,
+        "loadavg_1m_before": load_before[0],
+        "loadavg_1m_after": os.getloadavg()[0],
+    }
+
+
+# --------------------------------------------------------------------------- freshness
+
+#: One event in this many is for a brand-new "probe" user, so its user's ``computed_at`` minus
+#: its send time is the freshness of exactly that event (one exact sample per probe).
+PROBE_EVERY = 10
+
+
+def paced_produce(
+    settings: Settings, topic: str, events: Sequence[Interaction], rate: float, run_id: str
+) -> dict[str, int]:
+    """Send ``events`` at ``rate``/s with timestamps (value and Kafka) = send time, every
+    ``PROBE_EVERY``-th one re-addressed to a new probe user. Returns probe user -> send ms."""
+    from dataclasses import replace
+
+    from kafka import KafkaProducer
+
+    # Latency matters here, not throughput: no linger, no compression.
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), linger_ms=0, acks=1
+    )
+    probes: dict[str, int] = {}
+    start = time.perf_counter()
+    try:
+        for i, event in enumerate(events):
+            ahead = start + i / rate - time.perf_counter()
+            if ahead > 0.0005:
+                time.sleep(ahead)
+            now_ms = int(time.time() * 1000)
+            event = replace(event, timestamp_ms=now_ms)
+            if i % PROBE_EVERY == 0:
+                event = replace(event, user_id=f"probe-{run_id}-{i}")
+                probes[event.user_id] = now_ms
+            key, value = encode_message(event)
+            producer.send(topic, key=key, value=value, timestamp_ms=now_ms)
+        producer.flush()
+    finally:
+        producer.close()
+    return probes
+
+
+def freshness(run: Run, rate: float, keys: CacheKeys, duration_s: float) -> dict[str, Any]:
+    client = run.redis()
+    client.flushdb()
+    topic = run.topic("fresh")
+    create_topic(run.settings, topic)
+    n = max(1, min(len(run.events), int(rate * duration_s)))
+    events = run.events[:n]
+    worker = start_worker(run, topic, f"bench-{run.run_id}-fresh", 0)
+    load_before = os.getloadavg()
+    try:
+        wait_ready([worker], timeout_s=180)
+        time.sleep(3.0)  # let the assignment settle
+        log(f"freshness: {n} events at {rate:.0f}/s")
+        probes = paced_produce(run.settings, topic, events, rate, run.run_id)
+        deadline = time.monotonic() + 60
+        while processed(client, keys) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        count = processed(client, keys)
+    finally:
+        stop_workers([worker])
+    users = list(probes)
+    raw = client.mget([keys.recs(u) for u in users])
+    delays = [
+        float(int(json.loads(value).get("computed_at", 0)) - probes[user])
+        for user, value in zip(users, raw, strict=True)
+        if value is not None
+    ]
+    quarter = max(len(delays) // 4, 1)
+    result: dict[str, Any] = {
+        "freshness_p50_ms": percentile(delays, 50),
+        "freshness_p99_ms": percentile(delays, 99),
+        "freshness_max_ms": max(delays) if delays else None,
+        "freshness_rate_events_per_s": rate,
+        "freshness_events": n,
+        "freshness_processed": count,
+        "freshness_samples": len(delays),
+        "freshness_probes_lost": len(users) - len(delays),
+        # A steady state has similar first and last quarters; a growing last quarter means the
+        # worker fell behind at this rate (a queue built up).
+        "freshness_p50_first_quarter_ms": percentile(delays[:quarter], 50),
+        "freshness_p50_last_quarter_ms": percentile(delays[-quarter:], 50),
+        "freshness_source": "probe users: computed_at - Kafka timestamp (exact, per probe)",
+        "freshness_loadavg_1m_before": load_before[0],
+    }
+    tk = TelemetryKeys(keys)
+    freshness_hash = client.hgetall(tk.freshness)
+    if freshness_hash:  # the worker records stream_app.telemetry: report its view as well
+        snap = parse_snapshot({}, client.hgetall(tk.hitrate), freshness_hash, {})
+        result["telemetry_freshness_p50_ms"] = snap.freshness_quantile(0.5)
+        result["telemetry_freshness_p99_ms"] = snap.freshness_quantile(0.99)
+        result["telemetry_online_hit_rate_at_10"] = snap.hit_rate_at_10
+    log(
+        f"freshness: p50 {result['freshness_p50_ms']} ms, p99 {result['freshness_p99_ms']} ms "
+        f"from {len(delays)} probes"
+    )
+    return result
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def load_events(dataset: str, n_events: int | None, seed: int) -> list[Interaction]:
+    from models.datasets import load_dataset
+
+    data = load_dataset(dataset, synthetic_events=n_events, seed=seed)
+    events = data.sort().events
+    return events[:n_events] if n_events is not None else events
+
+
+def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) -> dict[str, Any]:
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    n_events = args.events if dataset == "movielens100k" else args.synthetic_events
+    events = load_events(dataset, n_events, args.seed)
+    keys = CacheKeys(settings.redis_key_prefix)
+    with tempfile.TemporaryDirectory(prefix="streamrec-e2e-") as tmp:
+        run = Run(
+            settings, run_id, args.redis_db, Path(tmp), events, dataset, timeout_s=args.timeout_s
+        )
+        run.redis().flushdb()
+        result: dict[str, Any] = {"dataset": dataset, "events": len(events), "run_id": run_id}
+        try:
+            topic = run.topic("events")
+            create_topic(settings, topic)
+            produce_rate = produce(settings, topic, events)
+            log(f"{dataset}: {len(events)} events produced ({produce_rate:.0f}/s) to {topic}")
+            result["produce_events_per_s"] = produce_rate
+            result.update(baseline(run, topic))
+            one = worker_throughput(run, 1, keys, args.settle_s)
+            result["events_per_s"] = one["events_per_s"]
+            result["worker_1"] = one
+            result["workers"] = 1
+            if 2 in args.workers:
+                two = worker_throughput(run, 2, keys, args.settle_s)
+                result["events_per_s_2_workers"] = two["events_per_s"]
+                result["worker_2"] = two
+                result["scale_out_ratio"] = two["events_per_s"] / one["events_per_s"]
+            result["ratio_to_baseline"] = one["events_per_s"] / result["baseline_events_per_s"]
+            if not args.skip_freshness:
+                rate = args.freshness_fraction * one["events_per_s"]
+                result.update(freshness(run, rate, keys, args.freshness_s))
+                curve = []
+                for fraction in args.freshness_extra:
+                    extra = freshness(run, fraction * one["events_per_s"], keys, args.freshness_s)
+                    curve.append({"fraction": fraction, **extra})
+                if curve:
+                    result["freshness_curve"] = curve
+        finally:
+            if not args.keep_topics:
+                delete_topics(settings, run.topics)
+            with contextlib.suppress(Exception):
+                run.redis().flushdb()
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        choices=["movielens100k", "synthetic"],
+        help="repeatable; the first one's numbers are the top-level keys",
+    )
+    parser.add_argument("--events", type=int, default=None, help="cap MovieLens events")
+    parser.add_argument("--synthetic-events", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], choices=[1, 2])
+    parser.add_argument("--redis-db", type=int, default=12, help="Redis DB used (and flushed)")
+    parser.add_argument("--freshness-fraction", type=float, default=0.5)
+    parser.add_argument("--freshness-s", type=float, default=20.0)
+    parser.add_argument(
+        "--freshness-extra",
+        type=float,
+        nargs="*",
+        default=[],
+        help="more fractions of the 1-worker rate to measure freshness at (e.g. 0.25)",
+    )
+    parser.add_argument("--skip-freshness", action="store_true")
+    parser.add_argument(
+        "--settle-s", type=float, default=5.0, help="wait after the workers are ready"
+    )
+    parser.add_argument("--timeout-s", type=float, default=900.0, help="per phase")
+    parser.add_argument("--keep-topics", action="store_true")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "e2e.json")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    datasets = args.dataset or ["movielens100k"]
+    runs = []
+    for dataset in datasets:
+        runs.append(bench_dataset(args, settings, dataset))
+    out = dict(runs[0])
+    out["runs"] = runs
+    out["command"] = "python bench/e2e.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    out["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    out["stat_names"] = list(STAT_NAMES)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2, sort_keys=True, default=str) + "\n")
+    log(f"wrote {args.out}")
+    return 0 if all(r.get("worker_1", {}).get("complete") for r in runs) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
