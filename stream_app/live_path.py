@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 TRENDING_REASON = "trending now"
 
+#: Event timestamps more than this ahead of the wall clock are clamped for decay: one event from
+#: a client with a wrong clock (say, year 3000) would otherwise move the forward-decay epoch
+#: there and make every real event's weight 0 from then on.
+FUTURE_TOLERANCE_MS = 3_600_000
+
 
 def parse_message(value: object) -> Interaction:
     """A Kafka message value (raw bytes, or None for a tombstone) to a validated event.
@@ -215,8 +220,9 @@ class LivePath:
         stats = {"events": len(events), "dlq": dlq, "batches": 1}
         if not events:
             return self._write([], stats, 0)
-        weights = [(e.item_id, event_weight(e), e.timestamp_ms) for e in events]
-        now = now_ms if now_ms is not None else max(e.timestamp_ms for e in events)
+        latest_ok = int(time.time() * 1000) + FUTURE_TOLERANCE_MS
+        weights = [(e.item_id, event_weight(e), min(e.timestamp_ms, latest_ok)) for e in events]
+        now = now_ms if now_ms is not None else max(ts for _, _, ts in weights)
         k = self.scorer.candidates_needed(self.top_n, self.history_len)
         try:
             trending = self.cache.update_trending(weights, self.half_life_s, now, k)

@@ -180,3 +180,14 @@ def test_a_batch_of_only_dead_letters_still_counts_them():
     result = _path(cache).process([], {}, dlq=5)
     assert result.recs_written == 0 and not result.degraded
     assert cache.get_stats()["dlq"] == 5
+
+
+def test_an_event_from_the_far_future_cannot_wipe_trending():
+    cache = MemoryCache()
+    path = _path(cache)
+    now = int(__import__("time").time() * 1000)
+    path.process([Interaction("u1", "real", "view", now)], {"u1": ["real"]}, dlq=0)
+    rogue = Interaction("u2", "rogue", "view", now + 10**15)  # ~30,000 years ahead
+    path.process([rogue], {"u2": ["rogue"]}, dlq=0)
+    top = dict(cache.top_trending(5, 3600.0, now))
+    assert top["real"] > 0.5  # still there: the rogue event was clamped to about now

@@ -60,3 +60,28 @@ def test_memory_backend_keeps_only_the_most_popular_items():
     weights = [(f"i{n}", float(n), T0) for n in range(10)]
     top = cache.update_trending(weights, 3600.0, T0, 10)
     assert [item for item, _ in top] == ["i9", "i8", "i7"]
+
+
+def test_a_first_batch_spanning_months_does_not_overflow():
+    """Replayed data: one batch can span far more than 1,024 half-lives (2**1024 overflows)."""
+    cache = MemoryCache()
+    weights = [("old", 1.0, T0), ("new", 1.0, T0 + 90 * 24 * HOUR_MS)]
+    top = dict(cache.update_trending(weights, 3600.0, T0 + 90 * 24 * HOUR_MS, 5))
+    assert top["new"] == pytest.approx(1.0)
+    assert top["old"] == 0.0  # 2,160 half-lives old: nothing left of it
+
+
+def test_later_batches_far_ahead_rescale_instead_of_overflowing():
+    cache = MemoryCache()
+    cache.update_trending([("a", 1.0, T0)], 3600.0, T0, 5)
+    far = T0 + 5_000 * HOUR_MS
+    top = dict(cache.update_trending([("b", 1.0, far), ("a", 1.0, far)], 3600.0, far, 5))
+    assert top == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
+
+
+def test_old_data_after_new_data_reads_without_overflow():
+    cache = MemoryCache()
+    cache.update_trending([("new", 1.0, T0 + 5_000 * HOUR_MS)], 3600.0, T0 + 5_000 * HOUR_MS, 5)
+    top = cache.update_trending([("old", 1.0, T0)], 3600.0, T0, 5)
+    assert [item for item, _ in top] == ["new", "old"]
+    assert all(math.isfinite(score) for _, score in top)

@@ -1,0 +1,199 @@
+"""Fixtures for tests against the real Kafka and Redis started by ``make stack-up``.
+
+Isolation: every test gets its own topics, Faust app id (consumer group, changelog topics),
+web port, state dir and an empty Redis database it claims for itself, so runs do not collide
+with each other, with the demo, or with a stack left up from before. Unreachable services make
+the tests FAIL with the command to run, never skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import fields, replace
+from pathlib import Path
+
+import pytest
+import redis
+
+from stream_app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+CLAIM_KEY = "streamrec:test:claim"
+
+
+def _env_of(settings: Settings) -> dict[str, str]:
+    """STREAMREC_* variables that reproduce ``settings`` in a subprocess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if value is not None:
+            env[f.metadata["env"]] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """Settings from the environment (the Makefile exports the stack's addresses)."""
+    settings = Settings.from_env()
+    problems = []
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        problems.append(f"Redis at {settings.redis_url}: {exc}")
+    try:
+        from kafka.admin import KafkaAdminClient
+
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap.split(","), request_timeout_ms=5000
+        )
+        admin.list_topics()
+        admin.close()
+    except Exception as exc:
+        problems.append(f"Kafka at {settings.kafka_bootstrap}: {type(exc).__name__}: {exc}")
+    if problems:
+        pytest.fail(
+            "integration tests need the real stack; start it with `make stack-up`.\n  "
+            + "\n  ".join(problems),
+            pytrace=False,
+        )
+    return settings
+
+
+@pytest.fixture
+def redis_db(base_settings: Settings) -> Iterator[str]:
+    """URL of an empty Redis database claimed for this test (emptied again afterwards)."""
+    base = base_settings.redis_url.rsplit("/", 1)[0] if "://" in base_settings.redis_url else ""
+    token = uuid.uuid4().hex
+    for db in range(15, 0, -1):
+        client = redis.Redis.from_url(f"{base}/{db}")
+        if client.dbsize() == 0 and client.set(CLAIM_KEY, token, nx=True, ex=900):
+            if client.dbsize() == 1:  # nobody else wrote in between
+                try:
+                    yield f"{base}/{db}"
+                finally:
+                    if client.get(CLAIM_KEY) == token.encode():
+                        client.flushdb()
+                    client.close()
+                return
+            client.delete(CLAIM_KEY)
+        client.close()
+    pytest.fail("no empty Redis database (1-15) to claim for the test")
+
+
+@pytest.fixture
+def settings(base_settings: Settings, redis_db: str, tmp_path: Path) -> Iterator[Settings]:
+    """Unique topics, app id, port and Redis DB; the topics are deleted afterwards."""
+    run = f"it-{uuid.uuid4().hex[:10]}"
+    isolated = replace(
+        base_settings,
+        app_id=run,
+        topic_events=f"{run}-events",
+        topic_dlq=f"{run}-events.dlq",
+        topic_items=f"{run}-items",
+        topic_model_updates=f"{run}-model-updates",
+        event_partitions=4,
+        redis_url=redis_db,
+        web_port=_free_port(),
+        state_dir=tmp_path / "state",
+        batch_max_delay_s=0.05,
+        log_level="INFO",
+    )
+    yield isolated
+    with contextlib.suppress(Exception):
+        from kafka.admin import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=isolated.kafka_bootstrap.split(","))
+        mine = [t for t in admin.list_topics() if t.startswith(run)]
+        if mine:
+            admin.delete_topics(mine)
+        admin.close()
+
+
+class WorkerProcess:
+    """``python -m stream_app.cli worker`` as a subprocess with its log in a file."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_app.cli", "worker"],
+            cwd=REPO,
+            env=_env_of(settings),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def assert_alive(self) -> None:
+        assert self.proc.poll() is None, (
+            f"worker exited with {self.proc.returncode}:\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
+    """Start real workers; every one started is stopped (SIGTERM) when the test ends."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def _wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, on_fail: Callable[[], str]
+) -> None:
+    """Poll ``condition`` until true; fail with ``what`` and diagnostics after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{on_fail()}")
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., None]:
+    """``wait_for(condition, timeout_s, what, on_fail)``: poll, then fail with diagnostics."""
+    return _wait_for
+
+
+@pytest.fixture
+def env_for() -> Callable[[Settings], dict[str, str]]:
+    """``env_for(settings)``: the environment a ``streamrec`` subprocess needs for them."""
+    return _env_of

@@ -1,0 +1,97 @@
+"""One contract, every ``RecCache`` backend: the Redis backend must behave like the reference.
+
+Marked integration as a whole because the Redis case needs the real Redis; the memory case runs
+alongside it as the reference the contract was written against.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stream_app.cache import CacheKeys, MemoryCache, RecCache, Recommendation, UserRecs
+from stream_app.cache.redis_backend import RedisCache
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_700_000_000_000
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture(params=["memory", "redis"])
+def cache(request) -> RecCache:
+    if request.param == "memory":
+        backend: RecCache = MemoryCache()
+    else:
+        backend = RedisCache(request.getfixturevalue("redis_db"), CacheKeys("contract:v1"))
+    yield backend
+    backend.close()
+
+
+def test_is_a_rec_cache(cache):
+    assert isinstance(cache, RecCache)
+
+
+def test_empty_cache_has_no_trending_recs_or_counts(cache):
+    assert cache.top_trending(5, 3600.0, T0) == []
+    assert cache.get_recs("nobody") is None
+    assert set(cache.get_stats().values()) == {0}
+
+
+def test_trending_is_decayed_popularity_best_first(cache):
+    weights = [("a", 1.0, T0)] * 4 + [("b", 1.0, T0 + 2 * HOUR_MS)] * 2 + [("c", 5.0, T0)]
+    top = cache.update_trending(weights, 3600.0, T0 + 2 * HOUR_MS, 10)
+    assert [item for item, _ in top] == ["b", "c", "a"]
+    assert dict(top) == pytest.approx({"b": 2.0, "c": 1.25, "a": 1.0})
+    assert cache.top_trending(2, 3600.0, T0 + 2 * HOUR_MS) == top[:2]
+
+
+def test_trending_accumulates_across_batches_and_rescales(cache):
+    cache.update_trending([("a", 1.0, T0)], 3600.0, T0, 5)
+    cache.update_trending([("a", 1.0, T0 + HOUR_MS)], 3600.0, T0 + HOUR_MS, 5)
+    assert dict(cache.top_trending(5, 3600.0, T0 + HOUR_MS)) == pytest.approx({"a": 1.5})
+    far = T0 + 100 * HOUR_MS  # beyond the 2**40 bound: epoch moves, scores rescale
+    top = dict(cache.update_trending([("b", 1.0, far)], 3600.0, far, 5))
+    assert top["b"] == pytest.approx(1.0)
+    assert top["a"] == pytest.approx(1.5 * 2.0**-99, rel=1e-6)
+
+
+def test_recs_round_trip_with_ttl_and_counters_add_up(cache):
+    recs = [
+        UserRecs("u1", (Recommendation("i1", 0.5, "trending now"),), {"trending": "v1"}, T0),
+        UserRecs("u:2", (), {}, T0 + 1),
+    ]
+    cache.write_batch(recs, ttl_s=60, stats={"events": 3, "dlq": 1})
+    cache.write_batch([], ttl_s=60, stats={"events": 2, "batches": 1})
+    assert cache.get_recs("u1") == recs[0]
+    assert cache.get_recs("u:2") == recs[1]
+    stats = cache.get_stats()
+    assert (stats["events"], stats["dlq"], stats["batches"]) == (5, 1, 1)
+
+
+def test_redis_keys_follow_the_documented_schema(redis_db):
+    keys = CacheKeys("contract:v1")
+    cache = RedisCache(redis_db, keys)
+    cache.update_trending([("i1", 1.0, T0)], 3600.0, T0, 5)
+    cache.write_batch([UserRecs("u1", ())], ttl_s=30, stats={"events": 1})
+    client = cache.client
+    assert client.type(keys.trending) == b"zset"
+    assert float(client.get(keys.trending_epoch)) == T0
+    assert 0 < client.ttl(keys.recs("u1")) <= 30
+    assert client.get(keys.stat("events")) == b"1"
+    cache.close()
+
+
+def test_unreachable_redis_is_cache_unavailable_after_retries():
+    import socket
+
+    from stream_app.cache import CacheUnavailable
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cache = RedisCache(f"redis://127.0.0.1:{port}/0", retries=2, socket_timeout_s=0.5)
+    with pytest.raises(CacheUnavailable, match="after retries"):
+        cache.update_trending([("i", 1.0, T0)], 3600.0, T0, 5)
+    with pytest.raises(CacheUnavailable):
+        cache.write_batch([], 60, {"events": 1})
+    cache.close()
