@@ -221,7 +221,7 @@ class RedisReadStore:
             if kind == "none":
                 return None
             if kind == "zset":
-                members = await self._redis.zrevrange(key, 0, n - 1, withscores=True)
+                members: Any = await self._redis.zrevrange(key, 0, n - 1, withscores=True)
                 return [(m.decode(), float(s)) for m, s in members]
             if kind == "string":
                 return parse_neighbors(await self._redis.get(key))[:n]
