@@ -2,7 +2,8 @@
 
 It brings nothing up itself (``make stack-up`` does) and touches nothing it did not create: each
 run uses its own topics (``bench.<run>.*``), its own consumer groups and app ids, and its own
-Redis database (``--redis-db``, flushed at the start), so it can run next to a demo or the tests.
+Redis database (the first one from ``--redis-db`` not locked by another run; emptied), so it can
+run next to a demo, the tests or another benchmark.
 
 Per dataset, in one run:
 
@@ -117,6 +118,43 @@ class Run:
         import redis
 
         return redis.Redis.from_url(self.redis_url)
+
+    def clear(self) -> None:
+        """Empty this run's Redis DB except the lock that reserves it for this run."""
+        client = self.redis()
+        batch: list[bytes] = []
+        for key in client.scan_iter(count=5000):
+            if key != LOCK_KEY.encode():
+                batch.append(key)
+            if len(batch) >= 5000:
+                client.delete(*batch)
+                batch = []
+        if batch:
+            client.delete(*batch)
+
+
+#: Held in the Redis DB a run uses, so two runs at once (two people, two checkouts) take
+#: different DBs instead of flushing each other's counters.
+LOCK_KEY = "streamrec-bench:lock"
+
+
+def reserve_db(settings: Settings, first: int, run_id: str, ttl_s: int) -> int:
+    """The first DB from ``first`` up to 15 whose lock this run could take."""
+    import redis
+
+    base = settings.redis_url.rsplit("/", 1)[0]
+    for db in range(first, 16):
+        client = redis.Redis.from_url(f"{base}/{db}")
+        if client.set(LOCK_KEY, run_id, nx=True, ex=ttl_s):
+            return db
+    raise RuntimeError(f"Redis DBs {first}..15 are all held by other benchmark runs ({LOCK_KEY})")
+
+
+def release_db(run: Run) -> None:
+    client = run.redis()
+    if client.get(LOCK_KEY) == run.run_id.encode():
+        run.clear()
+        client.delete(LOCK_KEY)
 
     def topic(self, name: str) -> str:
         topic = f"bench.{self.run_id}.{name}"
@@ -307,7 +345,7 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
     produced; the rate is measured from the moment the producer is done (a full backlog, no
     producer competing for the CPU, no rebalance in flight) to the last event."""
     client = run.redis()
-    client.flushdb()
+    run.clear()
     total = len(run.events)
     topic = run.topic(f"w{n_workers}")
     create_topic(run.settings, topic)
@@ -392,7 +430,7 @@ def paced_produce(
 
 def freshness(run: Run, rate: float, keys: CacheKeys, duration_s: float) -> dict[str, Any]:
     client = run.redis()
-    client.flushdb()
+    run.clear()
     topic = run.topic("fresh")
     create_topic(run.settings, topic)
     n = max(1, min(len(run.events), int(rate * duration_s)))
@@ -465,10 +503,10 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
     events = load_events(dataset, n_events, args.seed)
     keys = CacheKeys(settings.redis_key_prefix)
     with tempfile.TemporaryDirectory(prefix="streamrec-e2e-") as tmp:
-        run = Run(
-            settings, run_id, args.redis_db, Path(tmp), events, dataset, timeout_s=args.timeout_s
-        )
-        run.redis().flushdb()
+        db = reserve_db(settings, args.redis_db, run_id, ttl_s=int(args.timeout_s * 4))
+        run = Run(settings, run_id, db, Path(tmp), events, dataset, timeout_s=args.timeout_s)
+        log(f"{dataset}: run {run_id} on Redis DB {db}")
+        run.clear()
         result: dict[str, Any] = {"dataset": dataset, "events": len(events), "run_id": run_id}
         try:
             topic = run.topic("events")
@@ -500,7 +538,7 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
             if not args.keep_topics:
                 delete_topics(settings, run.topics)
             with contextlib.suppress(Exception):
-                run.redis().flushdb()
+                release_db(run)
     return result
 
 
@@ -515,7 +553,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=None, help="cap MovieLens events")
     parser.add_argument("--synthetic-events", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], choices=[1, 2])
-    parser.add_argument("--redis-db", type=int, default=12, help="Redis DB used (and flushed)")
+    parser.add_argument(
+        "--redis-db",
+        type=int,
+        default=12,
+        help="first Redis DB to try (the run takes the first free one up to 15 and empties it)",
+    )
     parser.add_argument("--freshness-fraction", type=float, default=0.5)
     parser.add_argument("--freshness-s", type=float, default=20.0)
     parser.add_argument(
