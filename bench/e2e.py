@@ -145,8 +145,11 @@ def reserve_db(settings: Settings, first: int, run_id: str, ttl_s: int) -> int:
     base = settings.redis_url.rsplit("/", 1)[0]
     for db in range(first, 16):
         client = redis.Redis.from_url(f"{base}/{db}")
-        if client.set(LOCK_KEY, run_id, nx=True, ex=ttl_s):
-            return db
+        # Only an empty DB: an integration test may have claimed one (tests/integration/conftest).
+        if client.dbsize() == 0 and client.set(LOCK_KEY, run_id, nx=True, ex=ttl_s):
+            if client.dbsize() == 1:  # nobody wrote in between
+                return db
+            client.delete(LOCK_KEY)
     raise RuntimeError(f"Redis DBs {first}..15 are all held by other benchmark runs ({LOCK_KEY})")
 
 

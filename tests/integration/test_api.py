@@ -37,15 +37,15 @@ NOW_MS = int(time.time() * 1000)
 
 
 @pytest.fixture(scope="module")
-def settings() -> Settings:
+def env_settings() -> Settings:
     return Settings.from_env()
 
 
 @pytest.fixture()
-def keys(settings: Settings) -> Iterator[CacheKeys]:
+def keys(env_settings: Settings) -> Iterator[CacheKeys]:
     keys = CacheKeys(f"itest-api-{uuid.uuid4().hex[:8]}:v1")
     yield keys
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(env_settings.redis_url)
     stale = list(client.scan_iter(match=f"{keys.prefix}:*"))
     if stale:
         client.delete(*stale)
@@ -94,7 +94,8 @@ async def fetch(client: AioClient, path: str) -> tuple[int, Any]:
     return resp.status, await resp.text()
 
 
-def test_endpoints_serve_what_the_worker_wrote(settings: Settings, keys: CacheKeys) -> None:
+def test_endpoints_serve_what_the_worker_wrote(env_settings: Settings, keys: CacheKeys) -> None:
+    settings = env_settings
     seed(settings, keys)
 
     async def scenario(client: AioClient) -> dict[str, tuple[int, Any]]:
@@ -172,7 +173,7 @@ def test_redis_unreachable_is_503_and_the_api_keeps_answering() -> None:
     assert metrics[0] == 200 and "streamrec_redis_up 0.0" in metrics[1].splitlines()
 
 
-def test_streamrec_api_command_serves_health(settings: Settings) -> None:
+def test_streamrec_api_command_serves_health(env_settings: Settings) -> None:
     port = closed_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -196,3 +197,62 @@ def test_streamrec_api_command_serves_health(settings: Settings) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_new_users_events_reach_the_api_through_a_real_worker(
+    settings: Settings, start_worker: Any, wait_for: Any
+) -> None:
+    """Kafka -> worker -> Redis -> API: before her events a new user gets the trending fallback,
+    after them her own cached list, without the items she interacted with."""
+    from kafka import KafkaProducer
+
+    from models.events import Interaction
+    from stream_app.producer import encode_message
+
+    worker = start_worker(settings)
+    wait_for(
+        lambda: "Ready" in worker.log_path.read_text(errors="replace"),
+        120,
+        "the worker to be ready",
+        worker.log_tail,
+    )
+    store_keys = CacheKeys(settings.redis_key_prefix)
+    user = f"newcomer-{uuid.uuid4().hex[:8]}"
+    now = int(time.time() * 1000)
+    others = [Interaction(f"other-{j}", f"pop-{j % 5}", "purchase", now + j) for j in range(20)]
+    mine = [
+        Interaction(user, "pop-0", "view", now + 30),
+        Interaction(user, "pop-1", "click", now + 31),
+    ]
+
+    async def before(client: AioClient) -> tuple[int, Any]:
+        return await fetch(client, f"/recommendations/{user}?n=5")
+
+    status, body = with_client(RedisReadStore(settings.redis_url, store_keys), before)
+    assert status == 200 and body["source"] == "trending"
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    for event in others + mine:
+        key, value = encode_message(event)
+        producer.send(settings.topic_events, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+    client = redis.Redis.from_url(settings.redis_url)
+    wait_for(
+        lambda: client.exists(store_keys.recs(user)) == 1,
+        60,
+        f"recommendations for {user}",
+        worker.log_tail,
+    )
+    worker.assert_alive()
+
+    async def after(client: AioClient) -> tuple[int, Any]:
+        return await fetch(client, f"/recommendations/{user}?n=5")
+
+    status, body = with_client(RedisReadStore(settings.redis_url, store_keys), after)
+    assert status == 200 and body["source"] == "cache", body
+    items = [i["item_id"] for i in body["items"]]
+    assert items and not {"pop-0", "pop-1"} & set(items)
+    assert set(items) <= {f"pop-{j}" for j in range(5)}
+    assert body["model_versions"] and body["computed_at"] >= now - 60_000
