@@ -132,6 +132,11 @@ class Run:
         if batch:
             client.delete(*batch)
 
+    def topic(self, name: str) -> str:
+        topic = f"bench.{self.run_id}.{name}"
+        self.topics.append(topic)
+        return topic
+
 
 #: Held in the Redis DB a run uses, so two runs at once (two people, two checkouts) take
 #: different DBs instead of flushing each other's counters.
@@ -158,11 +163,6 @@ def release_db(run: Run) -> None:
     if client.get(LOCK_KEY) == run.run_id.encode():
         run.clear()
         client.delete(LOCK_KEY)
-
-    def topic(self, name: str) -> str:
-        topic = f"bench.{self.run_id}.{name}"
-        self.topics.append(topic)
-        return topic
 
 
 def create_topic(settings: Settings, topic: str) -> None:
