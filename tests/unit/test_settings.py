@@ -1,0 +1,175 @@
+"""Settings: documented defaults, one ConfigError naming the variable per bad value, and the CLI's
+single-line refusal (exit 2) when a variable is bad."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from stream_app import cli
+from stream_app.settings import ConfigError, Settings, settings_table
+
+FIELDS = {f.metadata["env"]: f for f in dataclasses.fields(Settings)}
+
+
+def test_defaults_are_the_documented_local_stack() -> None:
+    s = Settings.from_env({})
+    assert s == Settings()
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert (s.topic_events, s.topic_dlq, s.topic_items, s.topic_model_updates) == (
+        "events",
+        "events.dlq",
+        "items",
+        "model-updates",
+    )
+    assert (s.event_partitions, s.replication_factor, s.top_n) == (4, 1, 20)
+    assert s.log_level == "INFO"
+    assert s.state_dir is None and s.model_dir is None
+
+
+def test_state_dir_default_is_resolved_at_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    s = Settings.from_env({})
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert s.state_path == tmp_path / "xdg/streamrec"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert s.state_path == tmp_path / "home/.local/state/streamrec"
+    assert s.model_store == s.state_path / "models"
+
+
+def test_explicit_dirs_win(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        {"STREAMREC_STATE_DIR": str(tmp_path / "st"), "STREAMREC_MODEL_DIR": str(tmp_path / "m")}
+    )
+    assert s.state_path == tmp_path / "st"
+    assert s.model_store == tmp_path / "m"
+    only_state = Settings.from_env({"STREAMREC_STATE_DIR": str(tmp_path / "st")})
+    assert only_state.model_store == tmp_path / "st/models"
+
+
+@pytest.mark.parametrize("var", sorted(FIELDS))
+def test_empty_string_means_default(var: str) -> None:
+    field = FIELDS[var]
+    assert getattr(Settings.from_env({var: ""}), field.name) == field.default
+
+
+def test_values_are_parsed_and_normalised() -> None:
+    s = Settings.from_env(
+        {
+            "STREAMREC_KAFKA_BOOTSTRAP": " kafka-1:9092, kafka-2:9092 ",
+            "STREAMREC_REDIS_URL": "rediss://cache.internal:6380/2",
+            "STREAMREC_TOPIC_EVENTS": "shop.events_v2",
+            "STREAMREC_TOP_N": " 50 ",
+            "STREAMREC_POPULARITY_HALF_LIFE_S": "1e3",
+            "STREAMREC_MODEL_POLL_S": "0",
+            "STREAMREC_WEB_PORT": "65535",
+            "STREAMREC_LOG_LEVEL": "debug",
+        }
+    )
+    assert s.kafka_bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert s.redis_url == "rediss://cache.internal:6380/2"
+    assert s.topic_events == "shop.events_v2"
+    assert s.top_n == 50 and isinstance(s.top_n, int)
+    assert s.popularity_half_life_s == 1000.0
+    assert s.model_poll_s == 0.0
+    assert s.web_port == 65535
+    assert s.log_level == "DEBUG"
+    assert Settings.from_env({"STREAMREC_REDIS_URL": "unix:///run/redis.sock"}).redis_url
+
+
+BAD = [
+    ("STREAMREC_KAFKA_BOOTSTRAP", "localhost"),
+    ("STREAMREC_KAFKA_BOOTSTRAP", "kafka:abc"),
+    ("STREAMREC_KAFKA_BOOTSTRAP", "kafka:70000"),
+    ("STREAMREC_KAFKA_BOOTSTRAP", ":9092"),
+    ("STREAMREC_KAFKA_BOOTSTRAP", " , "),
+    ("STREAMREC_REDIS_URL", "http://127.0.0.1:6379/0"),
+    ("STREAMREC_REDIS_URL", "127.0.0.1:6379"),
+    ("STREAMREC_REDIS_URL", "redis://"),
+    ("STREAMREC_REDIS_URL", "redis://cache:port/0"),
+    ("STREAMREC_REDIS_URL", "redis://cache:70000/0"),
+    ("STREAMREC_TOPIC_EVENTS", "my events"),
+    ("STREAMREC_TOPIC_DLQ", "events/dlq"),
+    ("STREAMREC_TOPIC_ITEMS", "x" * 250),
+    ("STREAMREC_TOPIC_MODEL_UPDATES", ".."),
+    ("STREAMREC_EVENT_PARTITIONS", "0"),
+    ("STREAMREC_REPLICATION_FACTOR", "-1"),
+    ("STREAMREC_TOP_N", "1.5"),
+    ("STREAMREC_TOP_N", "twenty"),
+    ("STREAMREC_REC_TTL_S", "0"),
+    ("STREAMREC_HISTORY_LEN", "-5"),
+    ("STREAMREC_BATCH_MAX_EVENTS", "0"),
+    ("STREAMREC_POPULARITY_HALF_LIFE_S", "0"),
+    ("STREAMREC_POPULARITY_HALF_LIFE_S", "nan"),
+    ("STREAMREC_SESSION_GAP_S", "inf"),
+    ("STREAMREC_BATCH_MAX_DELAY_S", "-0.1"),
+    ("STREAMREC_MODEL_POLL_S", "-1"),
+    ("STREAMREC_MODEL_POLL_S", "inf"),
+    ("STREAMREC_WEB_PORT", "0"),
+    ("STREAMREC_WEB_PORT", "65536"),
+    ("STREAMREC_WEB_PORT", "http"),
+    ("STREAMREC_LOG_LEVEL", "LOUD"),
+]
+
+
+@pytest.mark.parametrize(("var", "value"), BAD)
+def test_bad_value_raises_config_error_naming_the_variable(var: str, value: str) -> None:
+    assert var in FIELDS, "the table above names a variable Settings no longer reads"
+    with pytest.raises(ConfigError) as exc:
+        Settings.from_env({var: value})
+    message = str(exc.value)
+    assert message.startswith(f"{var}=")
+    assert repr(value) in message
+    assert "\n" not in message
+
+
+def test_every_validated_setting_has_a_bad_case() -> None:
+    free_form = {"STREAMREC_STATE_DIR", "STREAMREC_MODEL_DIR", "STREAMREC_APP_ID"}
+    free_form |= {"STREAMREC_WEB_HOST"}
+    assert set(FIELDS) - free_form == {var for var, _ in BAD}
+
+
+def test_config_error_is_a_value_error_and_the_first_bad_variable_wins() -> None:
+    assert issubclass(ConfigError, ValueError)
+    with pytest.raises(ConfigError, match="STREAMREC_KAFKA_BOOTSTRAP"):
+        Settings.from_env({"STREAMREC_KAFKA_BOOTSTRAP": "x", "STREAMREC_TOP_N": "x"})
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    env = {"STREAMREC_UNKNOWN": "whatever", "KAFKA_PORT": "nope", "PATH": "/bin"}
+    assert Settings.from_env(env) == Settings()
+
+
+def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMREC_TOP_N", "7")
+    assert Settings.from_env().top_n == 7
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().top_n = 3  # type: ignore[misc]
+
+
+def test_settings_table_lists_every_variable_once() -> None:
+    rows = settings_table()
+    assert [var for var, _, _ in rows] == [f.metadata["env"] for f in dataclasses.fields(Settings)]
+    assert dict((var, default) for var, default, _ in rows)["STREAMREC_TOP_N"] == "20"
+    assert all(doc for _, _, doc in rows)
+
+
+@pytest.mark.parametrize("command", ["topics", "produce --generate 1"])
+def test_cli_refuses_a_bad_variable_with_one_line_and_exit_2(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STREAMREC_KAFKA_BOOTSTRAP", "no-port-here")
+    assert cli.main(command.split()) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("streamrec: configuration error: STREAMREC_KAFKA_BOOTSTRAP=")
+    assert captured.out == ""
