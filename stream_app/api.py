@@ -37,6 +37,7 @@ from stream_app.cache.keys import STAT_NAMES, CacheKeys
 from stream_app.cache.trending import decayed_ranking
 from stream_app.telemetry import (
     FRESHNESS_BUCKETS_MS,
+    WORKER_TTL_S,
     TelemetryKeys,
     TelemetrySnapshot,
     bucket_field,
@@ -236,7 +237,12 @@ class RedisReadStore:
         tk = self.telemetry_keys
 
         async def read() -> TelemetrySnapshot:
-            worker_keys = [k async for k in self._redis.scan_iter(match=tk.worker_pattern)]
+            since = int(time.time() * 1000) - WORKER_TTL_S * 1000
+            ids = [
+                i.decode() if isinstance(i, bytes) else str(i)
+                for i in await self._redis.zrangebyscore(tk.workers, since, "+inf")
+            ]
+            worker_keys = [tk.worker(i) for i in ids]
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.mget([self.keys.stat(name) for name in STAT_NAMES])
                 pipe.hgetall(tk.hitrate)
@@ -249,11 +255,8 @@ class RedisReadStore:
                 n: int(v) if v is not None else 0
                 for n, v in zip(STAT_NAMES, stat_values, strict=True)
             }
-            head = tk.worker("")
-            by_worker = {
-                (k.decode() if isinstance(k, bytes) else k)[len(head) :]: w
-                for k, w in zip(worker_keys, workers, strict=True)
-            }
+            # An expired worker hash reads as {}: that worker is gone, leave it out.
+            by_worker = {i: w for i, w in zip(ids, workers, strict=True) if w}
             return parse_snapshot(stats, hitrate, freshness, by_worker)
 
         return await self._call(read)

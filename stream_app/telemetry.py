@@ -29,6 +29,7 @@ key                                        type    value
                                                    ``"+Inf"``, non-cumulative counts), ``sum_ms``
 ``{prefix}:telemetry:worker:{worker_id}``  hash    ``versions`` (JSON name -> version),
                                                    ``seen_at`` (epoch ms); expires after 60 s
+``{prefix}:telemetry:workers``             zset    worker_id -> ``seen_at`` (the registry)
 =========================================  ======  =============================================
 """
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -266,8 +268,9 @@ class TelemetryKeys:
         return f"{self.cache_keys.prefix}:telemetry:worker:{worker_id}"
 
     @property
-    def worker_pattern(self) -> str:
-        return f"{self.cache_keys.prefix}:telemetry:worker:*"
+    def workers(self) -> str:
+        """Sorted set: worker id -> epoch ms of its last batch."""
+        return f"{self.cache_keys.prefix}:telemetry:workers"
 
 
 def bucket_field(i: int, bounds: Sequence[float] = FRESHNESS_BUCKETS_MS) -> str:
@@ -324,12 +327,16 @@ class TelemetryRecorder:
                 pipe.hincrby(keys.freshness, bucket_field(i), count)
         if batch.freshness_sum_ms:
             pipe.hincrbyfloat(keys.freshness, "sum_ms", batch.freshness_sum_ms)
-        if batch.model_versions or now_ms is not None:
-            mapping: dict[str, str] = {"versions": json.dumps(dict(batch.model_versions))}
-            if now_ms is not None:
-                mapping["seen_at"] = str(now_ms)
-            pipe.hset(keys.worker(self.worker_id), mapping=mapping)
-            pipe.expire(keys.worker(self.worker_id), self.worker_ttl_s)
+        if batch.model_versions:
+            # The registry (a sorted set by last-seen time) lets readers find live workers
+            # without SCANning a keyspace that holds a key per user.
+            seen = int(time.time() * 1000) if now_ms is None else now_ms
+            worker_key = keys.worker(self.worker_id)
+            versions = json.dumps(dict(batch.model_versions), sort_keys=True)
+            pipe.hset(worker_key, mapping={"versions": versions, "seen_at": str(seen)})
+            pipe.expire(worker_key, self.worker_ttl_s)
+            pipe.zadd(keys.workers, {self.worker_id: seen})
+            pipe.zremrangebyscore(keys.workers, 0, seen - self.worker_ttl_s * 1000)
 
     def record(self, batch: BatchTelemetry, now_ms: int | None = None) -> None:
         """One pipeline, one round trip, for the batch's telemetry alone."""

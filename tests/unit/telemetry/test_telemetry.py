@@ -144,6 +144,8 @@ def test_recorder_writes_one_pipeline_per_batch_with_the_right_keys() -> None:
     assert hset[1] == ("t:v1:telemetry:worker:w7",)
     assert json.loads(hset[2]["mapping"]["versions"]) == {"session": "s2"}
     assert ("expire", ("t:v1:telemetry:worker:w7", 30), {}) in ops
+    assert ("zadd", ("t:v1:telemetry:workers", {"w7": 1_004}), {}) in ops
+    assert ("zremrangebyscore", ("t:v1:telemetry:workers", 0, 1_004 - 30_000), {}) in ops
 
 
 def test_recorder_skips_zero_increments() -> None:
