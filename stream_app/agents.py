@@ -113,7 +113,8 @@ def register_live_path(
             history_len=settings.history_len,
         )
         try:
-            async for events in stream.take_events(
+            # take_events (events, not values): the DLQ needs each message's topic/partition/offset.
+            async for events in stream.take_events(  # type: ignore[attr-defined]
                 settings.batch_max_events, within=settings.batch_max_delay_s
             ):
                 try:

@@ -109,8 +109,10 @@ def trending_top_n(
 class Scorer(Protocol):
     """Turns a batch's affected users into their top-N. The worker's only model dependency."""
 
-    #: self-describing versions stored with every recommendation (name -> version)
-    versions: Mapping[str, str]
+    @property
+    def versions(self) -> Mapping[str, str]:
+        """Self-describing versions stored with every recommendation (name -> version)."""
+        ...
 
     def candidates_needed(self, n: int, history_len: int) -> int:
         """How many trending items to fetch so every user still has ``n`` after exclusions."""

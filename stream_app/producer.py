@@ -62,7 +62,7 @@ def retime(events: Sequence[Interaction], start_ms: int, span_ms: float) -> list
 
 
 #: (kind, payload) templates of malformed messages; ``{n}`` makes each one distinct.
-_MALFORMED: tuple[tuple[str, bytes], ...] = (
+_MALFORMED: tuple[tuple[str, bytes | None], ...] = (
     ("not json", b"this is not json {n}"),
     ("invalid utf-8", b"\xff\xfe{n}\x80"),
     ("empty value", b""),
@@ -75,7 +75,7 @@ _MALFORMED: tuple[tuple[str, bytes], ...] = (
         "rating without value",
         b'{"user_id":"u{n}","item_id":"i1","event_type":"rating","timestamp":1700000000000}',
     ),
-    ("huge id", None),  # type: ignore[arg-type]  # built below: longer than MAX_ID_LENGTH
+    ("huge id", None),  # built in malformed_messages: an id over MAX_ID_LENGTH
 )
 
 

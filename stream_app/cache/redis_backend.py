@@ -95,7 +95,9 @@ class RedisCache:
             pipe.zremrangebyrank(keys.trending, 0, -(self.max_trending + 1))
             pipe.zrevrange(keys.trending, 0, max(top_k, 1) - 1, withscores=True)
 
-        results = self._call(lambda: self._redis.transaction(transaction, keys.trending_epoch))
+        results: list[Any] = self._call(
+            lambda: self._redis.transaction(transaction, keys.trending_epoch)  # type: ignore[arg-type,return-value]
+        )
         stored = [(m.decode(), float(s)) for m, s in results[-1]]
         return decayed_ranking(stored, used_epoch[0], half_life_s, now_ms)[:top_k]
 

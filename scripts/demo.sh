@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The live demo: events replayed through Kafka, a Faust worker turning them into recommendations
+# in Redis, and a console view of throughput, lag and live recommendations.
+#
+#   bash scripts/demo.sh [movielens100k|synthetic|FILE]   (what `make demo DATA=...` runs)
+#   bash scripts/demo.sh stop                             stop the demo's worker
+#   bash scripts/demo.sh status                           is the demo's worker running?
+#
+# Needs the stack (`make stack-up`). Leaves the stack and the worker running afterwards, so the
+# recommendations stay readable (and the read API can serve them); `stop` ends the worker.
+#
+# Environment (optional): DEMO_SECONDS (60) how long the replay should last; PY (.venv/bin/python);
+# STREAMREC_* settings (the Makefile exports the stack's addresses).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PY:-.venv/bin/python}
+[[ -x $PY ]] || PY=python3
+STATE=${STREAMREC_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/streamrec}
+RUN=$STATE/worker
+PIDFILE=$RUN/worker.pid
+LOG=$RUN/worker.log
+DEMO_SECONDS=${DEMO_SECONDS:-60}
+
+say() { printf 'demo: %s\n' "$*"; }
+
+# The PID file names our worker only if that PID still runs `stream_app.cli worker`: a recycled
+# PID must never be signalled.
+worker_pid() {
+  [[ -f $PIDFILE ]] || return 1
+  local pid
+  pid=$(<"$PIDFILE")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "stream_app.cli worker" || return 1
+  echo "$pid"
+}
+
+stop_worker() {
+  local pid
+  if ! pid=$(worker_pid); then
+    say "no demo worker running"
+    rm -f "$PIDFILE"
+    return 0
+  fi
+  say "stopping worker (pid $pid, SIGTERM)"
+  kill -TERM "$pid"
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; say "worker stopped"; return 0; }
+    sleep 0.5
+  done
+  say "worker $pid did not stop within 30 s; it is still running (log: $LOG)"
+  return 1
+}
+
+start_worker() {
+  local pid
+  if pid=$(worker_pid); then
+    say "reusing the running worker (pid $pid, log $LOG)"
+    return 0
+  fi
+  mkdir -p "$RUN"
+  local from=0
+  [[ -f $LOG ]] && from=$(wc -l <"$LOG")
+  # setsid + nohup: the worker outlives this script and the terminal.
+  setsid nohup "$PY" -m stream_app.cli worker >>"$LOG" 2>&1 </dev/null &
+  echo $! >"$PIDFILE"
+  say "worker starting (pid $!, log $LOG)"
+  for _ in $(seq 1 120); do
+    if tail -n +"$((from + 1))" "$LOG" | grep -q "Worker\]: Ready"; then
+      say "worker ready"
+      return 0
+    fi
+    if ! worker_pid >/dev/null; then
+      say "the worker exited during start-up; last lines of $LOG:"
+      tail -n 20 "$LOG" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+  say "worker not ready after 60 s; see $LOG"
+  return 1
+}
+
+case ${1:-movielens100k} in
+  stop) stop_worker; exit $? ;;
+  status)
+    if pid=$(worker_pid); then say "worker running (pid $pid, log $LOG)"; else say "no worker"; fi
+    exit 0 ;;
+esac
+
+DATA=${1:-movielens100k}
+case $DATA in
+  movielens100k | synthetic) EVENTS=100000 ;;
+  *)
+    [[ -f $DATA ]] || { say "DATA must be movielens100k, synthetic or an event file: $DATA"; exit 2; }
+    EVENTS=$(grep -c . "$DATA") ;;
+esac
+RATE=$(( (EVENTS + DEMO_SECONDS - 1) / DEMO_SECONDS ))
+
+say "creating topics"
+"$PY" -m stream_app.cli topics
+start_worker
+
+say "replaying $DATA: $EVENTS events at $RATE events/s (~${DEMO_SECONDS} s), timestamps moved to now"
+say "every 3 s: events/s processed, consumer lag, dead letters, and three users' live recommendations"
+"$PY" -m stream_app.cli watch --interval 3 --duration $((DEMO_SECONDS + 15)) &
+WATCH=$!
+trap 'kill "$WATCH" 2>/dev/null || true' EXIT
+"$PY" -m stream_app.cli produce --dataset "$DATA" --rate "$RATE" --retime --invalid 20 --no-progress
+wait "$WATCH" || true
+trap - EXIT
+
+cat <<EOF_HELP
+
+demo: done. Kafka, Redis and the worker are still running:
+  - recommendations:  $PY -m stream_app.cli watch --user <user_id>   (Redis key streamrec:v1:recs:<user_id>)
+  - dead letters:     topic events.dlq (20 malformed events were mixed in on purpose)
+  - worker log:       $LOG
+  - stop the worker:  bash scripts/demo.sh stop
+  - stop the stack:   make stack-down
+EOF_HELP
