@@ -28,9 +28,24 @@ KAFKA_VERSION=4.1.1
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 
+say() { printf 'stack: %s\n' "$*"; }
+die() {
+  printf 'stack: error: %s\n' "$*" >&2
+  exit 1
+}
+check_port_var() {
+  local name=$1 value=$2
+  if ! [[ $value =~ ^[1-9][0-9]{0,4}$ ]] || ((value > 65535)); then
+    die "$name=$value is not a TCP port (1-65535)"
+  fi
+}
+
 KAFKA_PORT=${KAFKA_PORT:-9092}
+check_port_var KAFKA_PORT "$KAFKA_PORT"
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 REDIS_PORT=${REDIS_PORT:-6379}
+check_port_var KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT"
+check_port_var REDIS_PORT "$REDIS_PORT"
 STATE=${STREAMREC_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/streamrec}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/streamrec
 LIBS=$CACHE/kafka-$KAFKA_VERSION/libs
@@ -49,21 +64,6 @@ KAFKA_PID=$KDIR/kafka.pid
 REDIS_PID=$RDIR/redis.pid
 BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
-
-say() { printf 'stack: %s\n' "$*"; }
-die() {
-  printf 'stack: error: %s\n' "$*" >&2
-  exit 1
-}
-
-check_port_var() {
-  local name=$1 value=$2
-  [[ $value =~ ^[0-9]+$ ]] && ((value > 0 && value < 65536)) ||
-    die "$name=$value is not a TCP port (1-65535)"
-}
-check_port_var KAFKA_PORT "$KAFKA_PORT"
-check_port_var KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT"
-check_port_var REDIS_PORT "$REDIS_PORT"
 
 # ---------------------------------------------------------------- processes and ports
 

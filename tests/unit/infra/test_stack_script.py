@@ -94,11 +94,12 @@ def test_controller_port_defaults_to_kafka_port_plus_one(env: dict[str, str]) ->
 
 
 @pytest.mark.parametrize("var", ["KAFKA_PORT", "REDIS_PORT", "KAFKA_CONTROLLER_PORT"])
-def test_bad_port_variable_is_named(env: dict[str, str], var: str) -> None:
-    env[var] = "70000"
+@pytest.mark.parametrize("value", ["70000", "abc", "08080", "0"])
+def test_bad_port_variable_is_named(env: dict[str, str], var: str, value: str) -> None:
+    env[var] = value
     result = stack("up", env)
     assert result.returncode == 1
-    assert f"{var}=70000 is not a TCP port" in result.stderr
+    assert result.stderr == f"stack: error: {var}={value} is not a TCP port (1-65535)\n"
 
 
 def test_missing_java_is_one_clear_message(env: dict[str, str], tmp_path: Path) -> None:
