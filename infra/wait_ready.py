@@ -32,7 +32,9 @@ def kafka_probe(bootstrap: str) -> Probe:
     """A probe that asks the cluster for its brokers (DescribeCluster, metadata on old brokers)."""
 
     def probe(budget_s: float) -> str | None:
-        from kafka import KafkaAdminClient  # imported late: `--redis` alone should not pay for it
+        from kafka.admin import (
+            KafkaAdminClient,
+        )  # imported late: `--redis` alone should not pay for it
 
         ms = max(int(budget_s * 1000), 500)
         try:

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import pytest
 import redis
-from kafka import KafkaAdminClient
+from kafka.admin import KafkaAdminClient
 
 from stream_app.settings import Settings
 
