@@ -222,7 +222,7 @@ kafka_show_log() {
   for f in "$KDIR/logs/server.log" "$KDIR/kafka.out"; do
     [[ -s $f ]] || continue
     printf -- '--- last lines of %s ---\n' "$f" >&2
-    tail -n 40 "$f" >&2
+    tail -n 25 "$f" >&2
   done
 }
 
@@ -257,8 +257,15 @@ kafka_up() {
   kafka_config >"$KDIR/server.properties"
   kafka_log4j >"$KDIR/log4j2.properties"
   if [[ ! -f $KDIR/data/meta.properties ]]; then
-    [[ -s $KDIR/cluster.id ]] ||
-      kafka_java kafka.tools.StorageTool random-uuid | tail -n1 >"$KDIR/cluster.id"
+    if [[ ! -s $KDIR/cluster.id ]]; then
+      local cid
+      cid=$(kafka_java kafka.tools.StorageTool random-uuid 2>&1 | tail -n 20) || true
+      if ! [[ $cid =~ ^[A-Za-z0-9_-]{22}$ ]]; then
+        printf '%s\n' "$cid" >&2
+        die "Kafka's StorageTool could not make a cluster id (see above)"
+      fi
+      echo "$cid" >"$KDIR/cluster.id"
+    fi
     say "formatting Kafka storage in $KDIR/data (cluster id $(<"$KDIR/cluster.id"))"
     kafka_java kafka.tools.StorageTool format --ignore-formatted \
       -t "$(<"$KDIR/cluster.id")" -c "$KDIR/server.properties" >>"$KDIR/kafka.out" 2>&1 || {
@@ -280,7 +287,7 @@ kafka_up() {
     kafka_show_log
     stop_pid kafka "$pid"
     rm -f "$KAFKA_PID"
-    die "Kafka did not become ready on $BOOTSTRAP within $READY_TIMEOUT_S s (log: $KDIR/logs/server.log)"
+    die "Kafka did not become ready on $BOOTSTRAP (logs: $KDIR/logs/server.log, $KDIR/kafka.out)"
   fi
   say "kafka up (pid $pid, $BOOTSTRAP)"
 }

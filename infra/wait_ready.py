@@ -159,12 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("kafka").addHandler(logging.NullHandler())
     logging.getLogger("kafka").propagate = False
     pid = args.pid
+    started = time.monotonic()
     failed = wait_all(
         probes, args.timeout, give_up=(lambda: process_gone(pid)) if pid else lambda: None
     )
     if not args.quiet:
         for name, reason in sorted(failed.items()):
-            print(f"{name}: not ready after {args.timeout:g} s: {reason}", file=sys.stderr)
+            waited = time.monotonic() - started
+            print(f"{name}: not ready after {waited:.0f} s: {reason}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -9,6 +9,7 @@ of ours, and the listening processes themselves must be the same before and afte
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -135,3 +136,38 @@ def test_redis_answers_ping_and_round_trips(base_settings: Settings) -> None:
     finally:
         client.delete(key)
         client.close()
+
+
+def test_a_broker_that_cannot_start_fails_at_once_with_the_jvm_error(
+    base_settings: Settings, tmp_path: Path
+) -> None:
+    # A second stack on free ports in its own state dir, with a heap no JVM can start with: `up`
+    # must fail with the JVM's own message instead of waiting out READY_TIMEOUT_S. (base_settings:
+    # the stack is up, so Kafka's jars are in the cache and nothing is downloaded here.)
+    ports = []
+    for _ in range(3):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "KAFKA_PORT": str(ports[0]),
+        "KAFKA_CONTROLLER_PORT": str(ports[1]),
+        "REDIS_PORT": str(ports[2]),
+        "STREAMREC_STATE_DIR": str(tmp_path / "state"),
+        "KAFKA_HEAP_OPTS": "-Xmx1k",
+        "PY": sys.executable,
+    }
+    result = subprocess.run(
+        ["bash", str(ROOT / "infra/stack.sh"), "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Too small maximum heap" in result.stderr, result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("stack: error: ")
+    assert not (tmp_path / "state/kafka/kafka.pid").exists()
+    assert not (tmp_path / "state/redis").exists(), "Redis must not start after Kafka failed"
