@@ -118,28 +118,33 @@ check_java() {
 }
 
 # Resolve the broker's jars once into the cache; the stamp carries the pom's hash, so editing the
-# pom (another version, another dependency) resolves again.
+# pom (another version, another dependency) resolves again. The cache is shared by every state
+# dir, so resolving takes its own lock (in a subshell: the lock must not reach the broker).
+jars_ready() { [[ -f $LIBS/.complete && $(<"$LIBS/.complete") == "$1" ]]; }
 ensure_jars() {
-  local pom=$here/kafka/pom.xml stamp want tmp
-  stamp=$LIBS/.complete
+  local pom=$here/kafka/pom.xml want
   want=$(sha256sum "$pom" | cut -d' ' -f1)
-  if [[ -f $stamp && $(<"$stamp") == "$want" ]]; then return 0; fi
+  jars_ready "$want" && return 0
   command -v "$MVN" >/dev/null 2>&1 ||
     die "mvn not found: it fetches Kafka's jars from Maven Central once (Debian: apt-get install maven)"
-  say "resolving Kafka $KAFKA_VERSION jars from Maven Central into $LIBS (once)"
   mkdir -p "$(dirname "$LIBS")"
-  tmp=$(mktemp -d "$(dirname "$LIBS")/libs.tmp.XXXXXX")
-  if ! "$MVN" -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.log" 2>&1; then
-    tail -n 30 "$tmp.log" >&2
-    rm -rf "$tmp" "$tmp.log"
-    die "Maven could not resolve Kafka's jars (see above)"
-  fi
-  rm -f "$tmp.log"
-  ls "$tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || die "Maven gave no kafka_2.13 jar"
-  rm -rf "$LIBS"
-  mv "$tmp" "$LIBS"
-  echo "$want" >"$stamp"
+  (
+    flock -w 600 8 || die "another stack.sh has been resolving Kafka's jars for 600 s"
+    jars_ready "$want" && exit 0
+    say "resolving Kafka $KAFKA_VERSION jars from Maven Central into $LIBS (once)"
+    tmp=$(mktemp -d "$(dirname "$LIBS")/libs.tmp.XXXXXX")
+    if ! "$MVN" -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.log" 2>&1; then
+      tail -n 30 "$tmp.log" >&2
+      rm -rf "$tmp" "$tmp.log"
+      die "Maven could not resolve Kafka's jars (see above)"
+    fi
+    rm -f "$tmp.log"
+    [[ -f $tmp/kafka_2.13-$KAFKA_VERSION.jar ]] || die "Maven gave no kafka_2.13-$KAFKA_VERSION.jar"
+    rm -rf "$LIBS"
+    mv "$tmp" "$LIBS"
+    echo "$want" >"$LIBS/.complete"
+  ) 8>"$(dirname "$LIBS")/.resolve.lock" || exit 1
 }
 
 # server.properties for a single combined node. Internal topics get replication factor 1 (there
