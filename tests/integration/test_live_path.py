@@ -218,3 +218,18 @@ def test_history_survives_a_worker_restart_through_the_changelog(
     )
     _check_recs(client, keys, settings, seen)
     assert restarted.stop() == 0, restarted.log_tail()
+
+
+def test_worker_refuses_an_events_topic_with_another_partition_count(settings, env_for):
+    """The history table is partitioned like the events topic; a mismatch must stop start-up."""
+    ensure_topics(replace(settings, event_partitions=2))
+    out = subprocess.run(
+        [sys.executable, "-m", "stream_app.cli", "worker"],
+        env=env_for(settings),  # event_partitions=4
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "has 2 partitions but STREAMREC_EVENT_PARTITIONS=4" in out.stderr
