@@ -24,7 +24,7 @@ from typing import Any
 import faust
 
 from models.events import Interaction, InvalidEvent
-from stream_app.cache import CacheKeys, open_cache
+from stream_app.cache import CacheKeys, RecCache, open_cache
 from stream_app.live_path import (
     LivePath,
     Scorer,
@@ -75,10 +75,28 @@ def sort_batch(events: Sequence[Any]) -> SortedBatch:
     return SortedBatch(valid, dead)
 
 
+@dataclass(frozen=True, slots=True)
+class LivePathParts:
+    """What ``register_live_path`` declared on the app (handles for tests and other agents)."""
+
+    agent: Any
+    events_topic: Any
+    dlq_topic: Any
+    history: Any
+
+
 def register_live_path(
-    app: faust.App, settings: Settings, scorer: Scorer | None = None
-) -> faust.types.AgentT:
-    """Declare the topics, the history table and the agent on ``app``; return the agent."""
+    app: faust.App,
+    settings: Settings,
+    scorer: Scorer | None = None,
+    cache: RecCache | None = None,
+) -> LivePathParts:
+    """Declare the topics, the history table and the agent on ``app``.
+
+    ``scorer`` defaults to ``TrendingScorer``; ``cache`` to the backend named by
+    ``settings.redis_url``, opened when the agent starts (a given one is used as is and left
+    open, for tests).
+    """
     events_topic = app.topic(
         settings.topic_events,
         key_type=bytes,
@@ -103,9 +121,9 @@ def register_live_path(
     chosen_scorer = scorer or TrendingScorer()
 
     async def live_path(stream: faust.StreamT) -> AsyncIterator[None]:
-        cache = open_cache(settings.redis_url, CacheKeys(settings.redis_key_prefix))
+        store = cache or open_cache(settings.redis_url, CacheKeys(settings.redis_key_prefix))
         path = LivePath(
-            cache,
+            store,
             chosen_scorer,
             top_n=settings.top_n,
             half_life_s=settings.popularity_half_life_s,
@@ -134,6 +152,8 @@ def register_live_path(
                     log.exception("live path failed on a batch of %d events", len(events))
                 yield None
         finally:
-            cache.close()
+            if cache is None:
+                store.close()
 
-    return app.agent(events_topic, name="live-path")(live_path)
+    agent = app.agent(events_topic, name="live-path")(live_path)
+    return LivePathParts(agent, events_topic, dlq_topic, history)

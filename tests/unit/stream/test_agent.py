@@ -1,0 +1,101 @@
+"""The live-path agent itself, through Faust's agent test harness (``agent.test_context()``).
+
+No broker: the harness feeds the agent from a local channel, the cache is the in-memory backend,
+and the two places that would reach Kafka -- the DLQ topic's ``send`` and the history table's
+changelog ``send_changelog`` -- are replaced by recorders (the table's ``use_partitioner``
+asks the real producer for cluster metadata, which a test harness does not have).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import faust
+import pytest
+
+from stream_app.agents import register_live_path
+from stream_app.cache import MemoryCache
+from stream_app.records import DeadLetter
+from stream_app.settings import Settings
+
+T0 = 1_700_000_000_000
+
+
+def _event(user: str, item: str, ts: int = T0) -> bytes:
+    return json.dumps(
+        {"user_id": user, "item_id": item, "event_type": "view", "timestamp": ts}
+    ).encode()
+
+
+@pytest.fixture
+def harness(monkeypatch, tmp_path):
+    settings = Settings(
+        app_id="unit-agent",
+        top_n=2,
+        batch_max_events=10,
+        batch_max_delay_s=0.01,
+        state_dir=tmp_path,
+    )
+    app = faust.App(
+        settings.app_id,
+        broker="kafka://127.0.0.1:1",
+        store="memory://",
+        autodiscover=False,
+        datadir=str(tmp_path / "faust"),
+    )
+    cache = MemoryCache()
+    parts = register_live_path(app, settings, cache=cache)
+    dead: list[tuple[bytes | None, DeadLetter]] = []
+    changelog: list[tuple[bytes, list[str]]] = []
+
+    async def record_dead(key=None, value=None, **_):
+        dead.append((key, value))
+
+    def record_changelog(partition, key, value, *args, **kwargs):
+        changelog.append((key, value))
+        return SimpleNamespace(message=SimpleNamespace(partition=0))
+
+    monkeypatch.setattr(parts.dlq_topic, "send", record_dead)
+    monkeypatch.setattr(parts.history, "send_changelog", record_changelog)
+    raw = app.channel(
+        schema=faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+    )
+    return SimpleNamespace(parts=parts, cache=cache, dead=dead, changelog=changelog, raw=raw)
+
+
+def test_agent_routes_bad_bytes_to_the_dlq_and_good_ones_to_history_and_recs(harness):
+    async def scenario():
+        async with harness.parts.agent.test_context(channel=harness.raw) as agent:
+            for value, key in [
+                (_event("u1", "a"), b"u1"),
+                (_event("u2", "b"), b"u2"),
+                (b"\xffnot json", b"x"),
+                (_event("u1", "c", T0 + 1), b"u1"),
+                (b"", b"y"),
+                (_event("u3", "a"), b"u3"),
+            ]:
+                await agent.put(value, key=key, wait=False)
+            for _ in range(200):  # batches close after batch_max_delay_s
+                if harness.cache.get_stats()["events"] >= 4:
+                    break
+                await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    # Dead letters: the two bad messages, with reasons and original bytes.
+    assert [(key, letter.payload()) for key, letter in harness.dead] == [
+        (b"x", b"\xffnot json"),
+        (b"y", b""),
+    ]
+    assert all(letter.reason for _, letter in harness.dead)
+    # History: one table write per user per batch, keyed by the user id bytes.
+    history = dict(harness.changelog)
+    assert history[b"u1"] == ["a", "c"] and history[b"u2"] == ["b"]
+    # Recommendations: trending items the user has not seen.
+    u1 = harness.cache.get_recs("u1")
+    assert [r.item_id for r in u1.items] == ["b"]
+    assert {r.item_id for r in harness.cache.get_recs("u3").items} == {"b", "c"}
+    assert harness.cache.get_stats()["dlq"] == 2
