@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -142,7 +143,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = ensure_topics(settings, timeout_s=args.timeout)
     except TopicMismatch as exc:
-        print(f"streamrec topics: {exc}")
+        print(f"streamrec topics: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # broker unreachable or refusing: one line, not a traceback
+        print(
+            f"streamrec topics: Kafka at {settings.kafka_bootstrap}: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     for spec in topic_specs(settings):
         print(f"{spec.name:<24} {spec.partitions:>3} partition(s)  {outcome[spec.name]}")

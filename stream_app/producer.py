@@ -185,7 +185,14 @@ def run(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
     quiet_kafka_client_logs(settings)
     topic = args.topic or settings.topic_events
-    events = load_events(args)
+    from models.datasets.movielens import DatasetUnavailable
+    from models.events import InvalidEvent
+
+    try:
+        events = load_events(args)
+    except (InvalidEvent, OSError, DatasetUnavailable) as exc:
+        print(f"streamrec produce: cannot load events: {exc}", file=sys.stderr)
+        return 2
     if args.retime:
         span_s = args.span_s
         if span_s is None:
@@ -195,9 +202,19 @@ def run(args: argparse.Namespace) -> int:
     bad = [(key, value) for _, key, value in malformed_messages(args.invalid)]
     messages = interleave(good, bad, args.seed) if bad else good
 
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), **PRODUCER_CONFIG
-    )
+    from kafka.errors import KafkaError
+
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap.split(","), **PRODUCER_CONFIG
+        )
+    except KafkaError as exc:
+        print(
+            f"streamrec produce: Kafka at {settings.kafka_bootstrap} unavailable: {exc!r} "
+            "(is the stack up? `make stack-up`)",
+            file=sys.stderr,
+        )
+        return 1
     failures: list[BaseException] = []
     start = time.perf_counter()
     try:

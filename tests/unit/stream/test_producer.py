@@ -51,3 +51,12 @@ def test_interleave_keeps_both_orders_and_all_messages():
     assert [m for m in mixed if m[0] == b"u"] == good
     assert [m for m in mixed if m[0] == b"x"] == bad
     assert mixed != good + bad  # actually mixed in, not appended
+
+
+def test_a_file_with_a_bad_line_is_refused_before_anything_is_sent(tmp_path, capsys):
+    from stream_app.cli import main
+
+    bad = tmp_path / "events.jsonl"
+    bad.write_text('{"user_id": "u", "item_id": "i", "event_type": "view", "timestamp": 5}\n')
+    assert main(["produce", "--dataset", str(bad), "--no-progress"]) == 2
+    assert "cannot load events" in capsys.readouterr().err
