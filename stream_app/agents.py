@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,7 @@ from stream_app.live_path import (
 )
 from stream_app.records import DeadLetter, dead_letter
 from stream_app.settings import Settings
+from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +48,19 @@ class SortedBatch:
 
     valid: list[Interaction]
     dead: list[tuple[bytes | None, DeadLetter]]
+    #: Kafka timestamps (ms) of the valid events, for freshness
+    kafka_ts_ms: list[int]
 
 
 def sort_batch(events: Sequence[Any]) -> SortedBatch:
     """Validate each Faust event of a batch; never raises on bad input."""
     valid: list[Interaction] = []
     dead: list[tuple[bytes | None, DeadLetter]] = []
+    stamps: list[int] = []
     for event in events:
         message = event.message
         try:
-            valid.append(parse_message(event.value))
+            parsed = parse_message(event.value)
         except InvalidEvent as exc:
             raw = event.value if isinstance(event.value, bytes | bytearray) else None
             dead.append(
@@ -72,7 +78,10 @@ def sort_batch(events: Sequence[Any]) -> SortedBatch:
                     ),
                 )
             )
-    return SortedBatch(valid, dead)
+            continue
+        valid.append(parsed)
+        stamps.append(int(message.timestamp * 1000) if message.timestamp else parsed.timestamp_ms)
+    return SortedBatch(valid, dead, stamps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,19 @@ class LivePathParts:
     events_topic: Any
     dlq_topic: Any
     history: Any
+
+
+def _telemetry_recorder(
+    store: RecCache, keys: CacheKeys, settings: Settings
+) -> Callable[[BatchTelemetry], None] | None:
+    """Online HitRate@10 and freshness go to Redis next to the recs (``stream_app.telemetry``);
+    other backends (the in-memory one of tests) record none."""
+    from stream_app.cache.redis_backend import RedisCache
+
+    if not isinstance(store, RedisCache):
+        return None
+    worker_id = f"{settings.app_id}@{socket.gethostname()}:{os.getpid()}"
+    return TelemetryRecorder(store.client, worker_id, TelemetryKeys(keys)).record
 
 
 def register_live_path(
@@ -121,7 +143,8 @@ def register_live_path(
     chosen_scorer = scorer or TrendingScorer()
 
     async def live_path(stream: faust.StreamT) -> AsyncIterator[None]:
-        store = cache or open_cache(settings.redis_url, CacheKeys(settings.redis_key_prefix))
+        keys = CacheKeys(settings.redis_key_prefix)
+        store = cache or open_cache(settings.redis_url, keys)
         path = LivePath(
             store,
             chosen_scorer,
@@ -129,6 +152,7 @@ def register_live_path(
             half_life_s=settings.popularity_half_life_s,
             rec_ttl_s=settings.rec_ttl_s,
             history_len=settings.history_len,
+            telemetry=_telemetry_recorder(store, keys, settings),
         )
         try:
             # take_events (events, not values): the DLQ needs each message's topic/partition/offset.
@@ -145,7 +169,13 @@ def register_live_path(
                         updated = merge_history(history.get(key) or [], items, settings.history_len)
                         history[key] = updated
                         histories[user] = updated
-                    await asyncio.to_thread(path.process, batch.valid, histories, len(batch.dead))
+                    await asyncio.to_thread(
+                        path.process,
+                        batch.valid,
+                        histories,
+                        len(batch.dead),
+                        kafka_ts_ms=batch.kafka_ts_ms,
+                    )
                 except Exception:
                     # A bug must not stop the consumer for good (a crashed Faust agent stays
                     # down while the worker looks alive): log loudly and move on.

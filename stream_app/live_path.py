@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from models.events import Interaction, InvalidEvent, decode_event, event_weight
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
+from stream_app.telemetry import HIT_K, BatchTelemetry, online_hits
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class LivePath:
         half_life_s: float,
         rec_ttl_s: int,
         history_len: int,
+        telemetry: Callable[[BatchTelemetry], None] | None = None,
     ) -> None:
         self.cache = cache
         self.scorer = scorer
@@ -205,6 +207,11 @@ class LivePath:
         self.history_len = history_len
         #: batches whose cache writes were given up and not yet counted in Redis
         self.pending_cache_errors = 0
+        #: where each batch's online HitRate / freshness go (``TelemetryRecorder.record``)
+        self.telemetry = telemetry
+        #: top of trending after the previous batch: what a user without a cached list was
+        #: being served (the read API's fallback) when this batch's events happened
+        self._served_trending: list[str] = []
 
     def process(
         self,
@@ -212,12 +219,15 @@ class LivePath:
         histories: Mapping[str, Sequence[str]],
         dlq: int,
         now_ms: int | None = None,
+        kafka_ts_ms: Sequence[int] | None = None,
     ) -> BatchResult:
         """Apply one batch. ``histories`` are the affected users' histories *after* the batch.
 
         Decay is in event time: "now" is the batch's latest event, so a replay of old data
         ranks as it would have live. A cache outage degrades (logged, counted on the next
-        successful write) instead of raising.
+        successful write) instead of raising. With ``telemetry`` set, the batch's online
+        HitRate@10 (each event against its user's list cached *before* the batch) and
+        freshness (write time minus ``kafka_ts_ms``, the events' Kafka timestamps) are reported.
         """
         stats = {"events": len(events), "dlq": dlq, "batches": 1}
         if not events:
@@ -226,19 +236,47 @@ class LivePath:
         weights = [(e.item_id, event_weight(e), min(e.timestamp_ms, latest_ok)) for e in events]
         now = now_ms if now_ms is not None else max(ts for _, _, ts in weights)
         k = self.scorer.candidates_needed(self.top_n, self.history_len)
+        judged = self._judge(events, histories) if self.telemetry is not None else None
         try:
             trending = self.cache.update_trending(weights, self.half_life_s, now, k)
         except CacheUnavailable as exc:
             log.warning("trending update skipped, cache unavailable: %s", exc)
             self.pending_cache_errors += 1
             return BatchResult(len(events), len(histories), 0, degraded=True)
+        self._served_trending = [item for item, _ in trending[:HIT_K]]
         ranked = self.scorer.recommend_batch(histories, trending, self.top_n)
         computed_at = int(time.time() * 1000)
         versions = dict(self.scorer.versions)
         recs = [
             UserRecs(user, tuple(items), versions, computed_at) for user, items in ranked.items()
         ]
-        return self._write(recs, stats, len(histories))
+        result = self._write(recs, stats, len(histories))
+        if judged is not None and not result.degraded:
+            stamps = kafka_ts_ms if kafka_ts_ms is not None else [e.timestamp_ms for e in events]
+            self._report(
+                BatchTelemetry.from_batch(
+                    stamps, computed_at, hits=judged[0], trials=judged[1], model_versions=versions
+                )
+            )
+        return result
+
+    def _judge(
+        self, events: Sequence[Interaction], histories: Mapping[str, Sequence[str]]
+    ) -> tuple[int, int] | None:
+        """``(hits, trials)`` of the batch against what was cached before it; None if unknown."""
+        try:
+            before = self.cache.get_many_recs(list(histories))
+        except CacheUnavailable:
+            return None
+        tops = {user: [r.item_id for r in recs.items] for user, recs in before.items()}
+        return online_hits(((e.user_id, e.item_id) for e in events), tops, self._served_trending)
+
+    def _report(self, batch: BatchTelemetry) -> None:
+        assert self.telemetry is not None
+        try:
+            self.telemetry(batch)
+        except Exception as exc:  # best effort: metrics must never cost recommendations
+            log.warning("telemetry not recorded: %r", exc)
 
     def _write(self, recs: list[UserRecs], stats: dict[str, int], users: int) -> BatchResult:
         stats["recs_written"] = len(recs)

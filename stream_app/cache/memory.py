@@ -72,6 +72,10 @@ class MemoryCache:
             return None
         return entry[0]
 
+    def get_many_recs(self, user_ids: Sequence[str]) -> dict[str, UserRecs]:
+        found = {user: self.get_recs(user) for user in user_ids}
+        return {user: recs for user, recs in found.items() if recs is not None}
+
     def get_stats(self) -> dict[str, int]:
         return dict(self._stats)
 

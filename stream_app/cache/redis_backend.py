@@ -131,6 +131,20 @@ class RedisCache:
         raw = self._call(lambda: self._redis.get(self.keys.recs(user_id)))
         return None if raw is None else UserRecs.from_json(raw)
 
+    def get_many_recs(self, user_ids: Sequence[str]) -> dict[str, UserRecs]:
+        if not user_ids:
+            return {}
+        values = self._call(lambda: self._redis.mget([self.keys.recs(u) for u in user_ids]))
+        out: dict[str, UserRecs] = {}
+        for user_id, raw in zip(user_ids, values, strict=True):
+            if raw is None:
+                continue
+            try:
+                out[user_id] = UserRecs.from_json(raw)
+            except (ValueError, KeyError, TypeError):
+                continue  # a damaged entry is "no cached list", not a crash
+        return out
+
     def get_stats(self) -> dict[str, int]:
         values = self._call(lambda: self._redis.mget([self.keys.stat(n) for n in STAT_NAMES]))
         return {

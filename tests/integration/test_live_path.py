@@ -17,6 +17,7 @@ from models.datasets import SyntheticConfig, generate_synthetic
 from stream_app.admin import ensure_topics
 from stream_app.cache import CacheKeys, UserRecs
 from stream_app.producer import malformed_messages
+from stream_app.telemetry import TelemetryKeys
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -106,6 +107,19 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
     assert len(seen) >= 40
     _check_recs(client, keys, settings, seen)
     assert client.zcard(keys.trending) == len(set().union(*seen.values()))
+
+    # Telemetry (stream_app.telemetry) for the read API: one HitRate trial and one freshness
+    # sample per event, and this worker's model versions in the registry.
+    tkeys = TelemetryKeys(keys)
+    hitrate = {k.decode(): int(v) for k, v in client.hgetall(tkeys.hitrate).items()}
+    assert hitrate["trials"] == 2000 and 0 <= hitrate.get("hits", 0) <= 2000
+    freshness = client.hgetall(tkeys.freshness)
+    assert sum(int(v) for k, v in freshness.items() if k != b"sum_ms") == 2000
+    (worker_id,) = [w.decode() for w in client.zrange(tkeys.workers, 0, -1)]
+    assert worker_id.startswith(settings.app_id)
+    assert json.loads(client.hget(tkeys.worker(worker_id), "versions")) == {
+        "trending": "trending-v1"
+    }
     assert worker.stop() == 0, worker.log_tail()
 
 

@@ -191,3 +191,34 @@ def test_an_event_from_the_far_future_cannot_wipe_trending():
     path.process([rogue], {"u2": ["rogue"]}, dlq=0)
     top = dict(cache.top_trending(5, 3600.0, now))
     assert top["real"] > 0.5  # still there: the rogue event was clamped to about now
+
+
+def test_telemetry_judges_each_event_against_the_list_cached_before_its_batch():
+    cache = MemoryCache()
+    reported = []
+    path = _path(cache, top_n=2, telemetry=reported.append)
+    first = [Interaction("u1", "a", "view", T0), Interaction("u2", "b", "view", T0)]
+    path.process(first, {"u1": ["a"], "u2": ["b"]}, dlq=0, kafka_ts_ms=[T0, T0])
+    # Nothing was cached and nothing trending before the first batch: two misses.
+    assert (reported[0].hits, reported[0].trials) == (0, 2)
+    # u1 was served ["b"] (trending, minus "a"): clicking "b" now is a hit; u3 had no list
+    # and is judged against the trending top the API served after the first batch.
+    second = [Interaction("u1", "b", "click", T0 + 1), Interaction("u3", "a", "view", T0 + 1)]
+    path.process(second, {"u1": ["a", "b"], "u3": ["a"]}, dlq=0, kafka_ts_ms=[T0, T0])
+    assert (reported[1].hits, reported[1].trials) == (2, 2)
+    assert reported[1].model_versions == {"trending": "trending-v1"}
+    # Freshness: write time minus the Kafka timestamps, one sample per event.
+    assert sum(reported[1].freshness_counts) == 2
+    before_write = int(__import__("time").time() * 1000)
+    assert reported[1].freshness_sum_ms >= 2 * (before_write - T0) - 10_000  # written ~now
+
+
+def test_broken_telemetry_never_costs_recommendations():
+    cache = MemoryCache()
+
+    def broken(_batch):
+        raise ConnectionError("metrics store down")
+
+    path = _path(cache, telemetry=broken)
+    result = path.process([Interaction("u", "i", "view", T0)], {"u": ["i"]}, dlq=0)
+    assert not result.degraded and result.recs_written == 1
