@@ -12,8 +12,10 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from stream_app.cache.base import CacheUnavailable, UserRecs
+from stream_app.cache.keys import CacheKeys
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,20 +89,38 @@ def consumer_lag(admin: object, group: str, topic: str) -> int | None:
     return total_lag({tp.partition: ends[tp].offset for tp in tps}, committed)
 
 
-def pick_users(client: object, pattern: str, keys_prefix: str, n: int) -> list[str]:
-    """Up to ``n`` users that currently have recommendations (stable order: sorted ids)."""
-    found: list[str] = []
-    for key in client.scan_iter(match=pattern, count=500):  # type: ignore[attr-defined]
-        found.append(key.decode()[len(keys_prefix) :])
-        if len(found) >= 50 * n:
+def pick_users(
+    client: Any, keys: CacheKeys, n: int, since_ms: int, max_scan: int = 20_000
+) -> list[str]:
+    """Up to ``n`` users whose recommendations were written at or after ``since_ms``.
+
+    "Live" users only: a keyspace shared with earlier runs (another dataset replayed before)
+    still holds their lists until the TTL, and those would never change on screen.
+    Stable choice: the smallest user ids among the fresh ones.
+    """
+    users: list[str] = []
+    for key in client.scan_iter(match=keys.recs_pattern, count=1000):
+        users.append(keys.user_from_recs_key(key.decode()))
+        if len(users) >= max_scan:
             break
-    return sorted(found)[:n]
+    fresh: list[str] = []
+    for start in range(0, len(users), 500):
+        chunk = users[start : start + 500]
+        for user, raw in zip(chunk, client.mget([keys.recs(u) for u in chunk]), strict=True):
+            if raw is not None and UserRecs.from_json(raw).computed_at >= since_ms:
+                fresh.append(user)
+    return sorted(fresh)[:n]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between lines")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after S s (0: never)")
-    parser.add_argument("--users", type=int, default=3, help="how many users' recs to show")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=3,
+        help="how many users' recs to show, picked among those updated while watching",
+    )
     parser.add_argument("--user", action="append", default=[], help="show this user (repeatable)")
     parser.add_argument("--group", help="consumer group to measure lag of (default: app id)")
 
@@ -109,7 +129,6 @@ def run(args: argparse.Namespace) -> int:
     from kafka.admin import KafkaAdminClient
 
     from stream_app.admin import quiet_kafka_client_logs
-    from stream_app.cache import CacheKeys
     from stream_app.cache.redis_backend import RedisCache
 
     settings: Settings = args.settings
@@ -122,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     group = args.group or settings.app_id
     users: list[str] = list(args.user)
     start = prev_t = time.monotonic()
+    started_ms = int(time.time() * 1000)
     prev_events: int | None = None
     try:
         while True:
@@ -130,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 stats = cache.get_stats()
                 if len(users) < args.users:
-                    more = pick_users(cache.client, keys.recs_pattern, keys.recs(""), args.users)
+                    more = pick_users(cache.client, keys, args.users, started_ms)
                     users.extend(u for u in more if u not in users)
                     users = users[: max(args.users, len(args.user))]
                 recs = [r for r in (cache.get_recs(u) for u in users) if r is not None]

@@ -120,6 +120,21 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
     assert json.loads(client.hget(tkeys.worker(worker_id), "versions")) == {
         "trending": "trending-v1"
     }
+    # What `streamrec watch` reports as lag: 0 once the worker committed its offsets.
+    from kafka.admin import KafkaAdminClient
+
+    from stream_app.watch import consumer_lag
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    try:
+        wait_for(
+            lambda: consumer_lag(admin, settings.app_id, settings.topic_events) == 0,
+            60,
+            "the worker's committed offsets to reach the end of the topic",
+            lambda: f"lag={consumer_lag(admin, settings.app_id, settings.topic_events)}",
+        )
+    finally:
+        admin.close()
     assert worker.stop() == 0, worker.log_tail()
 
 
