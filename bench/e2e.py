@@ -331,6 +331,13 @@ def processed(client: Any, keys: CacheKeys) -> int:
     return sum(int(v) for v in values if v is not None)
 
 
+def mean_batch(client: Any, keys: CacheKeys) -> float | None:
+    """Events per micro-batch over the phase (the worker's own counters): small batches at a
+    low rate pay the per-batch Redis round trips on fewer events."""
+    events, batches = client.mget([keys.stat("events"), keys.stat("batches")])
+    return int(events) / int(batches) if events and batches and int(batches) else None
+
+
 def wait_ready(workers: Sequence[WorkerProc], timeout_s: float) -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -386,6 +393,7 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
         "events_in_window": in_window,
         "startup_s": ready_t - started,
         "complete": done >= total,
+        "mean_batch_events": mean_batch(client, keys),
         "loadavg_1m_before": load_before[0],
         "loadavg_1m_after": os.getloadavg()[0],
     }
@@ -466,6 +474,7 @@ def freshness(run: Run, rate: float, keys: CacheKeys, duration_s: float) -> dict
         "freshness_rate_events_per_s": rate,
         "freshness_events": n,
         "freshness_processed": count,
+        "freshness_mean_batch_events": mean_batch(client, keys),
         "freshness_samples": len(delays),
         "freshness_probes_lost": len(users) - len(delays),
         # A steady state has similar first and last quarters; a growing last quarter means the
