@@ -185,5 +185,7 @@ def register_live_path(
             if cache is None:
                 store.close()
 
-    agent = app.agent(events_topic, name="live-path")(live_path)
+    agent = app.agent(
+        events_topic, name="live-path", help="events -> DLQ | history table + top-N in Redis"
+    )(live_path)
     return LivePathParts(agent, events_topic, dlq_topic, history)

@@ -262,3 +262,43 @@ def test_worker_refuses_an_events_topic_with_another_partition_count(settings, e
     )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "has 2 partitions but STREAMREC_EVENT_PARTITIONS=4" in out.stderr
+
+
+def test_worker_survives_an_unreachable_redis_and_keeps_dead_lettering(
+    settings, start_worker, wait_for, env_for
+):
+    """Redis down: batches degrade (logged), the consumer keeps going, bad events still go to
+    the DLQ, and SIGTERM still stops the worker cleanly."""
+    import socket
+
+    with socket.socket() as sock:  # a local port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    settings = replace(settings, redis_url=f"redis://127.0.0.1:{dead_port}/0")
+    ensure_topics(settings)
+    worker = start_worker(settings)
+    _produce(env_for(settings), "--generate", "200", "--invalid", "5")
+
+    consumer = KafkaConsumer(
+        settings.topic_dlq,
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=90_000,
+        group_id=None,
+    )
+    letters = []
+    for message in consumer:
+        letters.append(message.key)
+        if len(letters) >= 5:
+            break
+    consumer.close()
+    assert sorted(letters) == sorted(key for _, key, _ in malformed_messages(5))
+    wait_for(
+        lambda: "cache unavailable" in worker.log_path.read_text(errors="replace"),
+        60,
+        "the worker to log the degraded batch",
+        lambda: worker.log_tail(),
+    )
+    worker.assert_alive()
+    assert "Traceback" not in worker.log_path.read_text(errors="replace"), worker.log_tail()
+    assert worker.stop() == 0, worker.log_tail()
