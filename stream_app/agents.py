@@ -143,6 +143,7 @@ def register_live_path(
     chosen_scorer = scorer or TrendingScorer()
 
     async def live_path(stream: faust.StreamT) -> AsyncIterator[None]:
+        """events -> dead letters | history table + top-N in Redis"""
         keys = CacheKeys(settings.redis_key_prefix)
         store = cache or open_cache(settings.redis_url, keys)
         path = LivePath(
@@ -185,7 +186,5 @@ def register_live_path(
             if cache is None:
                 store.close()
 
-    agent = app.agent(
-        events_topic, name="live-path", help="events -> DLQ | history table + top-N in Redis"
-    )(live_path)
+    agent = app.agent(events_topic, name="live-path")(live_path)
     return LivePathParts(agent, events_topic, dlq_topic, history)
