@@ -16,7 +16,7 @@ export PYTHONUNBUFFERED := 1
 
 DATA ?= movielens100k
 
-.PHONY: help venv stack-up stack-down stack-status demo test unit integration lint fmt \
+.PHONY: help venv stack-up stack-down stack-status demo demo-stop bench-stream test unit integration lint fmt \
         evaluate train-session bench bench-online bench-session clean readme
 
 help: ## list the targets
@@ -41,6 +41,12 @@ stack-status: ## show whether Kafka and Redis are up
 
 demo: stack-up ## stack up, worker started, DATA=movielens100k|synthetic replayed, live recs shown
 	@bash scripts/demo.sh $(DATA)
+
+demo-stop: ## stop the demo's worker (the stack stays up)
+	@bash scripts/demo.sh stop
+
+bench-stream: venv ## stream worker throughput on MovieLens-100K (bench/results/stream_worker_movielens100k.json)
+	$(PY) bench/stream_worker.py --repeats 3
 
 lint: venv ## ruff lint and format check
 	$(PY) -m ruff check .
