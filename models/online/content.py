@@ -63,11 +63,12 @@ class ContentSimilarity:
         self._matrix = grown(self._matrix, n)
         if items.shape[0] == 0:
             return np.zeros(n)
-        profile = weights @ self._matrix[items]
+        used = len(self.attributes)  # only the columns in use: the matrix width is the bound
+        profile = weights.astype(np.float32) @ self._matrix[items, :used]
         norm = float(np.linalg.norm(profile))
         if norm == 0:
             return np.zeros(n)
-        return (self._matrix[:n] @ (profile / norm)).astype(np.float64)
+        return (self._matrix[:n, :used] @ (profile / norm)).astype(np.float64)
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         return {"attributes": self.attributes}, {"matrix": self._matrix.copy()}

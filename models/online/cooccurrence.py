@@ -150,6 +150,16 @@ class ItemSimilarity:
             self.rows.add(a, b, fw)
             self.rows.add(b, a, fw)
 
+    def apply_pairs(self, a: int, others: Sequence[tuple[int, float]], timestamp_ms: float) -> None:
+        """Many pairs of one item at one time: :meth:`apply_indices` with one decay factor."""
+        if not others:
+            return
+        scale = self._fw(1.0, timestamp_ms)
+        add = self.rows.add
+        for b, weight in others:
+            add(a, b, weight * scale)
+            add(b, a, weight * scale)
+
     def apply(self, deltas: Iterable[PairDelta]) -> None:
         add = self.vocab.add
         for d in deltas:
@@ -191,18 +201,14 @@ class ItemSimilarity:
             return out
         self.rows.ensure(n)
         norm = self.norms(n)
-        idx = self.rows.idx[items]
-        mask = idx >= 0
-        if not mask.any():
-            return out
+        # Unused slots hold index -1 and weight 0: clip them to column 0, where they add 0.
+        cols = np.maximum(self.rows.idx[items], 0)
         values = self.rows.cnt[items] - self.rows.err[items]
-        left = np.broadcast_to((norm[items] * 1.0)[:, None], idx.shape)[mask]
-        cols = idx[mask]
-        denominator = np.sqrt(left * norm[cols])
-        w = np.broadcast_to(weights[:, None], idx.shape)[mask]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            contrib = np.where(denominator > 0, values[mask] / denominator, 0.0) * w
-        return np.bincount(cols, weights=contrib, minlength=n)[:n]
+        denominator = np.sqrt(norm[items][:, None] * norm[cols])
+        contrib = np.zeros(values.shape)
+        np.divide(values, denominator, out=contrib, where=denominator > 0)
+        contrib *= weights[:, None]
+        return np.bincount(cols.ravel(), weights=contrib.ravel(), minlength=n)[:n]
 
     @property
     def n_pairs(self) -> int:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 VARIANTS: dict[str, dict[str, Any]] = {
     "streamrec_fixed_blend": {"reranker": None},
     "streamrec_fm": {"reranker": "fm"},
-    "streamrec_no_usercf": {"user_cf": False},
+    "streamrec_with_usercf": {"user_cf": True},
 }
 
 
@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument(
         "--variants",
-        default="",
-        help=f"comma list of extra model variants: {', '.join(VARIANTS)}",
+        default="streamrec_fixed_blend,streamrec_with_usercf",
+        help=f"comma list of extra model variants ('' for none): {', '.join(VARIANTS)}",
     )
     parser.add_argument("--no-baselines", action="store_true", help="only our model(s)")
 

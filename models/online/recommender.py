@@ -32,7 +32,9 @@ from models.online.reranker import FMReranker, LinearReranker
 from models.online.usercf import UserNeighbors
 from models.online.vocab import Vocabulary
 
-FEATURES: tuple[str, ...] = ("knn", "markov", "usercf", "content", "popularity")
+#: Source scores, each scaled to max 1 per request, and ``markov_p``: the raw transition
+#: probability, left unscaled so the re-ranker can tell a confident transition from a weak one.
+FEATURES: tuple[str, ...] = ("knn", "markov", "usercf", "content", "popularity", "markov_p")
 
 #: Fixed blend used until the re-ranker has learned ``min_trained`` events (and by
 #: ``reranker=None``); tuned on the synthetic stream, see docs/online-models.md.
@@ -42,6 +44,7 @@ DEFAULT_BLEND: dict[str, float] = {
     "usercf": 0.2,
     "content": 0.1,
     "popularity": 0.15,
+    "markov_p": 0.0,
 }
 
 _VERBS = {
@@ -80,6 +83,9 @@ class OnlineRecommender:
         Enable the user-based and catalog sources.
     reranker
         ``"logreg"`` (default), ``"fm"`` or ``None`` (fixed blend).
+    n_negatives, train_every
+        Negatives per positive (half from the current top 50, half uniform); the re-ranker
+        learns from every ``train_every``-th event (its few weights converge fast).
 
     Examples
     --------
@@ -105,7 +111,7 @@ class OnlineRecommender:
         history_len: int = 200,
         max_consumed: int = 5_000,
         session_gap_s: float = 1_800.0,
-        user_cf: bool = True,
+        user_cf: bool = False,
         users_per_item: int = 20,
         content: bool = True,
         blend: Mapping[str, float] | None = None,
@@ -113,6 +119,7 @@ class OnlineRecommender:
         n_negatives: int = 4,
         learning_rate: float = 0.05,
         min_trained: int = 1_000,
+        train_every: int = 2,
         catalog: Mapping[str, Mapping[str, Any]] | None = None,
         seed: int = 0,
     ) -> None:
@@ -135,6 +142,7 @@ class OnlineRecommender:
         self.n_negatives = n_negatives
         self.learning_rate = learning_rate
         self.min_trained = min_trained
+        self.train_every = train_every
         self.catalog = catalog
         self.seed = seed
 
@@ -157,6 +165,7 @@ class OnlineRecommender:
         self._blend_vector = np.array([self.blend.get(f, 0.0) for f in FEATURES])
         self._rng = np.random.default_rng(seed)
         self._version = 0
+        self._n_seen = 0
         self._cache: tuple[str, int, np.ndarray] | None = None
 
     # ----------------------------------------------------------------- catalog
@@ -179,40 +188,28 @@ class OnlineRecommender:
 
     # ----------------------------------------------------------------- learning
     def learn_one(self, event: Interaction) -> None:
-        """Learn one event: user side, then item side, in process."""
-        self.item_side_apply(self.user_side_learn(event))
+        """Learn one event: user side, then item side, in process (no string round trip)."""
+        item, weight, pairs, previous = self._user_side(event)
+        ts = event.timestamp_ms
+        self._apply_norm(item, weight * weight, ts)
+        self.similarity.apply_pairs(item, pairs, ts)
+        if previous is not None:
+            self.transitions.learn_one(previous, item, 1.0, ts)
+        self._version += 1
 
     def user_side_learn(self, event: Interaction) -> list[PairDelta]:
         """Update user-partitioned state and the re-ranker; return the item-side deltas.
 
-        The first delta is the item's own (norm) row; a second row with ``item_b`` prefixed by
+        The first delta is the item's own (norm) row; a last row with ``item_b`` prefixed by
         ``"->"`` carries the transition from the user's previous item.
         """
-        weight = event_weight(event)
-        item = self._intern(event.item_id)
-        state = self.history.get(event.user_id)
-        if self.ranker is not None and state is not None:
-            self._train_reranker(event.user_id, item)
-        recent: list[tuple[int, float]] = []
-        previous: int | None = None
-        if state is not None and state.items:
-            recent = list(
-                zip(state.items[-self.window :], state.weights[-self.window :], strict=True)
-            )
-            previous = state.items[-1]
-        pairs = pair_weights(
-            recent, item, weight, window=self.window, distance_decay=self.distance_decay
-        )
-        self.history.learn_one(event.user_id, item, weight, event.event_type, event.timestamp_ms)
-        if self.user_neighbors is not None:
-            self.user_neighbors.learn_one(event.user_id, item)
-        self._version += 1
+        _item, weight, pairs, previous = self._user_side(event)
         items = self.vocab.items
         ts = event.timestamp_ms
         deltas = [PairDelta(event.item_id, event.item_id, weight * weight, ts)]
         deltas.extend(PairDelta(event.item_id, items[other], w, ts) for other, w in pairs)
-        if previous is not None and previous != item:
-            deltas.append(PairDelta(items[previous], "->" + event.item_id, weight, ts))
+        if previous is not None:
+            deltas.append(PairDelta(items[previous], "->" + event.item_id, 1.0, ts))
         return deltas
 
     def item_side_apply(self, deltas: Iterable[PairDelta]) -> None:
@@ -220,14 +217,42 @@ class OnlineRecommender:
         for d in deltas:
             a = self._intern(d.item_a)
             if d.item_b.startswith("->"):
-                self.transitions.learn_one(a, self._intern(d.item_b[2:]), 1.0, d.timestamp_ms)
-                continue
-            b = self._intern(d.item_b)
-            self.similarity.apply_indices(a, b, d.weight, d.timestamp_ms)
-            if a == b:
-                self.popularity.learn_index(a, math.sqrt(d.weight), d.timestamp_ms)
-                self.counts.learn_index(a, 1.0, d.timestamp_ms)
+                self.transitions.learn_one(a, self._intern(d.item_b[2:]), d.weight, d.timestamp_ms)
+            elif d.item_b == d.item_a:
+                self._apply_norm(a, d.weight, d.timestamp_ms)
+            else:
+                self.similarity.apply_pairs(a, [(self._intern(d.item_b), d.weight)], d.timestamp_ms)
         self._version += 1
+
+    def _user_side(
+        self, event: Interaction
+    ) -> tuple[int, float, list[tuple[int, float]], int | None]:
+        weight = event_weight(event)
+        item = self._intern(event.item_id)
+        state = self.history.get(event.user_id)
+        self._n_seen += 1
+        if self.ranker is not None and state is not None and self._n_seen % self.train_every == 0:
+            self._train_reranker(event.user_id, item)
+        recent: list[tuple[int, float]] = []
+        previous: int | None = None
+        if state is not None and state.items:
+            recent = list(
+                zip(state.items[-self.window :], state.weights[-self.window :], strict=True)
+            )
+            previous = state.items[-1] if state.items[-1] != item else None
+        pairs = pair_weights(
+            recent, item, weight, window=self.window, distance_decay=self.distance_decay
+        )
+        self.history.learn_one(event.user_id, item, weight, event.event_type, event.timestamp_ms)
+        if self.user_neighbors is not None:
+            self.user_neighbors.learn_one(event.user_id, item)
+        self._version += 1
+        return item, weight, pairs, previous
+
+    def _apply_norm(self, item: int, squared_weight: float, timestamp_ms: int) -> None:
+        self.similarity.apply_indices(item, item, squared_weight, timestamp_ms)
+        self.popularity.learn_index(item, math.sqrt(squared_weight), timestamp_ms)
+        self.counts.learn_index(item, 1.0, timestamp_ms)
 
     def _train_reranker(self, user_id: str, item: int) -> None:
         assert self.ranker is not None
@@ -238,11 +263,13 @@ class OnlineRecommender:
         # Half hard negatives (the current top candidates), half uniform over the catalog: hard
         # ones alone teach the model that a high neighbour score means "not chosen".
         combined = self._combine(features, user_id)
+        combined[self.history.consumed(user_id)] = -np.inf
         combined[item] = -np.inf
-        excluded = self.history.consumed(user_id)
-        hard = top_k(combined, 50, excluded)
+        pool = min(50, n - 1)
+        hard = np.argpartition(-combined, pool)[:pool] if pool > 0 else np.empty(0, np.int64)
+        hard = hard[np.isfinite(combined[hard])]
         n_hard = min(self.n_negatives // 2, hard.shape[0])
-        picked = self._rng.choice(hard, size=n_hard, replace=False) if n_hard else hard[:0]
+        picked = hard[self._rng.integers(0, hard.shape[0], size=n_hard)] if n_hard else hard[:0]
         uniform = self._rng.integers(0, n, size=self.n_negatives - n_hard)
         negatives = np.concatenate([picked, uniform[uniform != item]])
         names = [self.vocab.items[i] for i in (item, *negatives)]
@@ -272,8 +299,9 @@ class OnlineRecommender:
         out[4] = np.log1p(
             self.popularity.vector(n) / max(float(self.popularity.vector(n).mean()), 1e-12)
         )
-        peaks = out.max(axis=1, keepdims=True)
-        np.divide(out, peaks, out=out, where=peaks > 0)
+        out[5] = out[1]
+        peaks = out[:5].max(axis=1, keepdims=True)
+        np.divide(out[:5], peaks, out=out[:5], where=peaks > 0)
         self._cache = (user_id, self._version, out)
         return out
 

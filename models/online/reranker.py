@@ -46,12 +46,11 @@ class LinearReranker:
         Pointwise logistic loss on sampled negatives learns the sampling distribution (uniform
         negatives are unpopular, so popularity looks good; hard ones are highly scored, so the
         neighbour score looks bad); the pairwise form learns only the order, which is what a
-        top-k list needs, and needs no intercept.
+        top-k list needs, and needs no intercept (so ``(d, True)`` and ``(-d, False)`` have the
+        same gradient: one of them is enough).
         """
         for row in negatives:
-            diff = positive - row
-            self.model.learn_one(self._row(diff), True)
-            self.model.learn_one(self._row(-diff), False)
+            self.model.learn_one(self._row(positive - row), True)
         self.n_learned += 1
 
     def weight_vector(self) -> np.ndarray:

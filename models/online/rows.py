@@ -37,7 +37,6 @@ class CappedRows:
         self.idx = np.full((0, capacity), -1, dtype=np.int32)
         self.cnt = np.zeros((0, capacity), dtype=np.float64)
         self.err = np.zeros((0, capacity), dtype=np.float64)
-        self.length = np.zeros(0, dtype=np.int32)
         self.slots: list[dict[int, int]] = []
         self.evictions = 0
 
@@ -46,7 +45,6 @@ class CappedRows:
             self.idx = grown(self.idx, n_rows, fill=-1)
             self.cnt = grown(self.cnt, n_rows)
             self.err = grown(self.err, n_rows)
-            self.length = grown(self.length, n_rows)
         while len(self.slots) < n_rows:
             self.slots.append({})
 
@@ -56,10 +54,9 @@ class CappedRows:
         row = self.slots[a]
         slot = row.get(b)
         if slot is None:
-            used = int(self.length[a])
+            used = len(row)
             if used < self.capacity:
                 slot = used
-                self.length[a] = used + 1
             else:
                 slot = int(self.cnt[a].argmin())
                 del row[int(self.idx[a, slot])]
@@ -85,7 +82,7 @@ class CappedRows:
         """(neighbour indices, lower-bound weights) of row ``a``."""
         if a >= len(self.slots):
             return np.empty(0, dtype=np.int32), np.empty(0)
-        used = int(self.length[a])
+        used = len(self.slots[a])
         return self.idx[a, :used], self.cnt[a, :used] - self.err[a, :used]
 
     def scale(self, factor: float) -> None:
@@ -94,11 +91,15 @@ class CappedRows:
 
     @property
     def n_entries(self) -> int:
-        return int(self.length.sum())
+        return sum(len(row) for row in self.slots)
+
+    def lengths(self) -> np.ndarray:
+        """Used slots per row (a row's slots are always the first ``length`` columns)."""
+        return np.fromiter((len(row) for row in self.slots), dtype=np.int32, count=len(self.slots))
 
     def nbytes(self) -> int:
         """Bytes of the arrays plus an estimate of the slot dicts (~100 B per entry)."""
-        arrays = self.idx.nbytes + self.cnt.nbytes + self.err.nbytes + self.length.nbytes
+        arrays = self.idx.nbytes + self.cnt.nbytes + self.err.nbytes
         return arrays + 100 * self.n_entries
 
     def state(self) -> dict[str, np.ndarray]:
@@ -107,17 +108,17 @@ class CappedRows:
             "idx": self.idx[:n].copy(),
             "cnt": self.cnt[:n].copy(),
             "err": self.err[:n].copy(),
-            "length": self.length[:n].copy(),
+            "length": self.lengths(),
         }
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.idx = np.array(arrays["idx"], dtype=np.int32)
         self.cnt = np.array(arrays["cnt"], dtype=np.float64)
         self.err = np.array(arrays["err"], dtype=np.float64)
-        self.length = np.array(arrays["length"], dtype=np.int32)
+        length = np.array(arrays["length"], dtype=np.int32)
         if self.idx.ndim != 2 or self.idx.shape[1] != self.capacity:
             raise ValueError("snapshot row capacity does not match this model's configuration")
         self.slots = [
-            {int(b): s for s, b in enumerate(self.idx[a, : self.length[a]])}
+            {int(b): s for s, b in enumerate(self.idx[a, : length[a]])}
             for a in range(self.idx.shape[0])
         ]

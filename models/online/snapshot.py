@@ -96,6 +96,7 @@ def save_snapshot(model: OnlineRecommender, directory: str | Path) -> Path:
         "parts": parts,
         "reranker": model.ranker.state() if model.ranker is not None else None,
         "rng": model._rng.bit_generator.state,
+        "n_seen": model._n_seen,
         "arrays_sha256": hashlib.sha256(arrays_path.read_bytes()).hexdigest(),
     }
     (target / "manifest.json").write_text(json.dumps(manifest))
@@ -156,4 +157,5 @@ def load_snapshot(directory: str | Path) -> OnlineRecommender:
     if model.ranker is not None and manifest["reranker"] is not None:
         model.ranker.load_state(manifest["reranker"])
     model._rng.bit_generator.state = manifest["rng"]
+    model._n_seen = int(manifest["n_seen"])
     return model

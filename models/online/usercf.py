@@ -63,9 +63,11 @@ class UserNeighbors:
                 if other != user_id:
                     overlap[other] = overlap.get(other, 0) + 1
         scored = []
+        users = self.history.users
+        recent = self.recent_items
         for other, count in overlap.items():
-            other_state = self.history.users[other]
-            size = len(set(other_state.items[-self.recent_items :]))
+            # Size of the other's recent window (repeats counted: cheap, and exact when distinct).
+            size = min(len(users[other].items), recent)
             scored.append((other, count / math.sqrt(len(mine) * size)))
         scored.sort(key=lambda pair: -pair[1])
         return scored[: self.max_neighbors]
@@ -73,7 +75,7 @@ class UserNeighbors:
     def scores(self, user_id: str, n: int) -> np.ndarray:
         out = np.zeros(n)
         for other, sim in self.neighbors(user_id):
-            items = set(self.history.users[other].items[-self.recent_items :])
-            idx = np.fromiter((i for i in items if i < n), dtype=np.int64)
-            out[idx] += sim
+            idx = np.asarray(self.history.users[other].items[-self.recent_items :])
+            # Fancy-index += adds once per distinct index: a neighbour's repeats count once.
+            out[idx[idx < n]] += sim
         return out

@@ -124,7 +124,7 @@ def test_memory_is_bounded_by_configuration_not_stream_length():
         sizes.append((sim.n_pairs, sim.rows.nbytes(), trans.rows.n_entries))
         assert sim.n_pairs <= n_items * cap
         assert trans.rows.n_entries <= n_items * cap
-        assert int(sim.rows.length.max()) <= cap
+        assert int(sim.rows.lengths().max()) <= cap
     # After the rows fill up, 3x more stream adds nothing.
     assert sizes[-1] == sizes[1]
     assert sim.rows.evictions > 0
