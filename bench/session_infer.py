@@ -87,9 +87,8 @@ def main() -> int:
 
     def gru_eager() -> Any:
         x = left_pad([e[-model.max_len :] for e in encoded])
-        reps = model.encoder(x, training=False)[:, -1, :].numpy()
-        table = model.encoder.get_layer("item_embedding").embeddings.numpy()
-        scores = reps @ table.T
+        reps = model.head.vectors(x, training=False)[:, -1, :]
+        scores = model.head.logits(reps).numpy()
         scores[:, :FIRST_ITEM_INDEX] = -np.inf
         return np.argpartition(-scores, k, axis=1)[:, :k]
 
@@ -103,7 +102,9 @@ def main() -> int:
     # Same answers from both GRU paths (sets of the top-k), so the comparison is like for like.
     batched_sets = [{vocab.index(i) for i, _ in row} for row in gru_batched()]
     eager_sets = [set(row.tolist()) for row in gru_eager()]
-    agreement = float(np.mean([len(a & b) / k for a, b in zip(batched_sets, eager_sets)]))
+    agreement = float(
+        np.mean([len(a & b) / k for a, b in zip(batched_sets, eager_sets, strict=True)])
+    )
 
     timings = {
         "gru_batched": _median_ms(gru_batched, args.repeats),

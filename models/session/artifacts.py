@@ -207,7 +207,7 @@ def load_session_model(path: Path | str, smoke: bool = True) -> Any:
         )
 
     from models.session._tf import keras
-    from models.session.network import item_embeddings
+    from models.session.network import OutputHead
     from models.session.serving import SessionModel
 
     k = keras()
@@ -218,9 +218,9 @@ def load_session_model(path: Path | str, smoke: bool = True) -> Any:
             f"model.keras refused by Keras safe-mode load: {exc}", folder
         ) from None
     try:
-        rows = int(item_embeddings(encoder).shape[0])
+        rows = OutputHead(encoder).vocab_size
     except (ValueError, AttributeError) as exc:
-        raise ArtifactRejected(f"model has no item embedding table: {exc}", folder) from None
+        raise ArtifactRejected(f"model is not a session model: {exc}", folder) from None
     if rows != vocab.size:
         raise ArtifactRejected(
             f"vocabulary mismatch: model has {rows} item rows, vocabulary {vocab.size}", folder

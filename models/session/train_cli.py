@@ -31,6 +31,14 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("yes", "true", "1"):
+        return True
+    if text.lower() in ("no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r}: expected yes or no")
+
+
 def parse_duration(text: str) -> float:
     """``90``, ``30s``, ``15m``, ``1h``, ``1d`` -> seconds.
 
@@ -44,7 +52,7 @@ def parse_duration(text: str) -> float:
 
 
 #: (flag, type, GRUConfig field) of every hyper-parameter flag; None means "use the preset".
-_HP_FLAGS: tuple[tuple[str, type, str], ...] = (
+_HP_FLAGS: tuple[tuple[str, Any, str], ...] = (
     ("--epochs", int, "epochs"),
     ("--batch-size", int, "batch_size"),
     ("--embedding-dim", int, "embedding_dim"),
@@ -57,8 +65,11 @@ _HP_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("--sample-alpha", float, "sample_alpha"),
     ("--max-len", int, "max_len"),
     ("--patience", int, "patience"),
+    ("--lr-decay", float, "lr_decay"),
     ("--max-train-seconds", float, "max_train_seconds"),
     ("--seed", int, "seed"),
+    ("--tied", lambda text: _yes_no(text), "tied"),
+    ("--item-skip", lambda text: _yes_no(text), "item_skip"),
 )
 
 

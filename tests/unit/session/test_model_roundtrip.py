@@ -195,9 +195,29 @@ def test_other_weights_fail_the_smoke_check(trained: dict[str, Any], tmp_path: P
     from models.session.network import build_encoder
 
     folder = _copy(trained, tmp_path)
-    other = build_encoder(trained["vocab"].size, TINY.embedding_dim, TINY.hidden_units)
+    other = build_encoder(
+        trained["vocab"].size,
+        TINY.embedding_dim,
+        TINY.hidden_units,
+        tied=TINY.tied,
+        item_skip=TINY.item_skip,
+    )
     other.save(folder / MODEL_FILE)
     _rehash(folder)
     with pytest.raises(ArtifactRejected, match="smoke prediction does not reproduce"):
         load_session_model(folder)
     assert load_session_model(folder, smoke=False).vocabulary.size == trained["vocab"].size
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_compiled_and_plain_paths_agree_for_both_heads(tied: bool) -> None:
+    from models.session.network import build_encoder
+    from models.session.serving import SessionModel
+
+    vocab = Vocabulary([f"i{n}" for n in range(30)])
+    encoder = build_encoder(vocab.size, 8, 8, tied=tied, item_skip=not tied)
+    prefixes = [["i1", "i2", "i3"], ["i4"], ["i5"] * 25]  # the last one is cut to max_len
+    xla = SessionModel(encoder, vocab, max_len=20, jit_compile=True).recommend(prefixes, 5)
+    plain = SessionModel(encoder, vocab, max_len=20, jit_compile=False).recommend(prefixes, 5)
+    assert [[i for i, _ in row] for row in xla] == [[i for i, _ in row] for row in plain]
+    assert np.allclose([s for row in xla for _, s in row], [s for row in plain for _, s in row])
