@@ -119,7 +119,7 @@ class OnlineRecommender:
         n_negatives: int = 4,
         learning_rate: float = 0.05,
         min_trained: int = 1_000,
-        train_every: int = 2,
+        train_every: int = 4,
         catalog: Mapping[str, Mapping[str, Any]] | None = None,
         seed: int = 0,
     ) -> None:

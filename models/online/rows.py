@@ -54,13 +54,12 @@ class CappedRows:
         row = self.slots[a]
         slot = row.get(b)
         if slot is None:
-            used = len(row)
-            if used < self.capacity:
-                slot = used
-            else:
-                slot = int(self.cnt[a].argmin())
+            slot = len(row)
+            if slot >= self.capacity:
+                counts = self.cnt[a]
+                slot = int(counts.argmin())
                 del row[int(self.idx[a, slot])]
-                self.err[a, slot] = self.cnt[a, slot]
+                self.err[a, slot] = counts[slot]
                 self.evictions += 1
             row[b] = slot
             self.idx[a, slot] = b

@@ -79,7 +79,7 @@ def save_snapshot(model: OnlineRecommender, directory: str | Path) -> Path:
     }
     arrays_path = target / "arrays.npz"
     with arrays_path.open("wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -123,7 +123,7 @@ def load_snapshot(directory: str | Path) -> OnlineRecommender:
     for part in (model.similarity, model.popularity, model.counts):
         part.vocab = model.vocab
     model.attributes = {k: list(v) for k, v in manifest["attributes"].items()}
-    parts = {
+    parts: dict[str, Any] = {
         "similarity": model.similarity,
         "transitions": model.transitions,
         "popularity": model.popularity,
@@ -154,7 +154,7 @@ def load_snapshot(directory: str | Path) -> OnlineRecommender:
         model.user_neighbors._item_users = {
             int(i): deque(users, maxlen=cap) for i, users in manifest["item_users"].items()
         }
-    if model.ranker is not None and manifest["reranker"] is not None:
+    if isinstance(model.ranker, LinearReranker) and manifest["reranker"] is not None:
         model.ranker.load_state(manifest["reranker"])
     model._rng.bit_generator.state = manifest["rng"]
     model._n_seen = int(manifest["n_seen"])
