@@ -15,4 +15,5 @@ train --dataset movielens100k --protocol leave-one-out --out "$OUT/session_movie
 train --dataset movielens100k --protocol session --out "$OUT/session_movielens100k_session.json"
 train --dataset synthetic --protocol session --out "$OUT/session_synthetic_session.json"
 "$PY" bench/session_infer.py --store "$STORE" --out "$OUT/session_bench.json"
+"$PY" bench/session_oracle.py --out "$OUT/session_synthetic_oracle.json"
 echo "model versions kept in $STORE"

@@ -95,7 +95,7 @@ class OutputHead:
                     f"output layer scores {self.kernel.shape[1]} items, "
                     f"the embedding has {self.vocab_size}"
                 )
-            self.vectors = k.Model(model.inputs, model.get_layer(PROJECTION_LAYER).output)
+            self.vectors = k.Model(model.inputs[0], model.get_layer(PROJECTION_LAYER).output)
 
     def logits(self, vectors: Any, candidates: Any = None) -> Any:
         """``vectors [n, d]`` against every item (``candidates`` None) or the candidate ids."""
