@@ -70,3 +70,28 @@ def test_parse_duration_rejects_nonsense() -> None:
     assert parse_duration("2h") == 7200.0
     with pytest.raises(Exception, match="duration"):
         parse_duration("soon")
+
+
+def test_every_repeats_cycles_and_survives_a_failed_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from models.session import train_cli
+
+    calls: list[int] = []
+
+    def fake_run_once(args: argparse.Namespace) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("broker blip")
+        return 0
+
+    def fake_sleep(seconds: float) -> None:
+        assert 0 <= seconds <= 900
+        if len(calls) >= 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli, "run_once", fake_run_once)
+    monkeypatch.setattr(train_cli.time, "sleep", fake_sleep)
+    with pytest.raises(KeyboardInterrupt):
+        train_cli.run(argparse.Namespace(every=900.0))
+    assert len(calls) == 3  # the failed first cycle did not stop the loop
