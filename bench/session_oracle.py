@@ -1,9 +1,10 @@
 """How much room the synthetic stream leaves above first-order Markov: a planted-truth ceiling.
 
-The synthetic generator (``models.datasets.synthetic``) moves to an item's fixed successor with
-probability ``follow_chain_p`` and otherwise draws from the session's cluster by popularity (or,
-rarely, uniformly). A scorer that *knows* the planted successor map and item clusters, and ranks
-``follow_chain_p`` x [successor of the last item] + (1 - follow_chain_p - noise_p) x
+The synthetic generator (``models.datasets.synthetic``) walks each session along its cluster's
+planted chain with probability ``follow_chain_p`` and otherwise takes a detour (a cluster-popular
+item or, rarely, a uniform one) after which the walk resumes where it was. A scorer that *knows*
+the planted successor map and item clusters, and ranks ``follow_chain_p`` x [successor of the
+session's chain position, ``SyntheticWorld.chain_position``] + (1 - follow_chain_p - noise_p) x
 [within-cluster popularity of the session's majority cluster], is close to the best any model can
 do on this data. Comparing it with Markov, item-kNN and the GRU results (same split, same
 evaluator) says how large a margin over Markov is possible at all.
@@ -44,6 +45,7 @@ class PlantedOracle:
         for seq in sequences:
             np.add.at(self.popularity, seq, 1.0)
         self.popularity[:FIRST_ITEM_INDEX] = 0.0
+        self.planted, self.vocab = planted, vocab
 
     def score(self, prefixes: Sequence[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(prefixes), self.size))
@@ -55,7 +57,8 @@ class PlantedOracle:
             within = np.where(self.cluster == cluster, self.popularity, 0.0)
             within /= max(within.sum(), 1.0)
             out[row] = (1.0 - self.follow - self.noise) * within + self.noise / self.size
-            out[row, self.successor[known[-1]]] += self.follow
+            position = self.planted.chain_position([self.vocab.item(i) for i in known.tolist()])
+            out[row, self.successor[self.vocab.index(position)]] += self.follow
         out[:, :FIRST_ITEM_INDEX] = -np.inf
         return out
 

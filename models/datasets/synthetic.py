@@ -2,9 +2,13 @@
 
 The planted world:
 - items belong to clusters (categories); inside each cluster items have Zipf-like popularity;
-- each cluster has a hidden *successor chain*: a fixed random order of its items, and inside a
-  session users often move from an item to its successor (a sequential pattern, which first-order
-  Markov and session models should exploit and popularity cannot);
+- each cluster has a hidden *successor chain*: a fixed random order of its items. A session walks
+  along it: each step either moves to the successor of the session's current chain position
+  (``follow_chain_p``) or takes a *detour* (a cluster-popular item, or noise) that leaves the
+  chain position where it was, so the walk resumes after the detour. The item after a detour thus
+  depends on an earlier item of the session, not on the previous one: a sequential pattern that
+  session models (GRU, item-kNN over the session) can exploit and first-order Markov cannot. With
+  ``resume_chain=False`` detours move the position instead, and Markov is near-optimal;
 - each user has a sparse taste over clusters (Dirichlet with a small concentration), and picks one
   cluster per session from it (which item-to-item CF should exploit);
 - a little noise: some events pick an item uniformly from the whole catalog.
@@ -16,7 +20,8 @@ Same config, same seed, same stream: byte for byte.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -36,6 +41,7 @@ class SyntheticConfig:
     zipf_exponent: float = 1.0
     taste_concentration: float = 0.15
     follow_chain_p: float = 0.6
+    resume_chain: bool = True
     noise_p: float = 0.05
     mean_session_length: float = 6.0
     mean_event_gap_s: float = 45.0
@@ -59,6 +65,28 @@ class SyntheticWorld:
     item_cluster: dict[str, int]
     successor: dict[str, str]
     user_taste: dict[str, np.ndarray]
+    resume_chain: bool = True
+
+    def chain_position(self, session_items: Sequence[str]) -> str | None:
+        """The session's current chain position, inferred from what the session shows.
+
+        The first item starts the walk; an item that is the successor of the current position
+        moves it; anything else is a detour (with ``resume_chain``) or a new position (without).
+        The next chain step is ``successor[chain_position(prefix)]``.
+
+        >>> world = SyntheticWorld({"a": 0, "b": 0, "c": 0, "x": 0},
+        ...                        {"a": "b", "b": "c", "c": "a", "x": "a"}, {})
+        >>> world.chain_position(["a", "b", "x"])   # x is a detour: the walk resumes at b
+        'b'
+        """
+        position: str | None = None
+        for item in session_items:
+            if position is None or item == self.successor.get(position) or not self.resume_chain:
+                position = item
+        return position
+
+    #: Zipf weight of each item inside its cluster (sums to 1 per cluster): the draw probability.
+    item_popularity: dict[str, float] = field(default_factory=dict)
 
 
 def _zipf_weights(n: int, exponent: float) -> np.ndarray:
@@ -110,6 +138,7 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> EventDataset:
         members, weights = clusters[cluster], popularity[cluster]
         ts = next_free_ms[user]
         item = members[rng.choice(len(members), p=weights)]
+        position = item  # the session's place on its cluster's chain
         session = int(session_count[user])
         for step in range(length):
             if step > 0:
@@ -117,9 +146,12 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> EventDataset:
                 if draw < cfg.noise_p:
                     item = rng.integers(cfg.n_items)
                 elif draw < cfg.noise_p + cfg.follow_chain_p:
-                    item = successor[item]
+                    item = successor[position]
+                    position = item
                 else:
                     item = members[rng.choice(len(members), p=weights)]
+                if not cfg.resume_chain:
+                    position = item
                 ts += rng.exponential(cfg.mean_event_gap_s * 1000) + 1000
             rows.append(
                 (
@@ -151,6 +183,12 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> EventDataset:
         item_cluster={item_ids[i]: int(cluster_of[i]) for i in range(cfg.n_items)},
         successor={item_ids[i]: item_ids[int(successor[i])] for i in range(cfg.n_items)},
         user_taste={user_ids[u]: taste[u] for u in range(cfg.n_users)},
+        resume_chain=cfg.resume_chain,
+        item_popularity={
+            item_ids[int(i)]: float(w)
+            for members, weights in zip(clusters, popularity, strict=True)
+            for i, w in zip(members, weights, strict=True)
+        },
     )
     items = {item_ids[i]: {"category": f"c{int(cluster_of[i])}"} for i in range(cfg.n_items)}
     return EventDataset(name="synthetic", events=events, items=items, planted=world).sort()
