@@ -338,6 +338,26 @@ def mean_batch(client: Any, keys: CacheKeys) -> float | None:
     return int(events) / int(batches) if events and batches and int(batches) else None
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux ``/proc``; 0 where unavailable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """``(busy, total)`` CPU seconds of the whole machine so far (``/proc/stat``)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
 def wait_ready(workers: Sequence[WorkerProc], timeout_s: float) -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -364,16 +384,22 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
     workers = [start_worker(run, topic, app_id, i) for i in range(n_workers)]
     samples: list[tuple[float, int]] = []
     load_before = os.getloadavg()
+    cpu0 = cpu1 = 0.0
+    busy0 = busy1 = (0.0, 0.0)
     try:
         ready_t = wait_ready(workers, timeout_s=180)
         time.sleep(settle_s)  # the group's join/rebalance after the last worker came up
         produce(run.settings, topic, run.events)
         produced_t = time.perf_counter()
+        cpu0 = sum(process_cpu_s(w.proc.pid) for w in workers)
+        busy0 = machine_busy_s()
         deadline = time.monotonic() + run.timeout_s
         while time.monotonic() < deadline:
             now, count = time.perf_counter(), processed(client, keys)
             samples.append((now, count))
             if count >= total:
+                cpu1 = sum(process_cpu_s(w.proc.pid) for w in workers)
+                busy1 = machine_busy_s()
                 break
             if any(w.proc.poll() is not None for w in workers):
                 raise RuntimeError("a worker exited:\n" + "\n".join(w.tail() for w in workers))
@@ -394,6 +420,14 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
         "startup_s": ready_t - started,
         "complete": done >= total,
         "mean_batch_events": mean_batch(client, keys),
+        # CPU the workers used per event in the measured window (their cost, whatever the
+        # contention), and how busy the whole machine was meanwhile.
+        "worker_cpu_ms_per_event": 1000 * (cpu1 - cpu0) / in_window
+        if in_window and cpu1 > 0
+        else None,
+        "machine_busy_fraction": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1])
+        if busy1[1] > busy0[1]
+        else None,
         "loadavg_1m_before": load_before[0],
         "loadavg_1m_after": os.getloadavg()[0],
     }
@@ -454,11 +488,18 @@ def freshness(run: Run, rate: float, keys: CacheKeys, duration_s: float) -> dict
         wait_ready([worker], timeout_s=180)
         time.sleep(3.0)  # let the assignment settle
         log(f"freshness: {n} events at {rate:.0f}/s")
+        # CPU accounting over the paced phase: how much of a core the worker got, and how busy
+        # the whole machine was (everything else on it included), to tell a slow worker from a
+        # starved one.
+        cpu0, busy0, wall0 = process_cpu_s(worker.proc.pid), machine_busy_s(), time.perf_counter()
         probes = paced_produce(run.settings, topic, events, rate, run.run_id)
         deadline = time.monotonic() + 60
         while processed(client, keys) < n and time.monotonic() < deadline:
             time.sleep(0.1)
         count = processed(client, keys)
+        wall = time.perf_counter() - wall0
+        worker_cpu = process_cpu_s(worker.proc.pid) - cpu0
+        busy1 = machine_busy_s()
     finally:
         stop_workers([worker])
     users = list(probes)
@@ -485,6 +526,12 @@ def freshness(run: Run, rate: float, keys: CacheKeys, duration_s: float) -> dict
         "freshness_p50_last_quarter_ms": percentile(delays[-quarter:], 50),
         "freshness_source": "probe users: computed_at - Kafka timestamp (exact, per probe)",
         "freshness_loadavg_1m_before": load_before[0],
+        "freshness_phase_wall_s": wall,
+        "freshness_worker_cpu_cores": worker_cpu / wall if wall > 0 else None,
+        "freshness_worker_cpu_ms_per_event": 1000 * worker_cpu / count if count else None,
+        "freshness_machine_busy_fraction": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1])
+        if busy1[1] > busy0[1]
+        else None,
     }
     tk = TelemetryKeys(keys)
     freshness_hash = client.hgetall(tk.freshness)
