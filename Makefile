@@ -71,6 +71,9 @@ evaluate: venv ## prequential evaluation of the online models on DATA
 train-session: venv ## train and evaluate the GRU session model on DATA
 	$(PY) -m stream_app.cli train-session --dataset $(DATA) --out bench/results/session_$(DATA).json
 
+bench: stack-up ## end-to-end benchmark against the real stack (bench/results/e2e.json; ~35 min)
+	bash bench/e2e.sh
+
 bench-online: venv ## online-model quality and speed benchmarks (writes bench/results/)
 	bash bench/online.sh
 
