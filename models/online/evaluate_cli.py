@@ -17,6 +17,7 @@ from typing import Any
 from models.datasets import load_dataset
 from models.evaluation.prequential import plot_curves, prequential
 from models.online.baselines import ItemKNNBaseline, OnlineRanker, baseline_models
+from models.online.oracle import PlantedOracle
 from models.online.recommender import OnlineRecommender
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "streamrec_fixed_blend": {"reranker": None},
     "streamrec_fm": {"reranker": "fm"},
     "streamrec_with_usercf": {"user_cf": True},
+    "streamrec_session_pop": {"session_popularity": True},
 }
 
 
@@ -41,10 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument(
         "--variants",
-        default="streamrec_fixed_blend,streamrec_with_usercf",
+        default="streamrec_fixed_blend,streamrec_with_usercf,streamrec_session_pop",
         help=f"comma list of extra model variants ('' for none): {', '.join(VARIANTS)}",
     )
     parser.add_argument("--no-baselines", action="store_true", help="only our model(s)")
+    parser.add_argument(
+        "--no-oracle", action="store_true", help="skip the planted-truth reference (synthetic)"
+    )
 
 
 def build_models(
@@ -71,10 +76,18 @@ def run(args: argparse.Namespace) -> int:
     events = dataset.events[: args.limit] if args.limit else dataset.events
     variants = [v for v in args.variants.split(",") if v]
     models = build_models(dataset.items, variants, baselines=not args.no_baselines, seed=args.seed)
+    references: list[str] = []
+    if dataset.planted is not None and not args.no_oracle:
+        # Reads the generator's hidden world: a ceiling for reading the gaps, never compared as
+        # a baseline (see models/online/oracle.py).
+        models["oracle"] = PlantedOracle(dataset.planted)
+        references.append("oracle")
     started = time.perf_counter()
     result = prequential(events, models, k=args.k, warmup=args.warmup)
     k = args.k
-    baselines = [n for n in result["models"] if not n.startswith("streamrec")]
+    baselines = [
+        n for n in result["models"] if not n.startswith("streamrec") and n not in references
+    ]
     comparison: dict[str, Any] = {}
     if baselines:
         ours = result["models"]["streamrec"]
@@ -97,6 +110,22 @@ def run(args: argparse.Namespace) -> int:
         "models": result["models"],
         "comparison": comparison,
     }
+    if references:
+        markov = result["models"].get("markov")
+        output["references"] = {
+            name: {
+                "what": "planted-truth oracle: reads the generator's hidden world; a ceiling, "
+                "not a baseline and not a competitor",
+                "generator_resumes_chain": bool(getattr(dataset.planted, "resume_chain", False)),
+                "relative_to_markov": {
+                    metric: _relative(result["models"][name][metric], markov[metric])
+                    for metric in (f"hit_rate@{k}", f"mrr@{k}")
+                }
+                if markov is not None
+                else None,
+            }
+            for name in references
+        }
     for name, res in result["models"].items():
         print(
             f"{name:24s} HR@{k} {res[f'hit_rate@{k}']:.4f}  MRR@{k} {res[f'mrr@{k}']:.4f}  "

@@ -34,7 +34,31 @@ from models.online.vocab import Vocabulary
 
 #: Source scores, each scaled to max 1 per request, and ``markov_p``: the raw transition
 #: probability, left unscaled so the re-ranker can tell a confident transition from a weak one.
-FEATURES: tuple[str, ...] = ("knn", "markov", "usercf", "content", "popularity", "markov_p")
+#: Then the session-aware features (a request more than ``session_gap_s`` after the user's last
+#: event opens a new session; without a request time it continues the current one):
+#: ``session_pop`` is popularity inside the current session's catalog attributes (content
+#: similarity to the session's items x decayed popularity, 0 on a new session); ``taste_pop`` is
+#: the same with the user's whole history, on a new session only; ``markov_new`` and ``knn_new``
+#: repeat ``markov_p`` and ``knn`` on a new session only, so the linear re-ranker can weigh a
+#: transition or a neighbour across a session boundary differently from one inside a session;
+#: ``markov_skip`` sums the transition probabilities from the session's earlier items (not the
+#: last), ``skip_decay`` per step back, plus the transitions from the session's inferred *path
+#: position* when that is not the last item (:meth:`Transitions.path_position`): after a detour a
+#: session often resumes where it was. (One row rather than two: with two, each learned a smaller
+#: weight and MRR@10 on the 30k synthetic stream was lower, 0.479 against 0.492.)
+FEATURES: tuple[str, ...] = (
+    "knn",
+    "markov",
+    "usercf",
+    "content",
+    "popularity",
+    "markov_p",
+    "session_pop",
+    "taste_pop",
+    "markov_new",
+    "knn_new",
+    "markov_skip",
+)
 
 #: Fixed blend used until the re-ranker has learned ``min_trained`` events (and by
 #: ``reranker=None``); tuned on the synthetic stream, see docs/online-models.md.
@@ -45,6 +69,11 @@ DEFAULT_BLEND: dict[str, float] = {
     "content": 0.1,
     "popularity": 0.15,
     "markov_p": 0.0,
+    "session_pop": 0.0,
+    "taste_pop": 0.0,
+    "markov_new": 0.0,
+    "knn_new": 0.0,
+    "markov_skip": 0.0,
 }
 
 _VERBS = {
@@ -114,9 +143,14 @@ class OnlineRecommender:
         user_cf: bool = False,
         users_per_item: int = 20,
         content: bool = True,
+        session_popularity: bool = False,
+        skip_steps: int = 3,
+        skip_decay: float = 0.5,
+        resume_window: int = 10,
         blend: Mapping[str, float] | None = None,
         reranker: str | None = "logreg",
         n_negatives: int = 4,
+        hard_pool: int = 50,
         learning_rate: float = 0.05,
         min_trained: int = 1_000,
         train_every: int = 4,
@@ -137,9 +171,14 @@ class OnlineRecommender:
         self.user_cf = user_cf
         self.users_per_item = users_per_item
         self.content = content
+        self.session_popularity = session_popularity
+        self.skip_steps = skip_steps
+        self.skip_decay = skip_decay
+        self.resume_window = resume_window
         self.blend = dict(DEFAULT_BLEND if blend is None else blend)
         self.reranker = reranker
         self.n_negatives = n_negatives
+        self.hard_pool = hard_pool
         self.learning_rate = learning_rate
         self.min_trained = min_trained
         self.train_every = train_every
@@ -166,7 +205,7 @@ class OnlineRecommender:
         self._rng = np.random.default_rng(seed)
         self._version = 0
         self._n_seen = 0
-        self._cache: tuple[str, int, np.ndarray] | None = None
+        self._cache: tuple[str, int, bool, np.ndarray] | None = None
 
     # ----------------------------------------------------------------- catalog
     def set_item_attributes(self, item_id: str, record: Mapping[str, Any]) -> None:
@@ -232,7 +271,7 @@ class OnlineRecommender:
         state = self.history.get(event.user_id)
         self._n_seen += 1
         if self.ranker is not None and state is not None and self._n_seen % self.train_every == 0:
-            self._train_reranker(event.user_id, item)
+            self._train_reranker(event.user_id, item, event.timestamp_ms)
         recent: list[tuple[int, float]] = []
         previous: int | None = None
         if state is not None and state.items:
@@ -254,9 +293,9 @@ class OnlineRecommender:
         self.popularity.learn_index(item, math.sqrt(squared_weight), timestamp_ms)
         self.counts.learn_index(item, 1.0, timestamp_ms)
 
-    def _train_reranker(self, user_id: str, item: int) -> None:
+    def _train_reranker(self, user_id: str, item: int, now_ms: int) -> None:
         assert self.ranker is not None
-        features = self._features(user_id)
+        features = self._features(user_id, now_ms)
         n = features.shape[1]
         if item >= n:
             return  # a brand-new item has no features yet
@@ -265,7 +304,7 @@ class OnlineRecommender:
         combined = self._combine(features, user_id)
         combined[self.history.consumed(user_id)] = -np.inf
         combined[item] = -np.inf
-        pool = min(50, n - 1)
+        pool = min(self.hard_pool, n - 1)
         hard = np.argpartition(-combined, pool)[:pool] if pool > 0 else np.empty(0, np.int64)
         hard = hard[np.isfinite(combined[hard])]
         n_hard = min(self.n_negatives // 2, hard.shape[0])
@@ -276,16 +315,27 @@ class OnlineRecommender:
         self.ranker.learn(features[:, item], features[:, negatives].T, user_id=user_id, items=names)
 
     # ----------------------------------------------------------------- scoring
-    def _features(self, user_id: str) -> np.ndarray:
+    def is_new_session(self, user_id: str, now_ms: int | None) -> bool:
+        """Would a request at ``now_ms`` open a new session (no request time: it would not)?"""
+        state = self.history.get(user_id)
+        if state is None or not state.items:
+            return True
+        return now_ms is not None and now_ms - state.last_ms > self.session_gap_s * 1000
+
+    def _features(self, user_id: str, now_ms: int | None = None) -> np.ndarray:
+        new = self.is_new_session(user_id, now_ms)
+        cache = self._cache
         if (
-            self._cache is not None
-            and self._cache[0] == user_id
-            and self._cache[1] == self._version
+            cache is not None
+            and cache[0] == user_id
+            and cache[1] == self._version
+            and cache[2] == new
         ):
-            return self._cache[2]
+            return cache[3]
         n = len(self.vocab)
         out = np.zeros((len(FEATURES), n))
         state = self.history.get(user_id)
+        popularity = self.popularity.vector(n)
         if state is not None and state.items:
             items = np.asarray(state.items[-self.recent :], dtype=np.int64)
             weights = np.asarray(state.weights[-self.recent :])
@@ -296,13 +346,33 @@ class OnlineRecommender:
                 out[2] = self.user_neighbors.scores(user_id, n)
             if self.content_sim is not None:
                 out[3] = self.content_sim.scores(items, weights, n)
-        out[4] = np.log1p(
-            self.popularity.vector(n) / max(float(self.popularity.vector(n).mean()), 1e-12)
-        )
+            if self.content_sim is not None and self.session_popularity:
+                # One profile per request: the session's items, or the whole kept history.
+                profile = state.items if new else state.items[state.session_start :]
+                profile_items = np.asarray(profile, dtype=np.int64)
+                out[7 if new else 6] = popularity * self.content_sim.scores(
+                    profile_items, np.ones(profile_items.shape[0]), n
+                )
+            if not new and self.skip_steps > 0:
+                earlier = state.items[state.session_start : -1][-self.skip_steps :][::-1]
+                scales = [self.skip_decay**age for age in range(len(earlier))]
+                session = state.items[state.session_start :][-self.resume_window :]
+                position = self.transitions.path_position(session)
+                if position != session[-1]:
+                    earlier.append(position)
+                    scales.append(1.0)
+                out[10] = self.transitions.mixture(earlier, scales, n)
+        out[4] = np.log1p(popularity / max(float(popularity.mean()), 1e-12))
         out[5] = out[1]
-        peaks = out[:5].max(axis=1, keepdims=True)
-        np.divide(out[:5], peaks, out=out[:5], where=peaks > 0)
-        self._cache = (user_id, self._version, out)
+        if new:
+            out[8] = out[5]
+        # Scaled to max 1 per request: the sources (rows 0-4) and the session popularities.
+        for rows in (out[:5], out[6:8]) if self.session_popularity else (out[:5],):
+            peaks = rows.max(axis=1, keepdims=True)
+            np.divide(rows, peaks, out=rows, where=peaks > 0)
+        if new:
+            out[9] = out[0]
+        self._cache = (user_id, self._version, new, out)
         return out
 
     def _combine(self, features: np.ndarray, user_id: str) -> np.ndarray:
@@ -311,8 +381,10 @@ class OnlineRecommender:
             return ranker.score(features)
         return self._blend_vector @ features
 
-    def _ranked(self, user_id: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        features = self._features(user_id)
+    def _ranked(
+        self, user_id: str, k: int, now_ms: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        features = self._features(user_id, now_ms)
         scores = self._combine(features, user_id)
         excluded = self.history.consumed(user_id)
         tiebreak = self.counts.vector(features.shape[1])
@@ -326,7 +398,7 @@ class OnlineRecommender:
 
     def rank(self, user_id: str, k: int = 10, now_ms: int | None = None) -> list[str]:
         """Top-``k`` item ids for the user, best first (no reasons: the fast path)."""
-        order, _, _ = self._ranked(user_id, k)
+        order, _, _ = self._ranked(user_id, k, now_ms)
         return [self.vocab.items[i] for i in order]
 
     def predict_one(self, user_id: str, item_id: str) -> float:
@@ -341,7 +413,7 @@ class OnlineRecommender:
         self, user_id: str, k: int = 10, now_ms: int | None = None
     ) -> list[Recommendation]:
         """Top-``k`` with a score, a reason and the source that contributed most."""
-        order, _, features = self._ranked(user_id, k)
+        order, _, features = self._ranked(user_id, k, now_ms)
         if order.shape[0] == 0:
             return []
         ranker = self.ranker
@@ -373,9 +445,16 @@ class OnlineRecommender:
             return "similar users liked"
         if source == "popularity" or state is None or not state.items:
             return "trending now"
-        if source == "markov":
+        if source == "session_pop":
+            return "popular in what you are browsing"
+        if source == "taste_pop":
+            return "popular in what you like"
+        if source in ("markov", "markov_new", "markov_p"):
             last = state.items[-1]
             return f"often next after {self._title(last)}"
+        if source == "markov_skip" and len(state.items) >= 2:
+            # An earlier item of the session; the one before the last is the usual case.
+            return f"often after {self._title(state.items[-2])}"
         recent = state.items[-self.recent :]
         if source == "content":
             return f"similar to {self._title(recent[-1])}"

@@ -38,7 +38,14 @@ class LinearReranker:
         self.n_learned = 0
 
     def _row(self, values: np.ndarray) -> dict[str, float]:
-        return {name: float(v) for name, v in zip(self.features, values, strict=True)}
+        # Without L2 a zero feature gets a zero gradient, so River may as well not see it (most
+        # difference rows are sparse: the session features are zero on the other side of a
+        # session boundary); with L2 every weight must be visited.
+        return {
+            name: float(v)
+            for name, v in zip(self.features, values, strict=True)
+            if v != 0.0 or self.l2 > 0
+        }
 
     def learn(self, positive: np.ndarray, negatives: np.ndarray, **_: object) -> None:
         """Pairwise (RankNet-style): "positive beats negative" on feature differences.

@@ -71,3 +71,17 @@ def test_evaluate_command_writes_json_and_plot(tmp_path):
         result["models"]["streamrec"]["hit_rate@10"] > result["models"]["popularity"]["hit_rate@10"]
     )
     assert out.with_suffix(".png").stat().st_size > 1_000
+
+
+def test_evaluate_on_synthetic_reports_the_oracle_as_a_reference(tmp_path):
+    out = tmp_path / "synthetic.json"
+    argv = ["evaluate", "--dataset", "synthetic", "--synthetic-events", "2000", "--variants", ""]
+    assert main([*argv, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert "oracle" in result["models"] and "oracle" in result["references"]
+    # The oracle is a ceiling, never the baseline streamrec is compared against.
+    assert all(row["best_baseline"] != "oracle" for row in result["comparison"].values())
+    oracle, markov = result["models"]["oracle"], result["models"]["markov"]
+    assert oracle["hit_rate@10"] > markov["hit_rate@10"]
+    gain = result["references"]["oracle"]["relative_to_markov"]["hit_rate@10"]
+    assert gain == oracle["hit_rate@10"] / markov["hit_rate@10"] - 1.0
