@@ -43,12 +43,19 @@ class TopicSpec:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The four topics of the app.
+    """The app's topics, its internal ones (the worker's item-deltas topic and table changelogs)
+    included.
+
+    The internal topics are created here too, with ``event_partitions`` partitions, because a
+    worker can touch them before Faust creates them, and broker auto-creation would give them
+    the broker's default of 1 partition: table state would then not follow its partitions.
 
     >>> [(t.name, t.partitions, t.configs) for t in topic_specs(Settings())]
     ... # doctest: +NORMALIZE_WHITESPACE
     [('events', 4, {}), ('events.dlq', 1, {}), ('items', 1, {'cleanup.policy': 'compact'}),
-     ('model-updates', 1, {})]
+     ('model-updates', 1, {}), ('streamrec-item-deltas', 4, {}),
+     ('streamrec-history-changelog', 4, {'cleanup.policy': 'compact'}),
+     ('streamrec-item_stats-changelog', 4, {'cleanup.policy': 'compact'})]
     """
     rf = settings.replication_factor
     return [
@@ -59,6 +66,18 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Latest attributes per item_id: compaction keeps one record per key forever.
         TopicSpec(settings.topic_items, 1, rf, {"cleanup.policy": "compact"}),
         TopicSpec(settings.topic_model_updates, 1, rf),
+        *internal_topic_specs(settings),
+    ]
+
+
+def internal_topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The worker's internal topics (names as Faust builds them from the app id)."""
+    rf, n = settings.replication_factor, settings.event_partitions
+    compact = {"cleanup.policy": "compact"}
+    return [
+        TopicSpec(f"{settings.app_id}-item-deltas", n, rf),
+        TopicSpec(f"{settings.app_id}-history-changelog", n, rf, dict(compact)),
+        TopicSpec(f"{settings.app_id}-item_stats-changelog", n, rf, dict(compact)),
     ]
 
 
@@ -121,7 +140,14 @@ def ensure_topics(
             t["name"]: len(t["partitions"])
             for t in admin.describe_topics([s.name for s in wanted])  # type: ignore[attr-defined]
         }
+    internal = {spec.name for spec in internal_topic_specs(settings)}
     for spec in wanted:
+        if spec.name in internal and partitions.get(spec.name) != spec.partitions:
+            raise TopicMismatch(
+                f"internal topic {spec.name!r} has {partitions.get(spec.name)} partitions, not "
+                f"{spec.partitions}; delete it (its state is rebuilt) or use another "
+                "STREAMREC_APP_ID"
+            )
         if spec.name == settings.topic_events and partitions.get(spec.name) != spec.partitions:
             raise TopicMismatch(
                 f"topic {spec.name!r} has {partitions.get(spec.name)} partitions but "

@@ -10,7 +10,14 @@ tested) and ``stream_app.cache`` (the Redis adapter). The agent only
 - sends rejected messages to the DLQ topic with their reason;
 - writes each affected user's history to the ``history`` table once per batch (one changelog
   message per user per batch, not per event);
-- runs the batch's Redis work in a thread, so Redis latency never blocks the event loop.
+- runs the batch's Redis work in a thread, so Redis latency never blocks the event loop;
+- sends the batch's item co-occurrence increments, one message per touched item, to the
+  internal ``<app_id>-item-deltas`` topic keyed by item;
+
+and a second agent, ``item-side``, consumes that topic: it owns the ``item_stats`` table (one
+row per item of its partitions) and publishes each touched item's top-M neighbours to Redis. The
+session model lives in a ``ModelSlot``: loaded at start, re-offered on every ``model-updates``
+message and every ``settings.model_poll_s`` (all in an executor), swapped between batches.
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ from typing import Any
 
 import faust
 
-from models.events import Interaction, InvalidEvent
+from models.events import Interaction, InvalidEvent, event_weight
 from stream_app.cache import CacheKeys, RecCache, open_cache
+from stream_app.cache.base import CacheUnavailable
 from stream_app.live_path import (
     LivePath,
     Scorer,
@@ -35,9 +43,19 @@ from stream_app.live_path import (
     merge_history,
     parse_message,
 )
+from stream_app.model_slot import ModelSlot
+from stream_app.model_updates import InvalidUpdate, parse_update
 from stream_app.records import DeadLetter, dead_letter
+from stream_app.session_blend import OnlineScorer
 from stream_app.settings import Settings
 from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
+from stream_app.topology import (
+    ItemDelta,
+    apply_delta,
+    deltas_by_item,
+    neighbor_list,
+    user_side_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +68,34 @@ class SortedBatch:
     dead: list[tuple[bytes | None, DeadLetter]]
     #: Kafka timestamps (ms) of the valid events, for freshness
     kafka_ts_ms: list[int]
+    #: (partition, offset) of each valid event
+    positions: list[tuple[int, int]]
+
+    def fresh(self, marks: dict[int, int]) -> SortedBatch:
+        """Only the valid events past the high-water marks (those not counted before).
+
+        >>> from models.events import Interaction
+        >>> b = SortedBatch([Interaction("u", "a", "view", 1), Interaction("u", "b", "view", 2)],
+        ...                 [], [1, 2], [(0, 7), (0, 8)])
+        >>> [e.item_id for e in b.fresh({0: 7}).valid]
+        ['b']
+        """
+        # offset -1: unknown position (a local channel in tests): always counted
+        keep = [i for i, (p, o) in enumerate(self.positions) if o < 0 or o > marks.get(p, -1)]
+        return SortedBatch(
+            [self.valid[i] for i in keep],
+            self.dead,
+            [self.kafka_ts_ms[i] for i in keep],
+            [self.positions[i] for i in keep],
+        )
+
+    def last_offsets(self) -> dict[int, int]:
+        """partition -> highest offset of the valid events."""
+        out: dict[int, int] = {}
+        for p, o in self.positions:
+            if o >= 0:
+                out[p] = max(o, out.get(p, -1))
+        return out
 
 
 def sort_batch(events: Sequence[Any]) -> SortedBatch:
@@ -57,6 +103,7 @@ def sort_batch(events: Sequence[Any]) -> SortedBatch:
     valid: list[Interaction] = []
     dead: list[tuple[bytes | None, DeadLetter]] = []
     stamps: list[int] = []
+    positions: list[tuple[int, int]] = []
     for event in events:
         message = event.message
         try:
@@ -81,7 +128,9 @@ def sort_batch(events: Sequence[Any]) -> SortedBatch:
             continue
         valid.append(parsed)
         stamps.append(int(message.timestamp * 1000) if message.timestamp else parsed.timestamp_ms)
-    return SortedBatch(valid, dead, stamps)
+        offset = message.offset if isinstance(message.offset, int) else -1
+        positions.append((int(message.partition or 0), offset))
+    return SortedBatch(valid, dead, stamps, positions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +141,51 @@ class LivePathParts:
     events_topic: Any
     dlq_topic: Any
     history: Any
+    deltas_topic: Any
+    item_agent: Any
+    item_stats: Any
+    slot: ModelSlot
+
+
+#: Co-occurrence window (distinct recent items an event pairs with), as in the online model.
+PAIR_WINDOW = 10
+#: Co-occurrence entries kept per item row (the memory bound of the item table).
+MAX_ROW_PAIRS = 200
+#: Neighbours published per item.
+NEIGHBORS_M = 50
+
+
+def batch_deltas(
+    batch: SortedBatch, before: dict[str, list[str]]
+) -> dict[tuple[str, int], ItemDelta]:
+    """(item, source partition) -> aggregated delta of a batch; ``before`` = histories before it.
+
+    One group per source partition, so each delta carries ``src`` = (partition, last offset)
+    and the item side can skip it if it is ever resent.
+
+    >>> from models.events import Interaction
+    >>> b = SortedBatch([Interaction("u", "b", "view", 2)], [], [2], [(1, 9)])
+    >>> d = batch_deltas(b, {"u": ["a"]})
+    >>> d[("a", 1)].pairs, d[("b", 1)].src
+    ({'b': 1.0}, (1, 9))
+    """
+    groups: dict[int, list[Interaction]] = {}
+    last: dict[int, int] = {}
+    for event, (p, o) in zip(batch.valid, batch.positions, strict=True):
+        groups.setdefault(p, []).append(event)
+        last[p] = max(o, last.get(p, -1))
+    out: dict[tuple[str, int], ItemDelta] = {}
+    for p, events in groups.items():
+        per_user: dict[str, list[tuple[str, float]]] = {}
+        for e in sorted(events, key=lambda e: e.timestamp_ms):
+            per_user.setdefault(e.user_id, []).append((e.item_id, event_weight(e)))
+        learned = []
+        for user, items in per_user.items():
+            learned.extend(user_side_batch(before.get(user, []), items, window=PAIR_WINDOW))
+        for item, delta in deltas_by_item(learned).items():
+            delta.src = (p, last[p])
+            out[(item, p)] = delta
+    return out
 
 
 def _telemetry_recorder(
@@ -115,7 +209,8 @@ def register_live_path(
 ) -> LivePathParts:
     """Declare the topics, the history table and the agent on ``app``.
 
-    ``scorer`` defaults to ``TrendingScorer``; ``cache`` to the backend named by
+    ``scorer`` defaults to ``OnlineScorer`` (neighbours + trending + the session model);
+    ``cache`` to the backend named by
     ``settings.redis_url``, opened when the agent starts (a given one is used as is and left
     open, for tests).
     """
@@ -140,15 +235,54 @@ def register_live_path(
         partitions=settings.event_partitions,
         use_partitioner=True,
     )
-    chosen_scorer = scorer or TrendingScorer()
+    # Internal topic keyed by item: the item table below is keyed like its source topic, so its
+    # changelog partitions follow the item, and recovery after a restart restores the right rows.
+    deltas_topic = app.topic(
+        f"{settings.app_id}-item-deltas",  # stream_app.admin creates it with this name
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.event_partitions,
+        internal=True,
+    )
+    # item -> {"n": squared norm, "p": {other: co-occurrence}, "o": {source partition: offset}};
+    # written once per item per batch; use_partitioner for the same reason as ``history``.
+    item_stats = app.Table(
+        "item_stats",
+        default=dict,
+        key_type=bytes,
+        partitions=settings.event_partitions,
+        use_partitioner=True,
+    )
+    slot = ModelSlot()
+    _ = TrendingScorer  # the previous default, still importable for tests and benchmarks
+
+    async def load_session_model(reason: str) -> None:
+        try:
+            decision = await slot.offer_newest_async(settings.model_store)
+        except Exception:
+            log.exception("session model check (%s) failed; serving %s", reason, slot.version)
+            return
+        if decision is not None:
+            log.info("session model (%s): %s %s", reason, decision.version, decision.reason)
 
     async def live_path(stream: faust.StreamT) -> AsyncIterator[None]:
-        """events -> dead letters | history table + top-N in Redis"""
+        """events -> dead letters | history table + item deltas + top-N in Redis"""
         keys = CacheKeys(settings.redis_key_prefix)
         store = cache or open_cache(settings.redis_url, keys)
+        await load_session_model("start")
+        await _track_topics(
+            app,
+            [
+                history.changelog_topic.get_topic_name(),
+                item_stats.changelog_topic.get_topic_name(),
+                deltas_topic.get_topic_name(),
+            ],
+        )
         path = LivePath(
             store,
-            chosen_scorer,
+            scorer or OnlineScorer(store, slot),
             top_n=settings.top_n,
             half_life_s=settings.popularity_half_life_s,
             rec_ttl_s=settings.rec_ttl_s,
@@ -161,21 +295,44 @@ def register_live_path(
                 settings.batch_max_events, within=settings.batch_max_delay_s
             ):
                 try:
-                    batch = sort_batch(events)
-                    for key, letter in batch.dead:
+                    sorted_batch = sort_batch(events)
+                    for key, letter in sorted_batch.dead:
                         await dlq_topic.send(key=key, value=letter)
+                    # Idempotence: events at or below the marks of the batch's *last* step (recs +
+                    # counters) were fully processed before a restart: skip them. Events between
+                    # those and the trending marks are processed again; trending skips them.
+                    marks = await asyncio.to_thread(
+                        _read_marks, store, settings.topic_events + ":counted"
+                    )
+                    batch = sorted_batch.fresh(marks)
                     histories: dict[str, list[str]] = {}
+                    before: dict[str, list[str]] = {}
                     for user, items in items_by_user(batch.valid).items():
                         key = user.encode()
-                        updated = merge_history(history.get(key) or [], items, settings.history_len)
+                        before[user] = list(history.get(key) or [])
+                        updated = merge_history(before[user], items, settings.history_len)
                         history[key] = updated
                         histories[user] = updated
+                    for event in sorted_batch.valid:  # replayed users still get a fresh list
+                        if event.user_id not in histories:
+                            histories[event.user_id] = list(
+                                history.get(event.user_id.encode()) or []
+                            )
+                    pending = [
+                        await deltas_topic.send(key=item.encode(), value=delta.to_json())
+                        for (item, _p), delta in batch_deltas(batch, before).items()
+                    ]
+                    # Acknowledged before the high-water marks move (with trending, below): a
+                    # crash can then resend a batch's deltas (the item side skips a delta it
+                    # applied, by its source offset) but never lose them.
+                    await asyncio.gather(*(f for f in pending if isinstance(f, asyncio.Future)))
                     await asyncio.to_thread(
                         path.process,
                         batch.valid,
                         histories,
-                        len(batch.dead),
+                        len(sorted_batch.dead),
                         kafka_ts_ms=batch.kafka_ts_ms,
+                        hwm=(settings.topic_events, batch.positions),
                     )
                 except Exception:
                     # A bug must not stop the consumer for good (a crashed Faust agent stays
@@ -186,5 +343,110 @@ def register_live_path(
             if cache is None:
                 store.close()
 
+    async def item_side(stream: faust.StreamT) -> AsyncIterator[None]:
+        """item deltas -> item_stats table + top-M neighbours in Redis"""
+        keys = CacheKeys(settings.redis_key_prefix)
+        store = cache or open_cache(settings.redis_url, keys)
+        try:
+            async for events in stream.take_events(  # type: ignore[attr-defined]
+                settings.batch_max_events, within=settings.batch_max_delay_s
+            ):
+                try:
+                    rows: dict[bytes, dict] = {}
+                    for event in events:
+                        key = event.key if isinstance(event.key, bytes) else str(event.key).encode()
+                        delta = ItemDelta.from_json(event.value)
+                        current = rows[key] if key in rows else item_stats.get(key)
+                        rows[key] = apply_delta(current, delta, MAX_ROW_PAIRS)
+                    for key, row in rows.items():
+                        item_stats[key] = row
+                    await asyncio.to_thread(_publish_neighbors, store, rows)
+                except CacheUnavailable as exc:
+                    # The rows are in the table; their lists are republished when next touched.
+                    log.warning(
+                        "neighbours of %d items not published, cache unavailable: %s",
+                        len(rows),
+                        exc,
+                    )
+                except Exception:
+                    log.exception("item side failed on a batch of %d deltas", len(events))
+                yield None
+        finally:
+            if cache is None:
+                store.close()
+
+    async def model_updates(stream: faust.StreamT) -> AsyncIterator[None]:
+        """model-updates -> offer the announced version to the slot (in an executor)"""
+        async for value in stream:
+            try:
+                update = parse_update(value if isinstance(value, bytes) else bytes(value))
+            except (InvalidUpdate, TypeError) as exc:
+                log.warning("ignoring a malformed model update: %s", exc)
+                yield None
+                continue
+            try:
+                decision = await slot.offer_async(update.path)
+                log.info("session model update %s: %s", decision.version, decision.reason)
+            except Exception:
+                log.exception("session model update %s failed", update.version)
+            yield None
+
+    updates_topic = app.topic(
+        settings.topic_model_updates,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     agent = app.agent(events_topic, name="live-path")(live_path)
-    return LivePathParts(agent, events_topic, dlq_topic, history)
+    item_agent = app.agent(deltas_topic, name="item-side")(item_side)
+    app.agent(updates_topic, name="model-updates")(model_updates)
+    if settings.model_poll_s > 0:
+        app.timer(settings.model_poll_s)(_poll(load_session_model))
+    return LivePathParts(
+        agent, events_topic, dlq_topic, history, deltas_topic, item_agent, item_stats, slot
+    )
+
+
+async def _track_topics(app: faust.App, names: list[str]) -> None:
+    """Make the producer track these topics' metadata before the first batch.
+
+    The tables' ``use_partitioner`` asks aiokafka's partitioner, which reads cached metadata
+    only; once the producer tracks some topics (the first send to one), its metadata refreshes
+    cover only those, and a changelog topic never sent to before has none: the table write then
+    fails with ``'NoneType' object is not iterable`` on every batch. Waiting on each topic's
+    metadata once adds it to the tracked set.
+    """
+    try:
+        client = app.producer._ensure_producer().client  # type: ignore[attr-defined]
+        for name in names:
+            await asyncio.wait_for(client._wait_on_metadata(name), timeout=30)
+    except Exception as exc:  # no broker (the unit harness) or a slow one: batches will say
+        log.warning("producer metadata for %s not loaded: %r", names, exc)
+
+
+def _poll(load: Callable[[str], Any]) -> Callable[[], Any]:
+    async def poll_model_store() -> None:
+        await load("poll")
+
+    return poll_model_store
+
+
+def _read_marks(store: RecCache, topic: str) -> dict[int, int]:
+    """High-water marks, or none when the cache is down (then nothing is skipped)."""
+    try:
+        return store.read_hwm(topic)
+    except Exception as exc:
+        log.warning("high-water marks unavailable: %r", exc)
+        return {}
+
+
+def _publish_neighbors(store: RecCache, rows: dict[bytes, dict]) -> None:
+    """Each touched item's top-M neighbours and norm, one MGET-like read and one pipeline."""
+    local = {k.decode(): float(r.get("n", 0.0)) for k, r in rows.items()}
+    others = sorted({o for r in rows.values() for o in r.get("p", {})} - set(local))
+    norms = {**store.get_norms(others), **local}
+    lists = {
+        item: neighbor_list(rows[item.encode()], local[item], norms, NEIGHBORS_M) for item in local
+    }
+    store.publish_neighbors(lists, local)

@@ -6,8 +6,9 @@ offers a lazily built ``app`` (settings read from ``STREAMREC_*`` when first tou
     faust -A stream_app.app:app worker -l info
     faust -A stream_app.app:app agents
 
-The app's tables use the in-memory store and are rebuilt from their changelog topics on start,
-so no local RocksDB is needed; Faust's own files go under ``STATE_DIR/faust/<app_id>``.
+The app's tables (``history``, ``item_stats``) use the in-memory store and are rebuilt from
+their changelog topics on start, so no local RocksDB is needed; Faust's own files go under
+``STATE_DIR/faust/<app_id>``.
 """
 
 from __future__ import annotations
@@ -45,13 +46,13 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings) -> faust.App:
-    """A Faust app with the live-path agent, its topics and its history table registered.
+    """A Faust app with the user-side, item-side and model-updates agents, topics and tables.
 
     Examples
     --------
     >>> app = create_app(Settings(app_id="doc-app"))
     >>> sorted(app.agents)
-    ['live-path']
+    ['item-side', 'live-path', 'model-updates']
     """
     from stream_app.agents import register_live_path
 

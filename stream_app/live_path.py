@@ -220,6 +220,7 @@ class LivePath:
         dlq: int,
         now_ms: int | None = None,
         kafka_ts_ms: Sequence[int] | None = None,
+        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
     ) -> BatchResult:
         """Apply one batch. ``histories`` are the affected users' histories *after* the batch.
 
@@ -228,17 +229,21 @@ class LivePath:
         successful write) instead of raising. With ``telemetry`` set, the batch's online
         HitRate@10 (each event against its user's list cached *before* the batch) and
         freshness (write time minus ``kafka_ts_ms``, the events' Kafka timestamps) are reported.
+        ``hwm`` = (topic, each event's (partition, offset)): trending and the counters then
+        count each event once, even if a restart or a rebalance hands it over twice.
         """
         stats = {"events": len(events), "dlq": dlq, "batches": 1}
         if not events:
-            return self._write([], stats, 0)
+            return self._write([], stats, 0, 0)
         latest_ok = int(time.time() * 1000) + FUTURE_TOLERANCE_MS
         weights = [(e.item_id, event_weight(e), min(e.timestamp_ms, latest_ok)) for e in events]
         now = now_ms if now_ms is not None else max(ts for _, _, ts in weights)
         k = self.scorer.candidates_needed(self.top_n, self.history_len)
         judged = self._judge(events, histories) if self.telemetry is not None else None
         try:
-            trending = self.cache.update_trending(weights, self.half_life_s, now, k)
+            # With high-water marks (one set for trending, one for the counters written with
+            # the recs) a reprocessed event is never counted twice.
+            trending = self.cache.update_trending(weights, self.half_life_s, now, k, hwm=hwm)
         except CacheUnavailable as exc:
             log.warning("trending update skipped, cache unavailable: %s", exc)
             self.pending_cache_errors += 1
@@ -250,7 +255,8 @@ class LivePath:
         recs = [
             UserRecs(user, tuple(items), versions, computed_at) for user, items in ranked.items()
         ]
-        result = self._write(recs, stats, len(histories))
+        counted = (hwm[0] + ":counted", hwm[1]) if hwm else None
+        result = self._write(recs, stats, len(histories), len(events), counted)
         if judged is not None and not result.degraded:
             stamps = kafka_ts_ms if kafka_ts_ms is not None else [e.timestamp_ms for e in events]
             self._report(
@@ -278,14 +284,24 @@ class LivePath:
         except Exception as exc:  # best effort: metrics must never cost recommendations
             log.warning("telemetry not recorded: %r", exc)
 
-    def _write(self, recs: list[UserRecs], stats: dict[str, int], users: int) -> BatchResult:
+    def _write(
+        self,
+        recs: list[UserRecs],
+        stats: dict[str, int],
+        users: int,
+        events: int,
+        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+    ) -> BatchResult:
         stats["recs_written"] = len(recs)
         stats["redis_errors"] = self.pending_cache_errors
         try:
-            self.cache.write_batch(recs, self.rec_ttl_s, stats)
+            if hwm is None:
+                self.cache.write_batch(recs, self.rec_ttl_s, stats)
+            else:
+                self.cache.write_batch(recs, self.rec_ttl_s, stats, hwm=hwm)
         except CacheUnavailable as exc:
             log.warning("batch of %d recs not written, cache unavailable: %s", len(recs), exc)
             self.pending_cache_errors += 1
-            return BatchResult(stats["events"], users, 0, degraded=True)
+            return BatchResult(events, users, 0, degraded=True)
         self.pending_cache_errors = 0
-        return BatchResult(stats["events"], users, len(recs), degraded=False)
+        return BatchResult(events, users, len(recs), degraded=False)

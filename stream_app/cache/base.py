@@ -74,6 +74,44 @@ class UserRecs:
         )
 
 
+def encode_neighbors(neighbors: Sequence[tuple[str, float]]) -> bytes:
+    """An item's neighbour list as stored under ``{prefix}:neighbors:{item_id}``.
+
+    >>> encode_neighbors([("b", 0.5)])
+    b'[["b",0.5]]'
+    >>> decode_neighbors(encode_neighbors([("b", 0.5)]))
+    [('b', 0.5)]
+    """
+    return json.dumps(
+        [[item, round(float(s), 6)] for item, s in neighbors], separators=(",", ":")
+    ).encode()
+
+
+def decode_neighbors(raw: bytes | str) -> list[tuple[str, float]]:
+    """Inverse of :func:`encode_neighbors`; a damaged value reads as no neighbours."""
+    try:
+        return [(str(item), float(s)) for item, s in json.loads(raw)]
+    except (ValueError, TypeError):
+        return []
+
+
+def fresh_positions(
+    positions: Sequence[tuple[int, int]], marks: Mapping[int, int]
+) -> tuple[list[int], dict[int, int]]:
+    """Indices of the positions past ``marks``, and the marks after them.
+
+    >>> fresh_positions([(0, 5), (0, 6), (1, 2), (1, -1)], {0: 5})
+    ([1, 2, 3], {0: 6, 1: 2})
+    """
+    keep = [i for i, (p, o) in enumerate(positions) if o < 0 or o > marks.get(p, -1)]
+    moved = dict(marks)
+    for i in keep:
+        p, o = positions[i]
+        if o > moved.get(p, -1):
+            moved[p] = o
+    return keep, moved
+
+
 @runtime_checkable
 class RecCache(Protocol):
     """Where the worker keeps trending popularity, per-user top-N and its counters."""
@@ -84,17 +122,53 @@ class RecCache(Protocol):
         half_life_s: float,
         now_ms: int,
         top_k: int,
+        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+        counters: Mapping[str, int] | None = None,
     ) -> list[tuple[str, float]]:
         """Add ``(item_id, weight, timestamp_ms)`` observations with forward decay, then return
-        the ``top_k`` items by popularity decayed to ``now_ms``, best first (ties: item id)."""
+        the ``top_k`` items by popularity decayed to ``now_ms``, best first (ties: item id).
+
+        ``hwm=(topic, positions)`` gives each observation's ``(partition, offset)``: in one
+        atomic step, observations at or below the topic's stored high-water marks are dropped
+        (counted before: a restart or a rebalance replayed them), the others added, the marks
+        moved and ``counters`` added to the stats, with ``events`` replaced by the number of
+        observations kept (offset -1: unknown, always kept). :meth:`read_hwm` reads the marks."""
+        ...
+
+    def read_hwm(self, topic: str) -> dict[int, int]:
+        """partition -> last offset of ``topic`` already counted (empty when none)."""
+        ...
+
+    def get_neighbors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+        """Published neighbour lists of those items that have one (one round trip)."""
+        ...
+
+    def get_norms(self, item_ids: Sequence[str]) -> dict[str, float]:
+        """Published squared norms of those items that have one (one round trip)."""
+        ...
+
+    def publish_neighbors(
+        self, lists: Mapping[str, Sequence[tuple[str, float]]], norms: Mapping[str, float]
+    ) -> None:
+        """Replace the neighbour lists of these items and set their norms (one round trip)."""
         ...
 
     def top_trending(self, k: int, half_life_s: float, now_ms: int) -> list[tuple[str, float]]:
         """The current top ``k`` without adding anything."""
         ...
 
-    def write_batch(self, recs: Sequence[UserRecs], ttl_s: int, stats: Mapping[str, int]) -> None:
-        """Store every user's top-N with a TTL and add ``stats`` to the counters, in one go."""
+    def write_batch(
+        self,
+        recs: Sequence[UserRecs],
+        ttl_s: int,
+        stats: Mapping[str, int],
+        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+    ) -> None:
+        """Store every user's top-N with a TTL and add ``stats`` to the counters, in one go.
+
+        With ``hwm=(name, positions)`` this is one atomic step guarded by its own high-water
+        marks (as in :meth:`update_trending`): the ``events`` counter becomes the number of
+        positions not counted before."""
         ...
 
     def get_recs(self, user_id: str) -> UserRecs | None: ...

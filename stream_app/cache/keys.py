@@ -10,7 +10,11 @@ Keys (``{p}`` is the prefix):
   ``{"user_id", "items": [{"item_id", "score", "reason"}], "model_versions", "computed_at"}``
 - ``{p}:trending`` (sorted set): item_id -> forward-decayed popularity
 - ``{p}:trending:epoch`` (string): epoch (ms) the forward weights in ``trending`` refer to
-- ``{p}:neighbors:{item_id}`` (string): reserved for the item-to-item model
+- ``{p}:neighbors:{item_id}`` (string): JSON ``[[item_id, cosine], ...]``, the item's top-M
+  neighbours, written by the item side of the worker that owns the item's partition
+- ``{p}:item_norms`` (hash): item_id -> squared norm of its co-occurrence vector (cosine)
+- ``{p}:hwm:{name}`` (hash): partition -> last source offset counted (``{topic}`` for
+  trending, ``{topic}:counted`` for the counters written with the recs)
 - ``{p}:stats:{name}`` (integer): counters ``events``, ``dlq``, ``batches``, ...
 """
 
@@ -68,8 +72,17 @@ class CacheKeys:
         return f"{self.prefix}:trending:epoch"
 
     def neighbors(self, item_id: str) -> str:
-        """Similar items of ``item_id`` (reserved for the item-to-item model)."""
+        """Top-M similar items of ``item_id`` (JSON list of ``[item_id, cosine]``)."""
         return f"{self.prefix}:neighbors:{item_id}"
+
+    @property
+    def item_norms(self) -> str:
+        """Hash item_id -> squared co-occurrence norm (the item side's cosine denominators)."""
+        return f"{self.prefix}:item_norms"
+
+    def hwm(self, topic: str) -> str:
+        """Hash partition -> last offset of ``topic`` already counted (idempotent counters)."""
+        return f"{self.prefix}:hwm:{topic}"
 
     def stat(self, name: str) -> str:
         """An integer counter, one of :data:`STAT_NAMES`."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-from stream_app.cache.base import UserRecs
+from stream_app.cache.base import UserRecs, fresh_positions
 from stream_app.cache.keys import STAT_NAMES
 from stream_app.cache.trending import decayed_ranking, forward_increments, plan_epoch
 
@@ -33,6 +33,25 @@ class MemoryCache:
         self._epoch_ms: float | None = None
         self._recs: dict[str, tuple[UserRecs, float]] = {}
         self._stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
+        self._hwm: dict[str, dict[int, int]] = {}
+        self._neighbors: dict[str, list[tuple[str, float]]] = {}
+        self._norms: dict[str, float] = {}
+
+    def read_hwm(self, topic: str) -> dict[int, int]:
+        return dict(self._hwm.get(topic, {}))
+
+    def get_neighbors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+        return {i: list(self._neighbors[i]) for i in item_ids if i in self._neighbors}
+
+    def get_norms(self, item_ids: Sequence[str]) -> dict[str, float]:
+        return {i: self._norms[i] for i in item_ids if i in self._norms}
+
+    def publish_neighbors(
+        self, lists: Mapping[str, Sequence[tuple[str, float]]], norms: Mapping[str, float]
+    ) -> None:
+        self._norms.update(norms)
+        for item_id, neighbors in lists.items():
+            self._neighbors[item_id] = list(neighbors)
 
     def update_trending(
         self,
@@ -40,7 +59,16 @@ class MemoryCache:
         half_life_s: float,
         now_ms: int,
         top_k: int,
+        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+        counters: Mapping[str, int] | None = None,
     ) -> list[tuple[str, float]]:
+        if weights and hwm:
+            keep, self._hwm[hwm[0]] = fresh_positions(hwm[1], self._hwm.get(hwm[0], {}))
+            weights = [weights[i] for i in keep]
+            if counters is not None:
+                counters = {**counters, "events": len(weights)}
+        for name, count in (counters or {}).items():
+            self._stats[name] = self._stats.get(name, 0) + int(count)
         if weights:
             epoch, factor = plan_epoch(self._epoch_ms, [ts for _, _, ts in weights], half_life_s)
             if factor is not None:
@@ -59,7 +87,16 @@ class MemoryCache:
         ranked = decayed_ranking(self._trending.items(), self._epoch_ms, half_life_s, now_ms)
         return ranked[:k]
 
-    def write_batch(self, recs: Sequence[UserRecs], ttl_s: int, stats: Mapping[str, int]) -> None:
+    def write_batch(
+        self,
+        recs: Sequence[UserRecs],
+        ttl_s: int,
+        stats: Mapping[str, int],
+        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+    ) -> None:
+        if hwm is not None:
+            keep, self._hwm[hwm[0]] = fresh_positions(hwm[1], self._hwm.get(hwm[0], {}))
+            stats = {**stats, "events": len(keep)}
         expires = time.monotonic() + ttl_s
         for user_recs in recs:
             self._recs[user_recs.user_id] = (user_recs, expires)

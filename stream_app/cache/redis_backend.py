@@ -15,7 +15,13 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from stream_app.cache.base import CacheUnavailable, UserRecs
+from stream_app.cache.base import (
+    CacheUnavailable,
+    UserRecs,
+    decode_neighbors,
+    encode_neighbors,
+    fresh_positions,
+)
 from stream_app.cache.keys import STAT_NAMES, CacheKeys
 from stream_app.cache.trending import decayed_ranking, forward_increments, plan_epoch
 
@@ -72,31 +78,58 @@ class RedisCache:
         half_life_s: float,
         now_ms: int,
         top_k: int,
+        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+        counters: Mapping[str, int] | None = None,
     ) -> list[tuple[str, float]]:
         if not weights:
             return self.top_trending(top_k, half_life_s, now_ms)
         keys = self.keys
         used_epoch: list[float] = []
+        watched = [keys.trending_epoch] + ([keys.hwm(hwm[0])] if hwm else [])
 
         def transaction(pipe: Any) -> None:
             # WATCH on the epoch: if another worker rescales meanwhile, redo with its epoch.
+            # WATCH on the marks: during a rebalance the old owner may still finish a batch of
+            # a partition the new owner already reads; only one of them counts each event.
+            batch = weights
+            marks: dict[int, int] | None = None
+            if hwm:
+                stored = {int(p): int(o) for p, o in pipe.hgetall(keys.hwm(hwm[0])).items()}
+                keep, marks = fresh_positions(hwm[1], stored)
+                batch = [weights[i] for i in keep]
             raw = pipe.get(keys.trending_epoch)
             current = float(raw) if raw is not None else None
-            epoch, factor = plan_epoch(current, [ts for _, _, ts in weights], half_life_s)
+            if not batch:  # all counted before: keep the epoch, add nothing
+                used_epoch[:] = [current if current is not None else float(now_ms)]
+                pipe.multi()
+                for name, count in (counters or {}).items():
+                    if count and name != "events":
+                        pipe.incrby(keys.stat(name), int(count))
+                pipe.zrevrange(keys.trending, 0, max(top_k, 1) - 1, withscores=True)
+                return
+            epoch, factor = plan_epoch(current, [ts for _, _, ts in batch], half_life_s)
             used_epoch[:] = [epoch]
             pipe.multi()
             if current is None or factor is not None:
                 pipe.set(keys.trending_epoch, repr(float(epoch)))
             if factor is not None:
                 pipe.zunionstore(keys.trending, {keys.trending: factor})
-            for item, inc in forward_increments(weights, epoch, half_life_s).items():
+            for item, inc in forward_increments(batch, epoch, half_life_s).items():
                 pipe.zincrby(keys.trending, inc, item)
             # Bound the set: items that fell this far down the ranking will never be shown.
             pipe.zremrangebyrank(keys.trending, 0, -(self.max_trending + 1))
+            if hwm and marks:
+                # Same MULTI as the increments: after a crash either both happened or neither.
+                pipe.hset(keys.hwm(hwm[0]), mapping={str(p): o for p, o in marks.items()})
+            for name, count in (counters or {}).items():
+                if name == "events" and hwm:
+                    count = len(batch)
+                if count:
+                    pipe.incrby(keys.stat(name), int(count))
             pipe.zrevrange(keys.trending, 0, max(top_k, 1) - 1, withscores=True)
 
         results: list[Any] = self._call(
-            lambda: self._redis.transaction(transaction, keys.trending_epoch)  # type: ignore[arg-type,return-value]
+            lambda: self._redis.transaction(transaction, *watched)  # type: ignore[arg-type,return-value]
         )
         stored = [(m.decode(), float(s)) for m, s in results[-1]]
         return decayed_ranking(stored, used_epoch[0], half_life_s, now_ms)[:top_k]
@@ -115,14 +148,74 @@ class RedisCache:
         stored = [(m.decode(), float(s)) for m, s in members]
         return decayed_ranking(stored, float(raw_epoch), half_life_s, now_ms)[:k]
 
-    def write_batch(self, recs: Sequence[UserRecs], ttl_s: int, stats: Mapping[str, int]) -> None:
+    def write_batch(
+        self,
+        recs: Sequence[UserRecs],
+        ttl_s: int,
+        stats: Mapping[str, int],
+        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+    ) -> None:
+        if hwm is None:
+
+            def write() -> None:
+                pipe = self._redis.pipeline(transaction=False)
+                self._queue_writes(pipe, recs, ttl_s, stats)
+                pipe.execute()
+
+            self._call(write)
+            return
+        marks_key = self.keys.hwm(hwm[0])
+
+        def transaction(pipe: Any) -> None:
+            # The counters count each event once (see update_trending); the recs go in the same
+            # MULTI, so "events counted" also means "their users' lists written".
+            stored = {int(p): int(o) for p, o in pipe.hgetall(marks_key).items()}
+            keep, marks = fresh_positions(hwm[1], stored)
+            pipe.multi()
+            if marks:
+                pipe.hset(marks_key, mapping={str(p): o for p, o in marks.items()})
+            self._queue_writes(pipe, recs, ttl_s, {**stats, "events": len(keep)})
+
+        self._call(lambda: self._redis.transaction(transaction, marks_key))  # type: ignore[arg-type]
+
+    def _queue_writes(
+        self, pipe: Any, recs: Sequence[UserRecs], ttl_s: int, stats: Mapping[str, int]
+    ) -> None:
+        for user_recs in recs:
+            pipe.set(self.keys.recs(user_recs.user_id), user_recs.to_json(), ex=ttl_s)
+        for name, count in stats.items():
+            if count:
+                pipe.incrby(self.keys.stat(name), int(count))
+
+    def read_hwm(self, topic: str) -> dict[int, int]:
+        raw = self._call(lambda: self._redis.hgetall(self.keys.hwm(topic)))
+        return {int(p): int(o) for p, o in raw.items()}
+
+    def get_neighbors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+        if not item_ids:
+            return {}
+        values = self._call(lambda: self._redis.mget([self.keys.neighbors(i) for i in item_ids]))
+        out: dict[str, list[tuple[str, float]]] = {}
+        for item_id, raw in zip(item_ids, values, strict=True):
+            if raw is not None:
+                out[item_id] = decode_neighbors(raw)
+        return out
+
+    def get_norms(self, item_ids: Sequence[str]) -> dict[str, float]:
+        if not item_ids:
+            return {}
+        values = self._call(lambda: self._redis.hmget(self.keys.item_norms, list(item_ids)))
+        return {i: float(v) for i, v in zip(item_ids, values, strict=True) if v is not None}
+
+    def publish_neighbors(
+        self, lists: Mapping[str, Sequence[tuple[str, float]]], norms: Mapping[str, float]
+    ) -> None:
         def write() -> None:
             pipe = self._redis.pipeline(transaction=False)
-            for user_recs in recs:
-                pipe.set(self.keys.recs(user_recs.user_id), user_recs.to_json(), ex=ttl_s)
-            for name, count in stats.items():
-                if count:
-                    pipe.incrby(self.keys.stat(name), int(count))
+            if norms:
+                pipe.hset(self.keys.item_norms, mapping=dict(norms))
+            for item_id, neighbors in lists.items():
+                pipe.set(self.keys.neighbors(item_id), encode_neighbors(neighbors))
             pipe.execute()
 
         self._call(write)

@@ -97,3 +97,32 @@ def test_unreachable_redis_is_cache_unavailable_after_retries():
     with pytest.raises(CacheUnavailable):
         cache.write_batch([], 60, {"events": 1})
     cache.close()
+
+
+def test_replayed_positions_are_counted_once(cache):
+    weights = [("a", 1.0, T0), ("b", 2.0, T0)]
+    first = [(0, 10), (1, 4)]
+    cache.update_trending(weights, 3600.0, T0, 5, hwm=("ev", first), counters={"events": 2})
+    # A restart or rebalance hands (0, 10) over again, with one new event (0, 11).
+    again = [("a", 1.0, T0), ("c", 3.0, T0)]
+    top = cache.update_trending(
+        again, 3600.0, T0, 5, hwm=("ev", [(0, 10), (0, 11)]), counters={"events": 2}
+    )
+    assert dict(top) == {"a": 1.0, "b": 2.0, "c": 3.0}
+    assert cache.read_hwm("ev") == {0: 11, 1: 4}
+    assert cache.get_stats()["events"] == 3
+
+
+def test_neighbors_and_norms_round_trip(cache):
+    cache.publish_neighbors({"a": [("b", 0.5), ("c", 0.25)], "b": []}, {"a": 2.0, "b": 1.0})
+    assert cache.get_neighbors(["a", "b", "zz"]) == {"a": [("b", 0.5), ("c", 0.25)], "b": []}
+    assert cache.get_norms(["a", "zz"]) == {"a": 2.0}
+
+
+def test_counters_written_with_recs_count_replayed_positions_once(cache):
+    recs = [UserRecs("u1", (Recommendation("i1", 0.5, "trending now"),), {}, T0)]
+    cache.write_batch(recs, 60, {"events": 2, "batches": 1}, hwm=("ev:c", [(0, 1), (0, 2)]))
+    cache.write_batch(recs, 60, {"events": 2, "batches": 1}, hwm=("ev:c", [(0, 2), (0, 3)]))
+    stats = cache.get_stats()
+    assert stats["events"] == 3 and stats["batches"] == 2
+    assert cache.read_hwm("ev:c") == {0: 3} and cache.get_recs("u1") == recs[0]

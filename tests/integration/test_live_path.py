@@ -17,6 +17,7 @@ from models.datasets import SyntheticConfig, generate_synthetic
 from stream_app.admin import ensure_topics
 from stream_app.cache import CacheKeys, UserRecs
 from stream_app.producer import malformed_messages
+from stream_app.session_blend import CF_VERSION
 from stream_app.telemetry import TelemetryKeys
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -62,11 +63,17 @@ def _seen_by_user(n_events: int) -> dict[str, set[str]]:
     return seen
 
 
-def _check_recs(client, keys, settings, seen: dict[str, set[str]]) -> None:
+CF_VERSIONS = {"cf": CF_VERSION}
+
+
+def _check_recs(client, keys, settings, seen: dict[str, set[str]]) -> int:
+    """Every user has a list that excludes what they saw, with reasons that name a seen item or
+    say "trending now"; returns how many users got at least one neighbour-based item."""
     # The worker excludes the last history_len distinct items; the data must fit for the check
     # "excludes everything the user saw" to be the right one.
     assert max(len(items) for items in seen.values()) <= settings.history_len
     missing, overlapping = [], []
+    personal = 0
     for user, items in seen.items():
         raw = client.get(keys.recs(user))
         if raw is None:
@@ -75,13 +82,19 @@ def _check_recs(client, keys, settings, seen: dict[str, set[str]]) -> None:
         recs = UserRecs.from_json(raw)
         assert recs.user_id == user
         assert 0 < len(recs.items) <= settings.top_n
-        assert all(r.reason == "trending now" for r in recs.items)
-        assert recs.model_versions == {"trending": "trending-v1"}
+        for r in recs.items:
+            assert r.reason == "trending now" or (
+                r.reason.startswith("because you viewed ")
+                and r.reason.removeprefix("because you viewed ") in items
+            ), r.reason
+        personal += any(r.reason != "trending now" for r in recs.items)
+        assert recs.model_versions == CF_VERSIONS
         assert 0 < client.ttl(keys.recs(user)) <= settings.rec_ttl_s
         if {r.item_id for r in recs.items} & items:
             overlapping.append(user)
     assert not missing, f"{len(missing)} of {len(seen)} users lack recs, e.g. {missing[:5]}"
     assert not overlapping, f"recs include seen items for users {overlapping[:5]}"
+    return personal
 
 
 def test_every_user_gets_recommendations_excluding_what_they_saw(
@@ -106,7 +119,20 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
     seen = _seen_by_user(2000)
     assert len(seen) >= 40
     _check_recs(client, keys, settings, seen)
-    assert client.zcard(keys.trending) == len(set().union(*seen.values()))
+    items = sorted(set().union(*seen.values()))
+    assert client.zcard(keys.trending) == len(items)
+
+    # The item side runs behind the user side (one hop through the deltas topic): every item
+    # got a delta (its own norm), so every item's neighbour list is eventually published.
+    def published() -> int:
+        return sum(raw is not None for raw in client.mget([keys.neighbors(i) for i in items]))
+
+    wait_for(
+        lambda: published() == len(items),
+        60,
+        "every item's neighbours",
+        lambda: f"{published()} of {len(items)} published",
+    )
 
     # Telemetry (stream_app.telemetry) for the read API: one HitRate trial and one freshness
     # sample per event, and this worker's model versions in the registry.
@@ -117,9 +143,7 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
     assert sum(int(v) for k, v in freshness.items() if k != b"sum_ms") == 2000
     (worker_id,) = [w.decode() for w in client.zrange(tkeys.workers, 0, -1)]
     assert worker_id.startswith(settings.app_id)
-    assert json.loads(client.hget(tkeys.worker(worker_id), "versions")) == {
-        "trending": "trending-v1"
-    }
+    assert json.loads(client.hget(tkeys.worker(worker_id), "versions")) == CF_VERSIONS
     # What `streamrec watch` reports as lag: 0 once the worker committed its offsets.
     from kafka.admin import KafkaAdminClient
 
@@ -135,6 +159,18 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
         )
     finally:
         admin.close()
+
+    # The real model: a backlog is scored before the item side has published much, so replay
+    # the same events once more; now most users' lists come from the published neighbours.
+    _produce(env_for(settings), "--generate", "2000")
+    wait_for(
+        lambda: _stats(client, keys)["events"] >= 4000,
+        120,
+        "the worker to process the replay",
+        lambda: f"stats={_stats(client, keys)}\n{worker.log_tail()}",
+    )
+    personal = _check_recs(client, keys, settings, seen)
+    assert personal >= len(seen) // 2, f"only {personal} of {len(seen)} users got kNN items"
     assert worker.stop() == 0, worker.log_tail()
 
 

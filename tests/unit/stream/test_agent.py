@@ -19,6 +19,7 @@ from stream_app.agents import register_live_path
 from stream_app.cache import MemoryCache
 from stream_app.records import DeadLetter
 from stream_app.settings import Settings
+from stream_app.topology import ItemDelta
 
 T0 = 1_700_000_000_000
 
@@ -59,12 +60,32 @@ def harness(monkeypatch, tmp_path):
 
     monkeypatch.setattr(parts.dlq_topic, "send", record_dead)
     monkeypatch.setattr(parts.history, "send_changelog", record_changelog)
+    deltas: list[tuple[bytes, bytes]] = []
+    item_changelog: list[tuple[bytes, dict]] = []
+
+    async def record_delta(key=None, value=None, **_):
+        deltas.append((key, value))
+
+    def record_item_changelog(partition, key, value, *args, **kwargs):
+        item_changelog.append((key, value))
+        return SimpleNamespace(message=SimpleNamespace(partition=0))
+
+    monkeypatch.setattr(parts.deltas_topic, "send", record_delta)
+    monkeypatch.setattr(parts.item_stats, "send_changelog", record_item_changelog)
     raw = app.channel(
         schema=faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
     )
-    return SimpleNamespace(parts=parts, cache=cache, dead=dead, changelog=changelog, raw=raw)
+    return SimpleNamespace(
+        parts=parts,
+        cache=cache,
+        dead=dead,
+        changelog=changelog,
+        raw=raw,
+        deltas=deltas,
+        item_changelog=item_changelog,
+    )
 
 
 def test_agent_routes_bad_bytes_to_the_dlq_and_good_ones_to_history_and_recs(harness):
@@ -99,3 +120,35 @@ def test_agent_routes_bad_bytes_to_the_dlq_and_good_ones_to_history_and_recs(har
     assert [r.item_id for r in u1.items] == ["b"]
     assert {r.item_id for r in harness.cache.get_recs("u3").items} == {"b", "c"}
     assert harness.cache.get_stats()["dlq"] == 2
+
+
+def test_user_side_sends_one_delta_per_touched_item_and_item_side_publishes_neighbors(harness):
+    async def user_side():
+        async with harness.parts.agent.test_context(channel=harness.raw) as agent:
+            for item, ts in [("a", T0), ("b", T0 + 1), ("c", T0 + 2)]:
+                await agent.put(_event("u1", item, ts), key=b"u1", wait=False)
+            for _ in range(200):
+                if harness.cache.get_stats()["events"] >= 3:
+                    break
+                await asyncio.sleep(0.01)
+
+    asyncio.run(user_side())
+    sent = {key: ItemDelta.from_json(value) for key, value in harness.deltas}
+    # u1 viewed a, b, c (weight 1 each): every pair co-occurs once, both directions.
+    assert sorted(sent) == [b"a", b"b", b"c"]
+    assert sent[b"b"].pairs == {"a": 1.0, "c": 1.0} and sent[b"b"].norm == 1.0
+
+    async def item_side():
+        async with harness.parts.item_agent.test_context(channel=harness.raw) as agent:
+            for key, value in harness.deltas:
+                await agent.put(value, key=key, wait=False)
+            for _ in range(200):
+                if len(harness.cache.get_neighbors(["a", "b", "c"])) == 3:
+                    break
+                await asyncio.sleep(0.01)
+
+    asyncio.run(item_side())
+    rows = dict(harness.item_changelog)
+    assert rows[b"a"]["p"] == {"b": 1.0, "c": 1.0}
+    neighbors = harness.cache.get_neighbors(["a", "b", "c"])
+    assert neighbors["a"] == [("b", 1.0), ("c", 1.0)]

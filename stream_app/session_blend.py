@@ -1,0 +1,110 @@
+"""``OnlineScorer``: the worker's ``Scorer`` -- item-kNN from published neighbours, trending for
+cold users, and the serving session model blended in.
+
+It runs inside ``LivePath.process`` (a worker thread, never the event loop), so its one Redis
+read per batch (an MGET of the neighbour lists of every affected user's recent items) and the
+session model's batched inference block nothing but the batch that needs them. The session model
+is taken from the ``ModelSlot`` once per batch: a swap lands between batches, never inside one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation
+from stream_app.topology import blend_session, score_user
+
+log = logging.getLogger(__name__)
+
+CF_VERSION = "item-knn-stream-v1"
+
+
+class OnlineScorer:
+    """Scores a batch's users from the neighbour lists the item side published.
+
+    ``slot`` is anything with ``current()`` and ``version`` (a ``ModelSlot``); its model must
+    offer ``recommend(prefixes, k, exclude)``. ``session_len`` recent items form the session
+    prefix; ``session_slots`` of the ``n`` places go to the session model.
+
+    Examples
+    --------
+    >>> from stream_app.cache import MemoryCache
+    >>> cache = MemoryCache()
+    >>> cache.publish_neighbors({"a": [("x", 0.9)]}, {"a": 1.0, "x": 1.0})
+    >>> scorer = OnlineScorer(cache)
+    >>> recs = scorer.recommend_batch({"u": ["a"]}, [("t", 2.0)], n=2)
+    >>> [(r.item_id, r.reason) for r in recs["u"]], dict(scorer.versions)
+    ([('x', 'because you viewed a'), ('t', 'trending now')], {'cf': 'item-knn-stream-v1'})
+    """
+
+    def __init__(
+        self,
+        cache: RecCache,
+        slot: Any = None,
+        *,
+        recent: int = 20,
+        recency_decay: float = 0.9,
+        session_len: int = 10,
+        session_slots: int = 5,
+    ) -> None:
+        self.cache = cache
+        self.slot = slot
+        self.recent = recent
+        self.recency_decay = recency_decay
+        self.session_len = session_len
+        self.session_slots = session_slots
+        self._versions: dict[str, str] = {"cf": CF_VERSION}
+
+    @property
+    def versions(self) -> Mapping[str, str]:
+        """Versions used by the last batch (the session model's only when it served it)."""
+        return dict(self._versions)
+
+    def candidates_needed(self, n: int, history_len: int) -> int:
+        return n + history_len
+
+    def recommend_batch(
+        self,
+        histories: Mapping[str, Sequence[str]],
+        trending: Sequence[tuple[str, float]],
+        n: int,
+    ) -> dict[str, list[Recommendation]]:
+        wanted = sorted({i for h in histories.values() for i in h[-self.recent :]})
+        try:
+            neighbors = self.cache.get_neighbors(wanted)
+        except CacheUnavailable as exc:
+            log.warning("neighbour lists unavailable, trending only: %s", exc)
+            neighbors = {}
+        out = {
+            user: score_user(
+                history,
+                neighbors,
+                trending,
+                n,
+                recent=self.recent,
+                recency_decay=self.recency_decay,
+            )
+            for user, history in histories.items()
+        }
+        versions = {"cf": CF_VERSION}
+        model = self.slot.current() if self.slot is not None else None
+        if model is not None and histories:
+            users = list(histories)
+            prefixes = [list(histories[u][-self.session_len :]) for u in users]
+            try:
+                session = model.recommend(
+                    prefixes, self.session_slots, exclude=[histories[u] for u in users]
+                )
+            except Exception as exc:  # a model bug must not cost the CF recommendations
+                log.warning("session model failed on a batch, CF only: %r", exc)
+            else:
+                for user, items in zip(users, session, strict=True):
+                    out[user] = blend_session(
+                        out[user], items, histories[user], n, self.session_slots
+                    )
+                version = getattr(model, "version", None) or self.slot.version
+                versions["session"] = str(version)
+        self._versions = versions
+        return out

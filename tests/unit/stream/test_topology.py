@@ -1,0 +1,143 @@
+"""The two-sided topology's pure parts: deltas, item rows, neighbours, scoring, session blend."""
+
+from __future__ import annotations
+
+import math
+
+from models.events import Interaction
+from models.online.recommender import OnlineRecommender
+from stream_app.agents import SortedBatch, batch_deltas
+from stream_app.cache import MemoryCache
+from stream_app.live_path import LivePath
+from stream_app.session_blend import CF_VERSION, OnlineScorer
+from stream_app.topology import (
+    SESSION_REASON,
+    ItemDelta,
+    apply_delta,
+    deltas_by_item,
+    neighbor_list,
+    score_user,
+    user_side_batch,
+)
+
+T0 = 1_700_000_000_000
+
+
+def _rows_from(events: list[tuple[str, str]]) -> dict[str, dict]:
+    """Replay (user, item) views through the stream's user and item sides."""
+    histories: dict[str, list[str]] = {}
+    rows: dict[str, dict] = {}
+    for user, item in events:
+        learned = user_side_batch(histories.get(user, []), [(item, 1.0)], window=10)
+        histories.setdefault(user, []).append(item)
+        for key, delta in deltas_by_item(learned).items():
+            rows[key] = apply_delta(rows.get(key), delta, max_pairs=100)
+    return rows
+
+
+def test_stream_cosine_matches_the_online_models_item_similarity():
+    events = [("a", "x"), ("a", "y"), ("b", "x"), ("b", "z"), ("c", "y"), ("c", "x")]
+    rows = _rows_from(events)
+    norms = {item: row["n"] for item, row in rows.items()}
+    rec = OnlineRecommender(window=10, reranker=None, content=False)
+    for n, (user, item) in enumerate(events):
+        rec.learn_one(Interaction(user, item, "view", T0 + n))
+    reference = rec.similarity
+    for item in ("x", "y", "z"):
+        ours = dict(neighbor_list(rows[item], norms[item], norms, m=10))
+        for other, sim in ours.items():
+            assert math.isclose(sim, reference.similarity(item, other), rel_tol=1e-9)
+
+
+def test_a_resent_delta_is_not_applied_twice():
+    delta = ItemDelta(1.0, {"b": 2.0}, (3, 100))
+    once = apply_delta(None, delta, max_pairs=10)
+    assert apply_delta(once, delta, max_pairs=10) == once
+    later = apply_delta(once, ItemDelta(1.0, {"b": 1.0}, (3, 101)), max_pairs=10)
+    assert later["p"] == {"b": 3.0} and later["n"] == 2.0
+    other_partition = apply_delta(later, ItemDelta(1.0, {}, (1, 5)), max_pairs=10)
+    assert other_partition["n"] == 3.0
+
+
+def test_rows_keep_only_their_heaviest_pairs():
+    row = apply_delta(None, ItemDelta(1.0, {"a": 1.0, "b": 3.0, "c": 2.0}), max_pairs=2)
+    assert row["p"] == {"b": 3.0, "c": 2.0}
+
+
+def test_batch_deltas_group_by_source_partition_and_skip_replayed_events():
+    events = [Interaction("u", "a", "view", T0), Interaction("u", "b", "view", T0 + 1)]
+    batch = SortedBatch(events, [], [T0, T0 + 1], [(2, 10), (2, 11)])
+    fresh = batch.fresh({2: 10})
+    assert [e.item_id for e in fresh.valid] == ["b"] and fresh.last_offsets() == {2: 11}
+    deltas = batch_deltas(fresh, {"u": ["a"]})
+    assert deltas[("b", 2)].pairs == {"a": 1.0} and deltas[("b", 2)].src == (2, 11)
+    assert deltas[("a", 2)].norm == 0.0 and deltas[("a", 2)].pairs == {"b": 1.0}
+
+
+def test_score_user_excludes_seen_and_names_the_strongest_recent_item():
+    neighbors = {"a": [("x", 0.2), ("y", 0.9)], "b": [("x", 0.5), ("a", 0.9)]}
+    recs = score_user(["a", "b"], neighbors, [("t", 1.0), ("x", 0.5)], n=3, recency_decay=0.5)
+    assert [r.item_id for r in recs] == ["x", "y", "t"]
+    assert recs[0].reason == "because you viewed b"  # 0.5 (b, newest) > 0.5 * 0.2 (a)
+    assert recs[1].reason == "because you viewed a"
+    assert recs[2].reason == "trending now"
+
+
+class _FakeSession:
+    version = "s-v1"
+
+    def __init__(self):
+        self.calls = []
+
+    def recommend(self, prefixes, k, exclude=None):
+        self.calls.append((prefixes, k, exclude))
+        return [[("s1", 0.9), ("a", 0.8)] for _ in prefixes]
+
+
+class _Slot:
+    def __init__(self, model):
+        self.model = model
+        self.version = model.version
+
+    def current(self):
+        return self.model
+
+
+def test_online_scorer_blends_the_session_model_and_reports_its_version():
+    cache = MemoryCache()
+    cache.publish_neighbors({"a": [("x", 0.9)]}, {"a": 1.0, "x": 1.0})
+    model = _FakeSession()
+    scorer = OnlineScorer(cache, _Slot(model), session_slots=2)
+    recs = scorer.recommend_batch({"u": ["a"]}, [("t", 2.0)], n=3)["u"]
+    assert [(r.item_id, r.reason) for r in recs] == [
+        ("x", "because you viewed a"),
+        ("s1", SESSION_REASON),
+        ("t", "trending now"),
+    ]
+    assert dict(scorer.versions) == {"cf": CF_VERSION, "session": "s-v1"}
+    assert model.calls == [([["a"]], 2, [["a"]])]  # seen items excluded by the model too
+
+
+def test_a_failing_session_model_leaves_the_cf_list():
+    class Broken(_FakeSession):
+        def recommend(self, prefixes, k, exclude=None):
+            raise RuntimeError("boom")
+
+    scorer = OnlineScorer(MemoryCache(), _Slot(Broken()))
+    recs = scorer.recommend_batch({"u": ["a"]}, [("t", 2.0)], n=2)["u"]
+    assert [r.item_id for r in recs] == ["t"] and "session" not in scorer.versions
+
+
+def test_counters_move_with_the_high_water_marks():
+    cache = MemoryCache()
+    path = LivePath(
+        cache, OnlineScorer(cache), top_n=3, half_life_s=3600, rec_ttl_s=60, history_len=10
+    )
+    events = [Interaction("u", "a", "view", T0)]
+    path.process(events, {"u": ["a"]}, dlq=0, hwm=("events", [(0, 7)]))
+    assert cache.read_hwm("events") == {0: 7}
+    assert cache.get_stats()["events"] == 1 and cache.get_stats()["batches"] == 1
+    # The same event handed over again (a restart, a rebalance): counted once.
+    path.process(events, {"u": ["a"]}, dlq=0, hwm=("events", [(0, 7)]))
+    assert cache.get_stats()["events"] == 1 and cache.get_stats()["batches"] == 2
+    assert cache.top_trending(5, 3600, T0) == [("a", 1.0)]
