@@ -23,6 +23,7 @@ message and every ``settings.model_poll_s`` (all in an executor), swapped betwee
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -153,6 +154,51 @@ PAIR_WINDOW = 10
 MAX_ROW_PAIRS = 200
 #: Neighbours published per item.
 NEIGHBORS_M = 50
+
+
+def item_partition(item: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as aiokafka and kafka-python) gives
+    the key ``item``: where the item table's changelog row for it lives.
+
+    >>> item_partition("242", 4) == item_partition("242", 4) < 4
+    True
+    """
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(item.encode()) & 0x7FFFFFFF) % partitions
+
+
+def pack_deltas(deltas: dict[tuple[str, int], ItemDelta], partitions: int) -> dict[int, bytes]:
+    """One message value per target partition: ``[[item, delta], ...]`` as JSON.
+
+    >>> packed = pack_deltas({("a", 0): ItemDelta(1.0, {"b": 1.0}, (0, 3))}, 4)
+    >>> [(i, d.pairs) for i, d in unpack_deltas(next(iter(packed.values())))]
+    [('a', {'b': 1.0})]
+    """
+    groups: dict[int, list[str]] = {}
+    for (item, _), delta in deltas.items():
+        groups.setdefault(item_partition(item, partitions), []).append(
+            f"[{json.dumps(item)},{delta.to_json().decode()}]"
+        )
+    return {p: ("[" + ",".join(rows) + "]").encode() for p, rows in groups.items()}
+
+
+def unpack_deltas(raw: bytes | str) -> list[tuple[str, ItemDelta]]:
+    """Inverse of :func:`pack_deltas` (a batch keeps its per-item order)."""
+    out = []
+    for item, body in json.loads(raw):
+        src = body.get("s")
+        out.append(
+            (
+                str(item),
+                ItemDelta(
+                    float(body.get("n", 0.0)),
+                    {str(k): float(v) for k, v in body.get("p", {}).items()},
+                    (int(src[0]), int(src[1])) if src else None,
+                ),
+            )
+        )
+    return out
 
 
 def batch_deltas(
@@ -307,20 +353,23 @@ def register_live_path(
                     batch = sorted_batch.fresh(marks)
                     histories: dict[str, list[str]] = {}
                     before: dict[str, list[str]] = {}
-                    for user, items in items_by_user(batch.valid).items():
+                    # History merges *every* valid event, replayed ones included: the merge is
+                    # idempotent, and after a SIGKILL the table's changelog may lack events the
+                    # Redis marks already count (its writes are buffered).
+                    for user, items in items_by_user(sorted_batch.valid).items():
                         key = user.encode()
                         before[user] = list(history.get(key) or [])
                         updated = merge_history(before[user], items, settings.history_len)
                         history[key] = updated
                         histories[user] = updated
-                    for event in sorted_batch.valid:  # replayed users still get a fresh list
-                        if event.user_id not in histories:
-                            histories[event.user_id] = list(
-                                history.get(event.user_id.encode()) or []
-                            )
+                    # One message per target partition (not per item): Faust's per-message
+                    # cost dominated. The partition is the one the producer's partitioner
+                    # gives each item key, so the item table stays co-partitioned.
                     pending = [
-                        await deltas_topic.send(key=item.encode(), value=delta.to_json())
-                        for (item, _p), delta in batch_deltas(batch, before).items()
+                        await deltas_topic.send(key=b"deltas", value=value, partition=part)
+                        for part, value in pack_deltas(
+                            batch_deltas(batch, before), settings.event_partitions
+                        ).items()
                     ]
                     # Acknowledged before the high-water marks move (with trending, below): a
                     # crash can then resend a batch's deltas (the item side skips a delta it
@@ -354,10 +403,10 @@ def register_live_path(
                 try:
                     rows: dict[bytes, dict] = {}
                     for event in events:
-                        key = event.key if isinstance(event.key, bytes) else str(event.key).encode()
-                        delta = ItemDelta.from_json(event.value)
-                        current = rows[key] if key in rows else item_stats.get(key)
-                        rows[key] = apply_delta(current, delta, MAX_ROW_PAIRS)
+                        for item, delta in unpack_deltas(event.value):
+                            key = item.encode()
+                            current = rows[key] if key in rows else item_stats.get(key)
+                            rows[key] = apply_delta(current, delta, MAX_ROW_PAIRS)
                     for key, row in rows.items():
                         item_stats[key] = row
                     await asyncio.to_thread(_publish_neighbors, store, rows)
