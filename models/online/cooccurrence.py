@@ -19,7 +19,7 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from models.online.decay import forward_weight, needs_rescale, rescale_factor
+from models.online.decay import advance_epoch, forward_weight
 from models.online.rows import CappedRows
 from models.online.vocab import Vocabulary, grown
 
@@ -130,13 +130,10 @@ class ItemSimilarity:
     def _fw(self, weight: float, timestamp_ms: float) -> float:
         if math.isinf(self.half_life_s):
             return weight
-        if self._epoch_ms is None:
-            self._epoch_ms = float(timestamp_ms)
-        elif needs_rescale(timestamp_ms, self._epoch_ms, self.half_life_s):
-            factor = rescale_factor(self._epoch_ms, timestamp_ms, self.half_life_s)
+        self._epoch_ms, factor = advance_epoch(self._epoch_ms, timestamp_ms, self.half_life_s)
+        if factor is not None:
             self._norm *= factor
             self.rows.scale(factor)
-            self._epoch_ms = float(timestamp_ms)
         return forward_weight(weight, timestamp_ms, self._epoch_ms, self.half_life_s)
 
     def apply_indices(self, a: int, b: int, weight: float, timestamp_ms: float) -> None:

@@ -55,6 +55,28 @@ def rescale_factor(old_epoch_ms: float, new_epoch_ms: float, half_life_s: float)
     return 2.0 ** (-(new_epoch_ms - old_epoch_ms) / (half_life_s * 1000.0))
 
 
+def advance_epoch(
+    epoch_ms: float | None, timestamp_ms: float, half_life_s: float
+) -> tuple[float, float | None]:
+    """``(epoch, rescale factor or None)`` for counters that are about to take an observation.
+
+    The first observation sets the epoch; one that would push forward weights past float
+    precision moves it there, and every stored forward weight must be multiplied by the factor.
+
+    >>> advance_epoch(None, 5_000, 60.0)
+    (5000.0, None)
+    >>> advance_epoch(0.0, 3_600_000, 3600.0)
+    (0.0, None)
+    >>> advance_epoch(0.0, 3_600_000 * 41, 3600.0) == (147_600_000.0, 2.0**-41)
+    True
+    """
+    if epoch_ms is None:
+        return float(timestamp_ms), None
+    if needs_rescale(timestamp_ms, epoch_ms, half_life_s):
+        return float(timestamp_ms), rescale_factor(epoch_ms, timestamp_ms, half_life_s)
+    return epoch_ms, None
+
+
 def half_lives(age_ms: float, half_life_s: float) -> float:
     """How many half-lives ``age_ms`` spans (for logging and tests)."""
     return age_ms / (half_life_s * 1000.0) if half_life_s > 0 else math.inf

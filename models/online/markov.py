@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.online.decay import forward_weight, needs_rescale, rescale_factor
+from models.online.decay import advance_epoch, forward_weight
 from models.online.rows import CappedRows
 from models.online.vocab import grown
 
@@ -37,13 +37,10 @@ class Transitions:
         if math.isinf(self.half_life_s):
             fw = weight
         else:
-            if self._epoch_ms is None:
-                self._epoch_ms = float(timestamp_ms)
-            elif needs_rescale(timestamp_ms, self._epoch_ms, self.half_life_s):
-                factor = rescale_factor(self._epoch_ms, timestamp_ms, self.half_life_s)
+            self._epoch_ms, factor = advance_epoch(self._epoch_ms, timestamp_ms, self.half_life_s)
+            if factor is not None:
                 self.rows.scale(factor)
                 self._total *= factor
-                self._epoch_ms = float(timestamp_ms)
             fw = forward_weight(weight, timestamp_ms, self._epoch_ms, self.half_life_s)
         if prev >= self._total.shape[0]:
             self._total = grown(self._total, prev + 1)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from models.online.decay import forward_to_decayed, forward_weight, needs_rescale, rescale_factor
+from models.online.decay import advance_epoch, forward_to_decayed, forward_weight
 from models.online.vocab import Vocabulary, grown
 
 
@@ -45,11 +45,9 @@ class DecayedPopularity:
     def _fw(self, weight: float, timestamp_ms: float) -> float:
         if math.isinf(self.half_life_s):
             return weight
-        if self._epoch_ms is None:
-            self._epoch_ms = float(timestamp_ms)
-        elif needs_rescale(timestamp_ms, self._epoch_ms, self.half_life_s):
-            self._forward *= rescale_factor(self._epoch_ms, timestamp_ms, self.half_life_s)
-            self._epoch_ms = float(timestamp_ms)
+        self._epoch_ms, factor = advance_epoch(self._epoch_ms, timestamp_ms, self.half_life_s)
+        if factor is not None:
+            self._forward *= factor
         return forward_weight(weight, timestamp_ms, self._epoch_ms, self.half_life_s)
 
     def learn_index(self, index: int, weight: float, timestamp_ms: float) -> None:
