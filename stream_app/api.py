@@ -291,17 +291,28 @@ class _SnapshotCollector:
             yield CounterMetricFamily(
                 f"streamrec_{name}", f"Worker counter stats:{name}", value=snap.stats.get(name, 0)
             )
-        yield CounterMetricFamily(
-            "streamrec_online_hits", "Events whose item was in the cached top-10", value=snap.hits
+        # Two online HitRate@10 forms (stream_app.telemetry): "sequential" (sampled events,
+        # each against the list cached right before it) is the headline, comparable with the
+        # offline prequential figure; "cached" (every event against the list cached before its
+        # micro-batch) is what users literally saw. With no trials yet a rate reads 0.
+        counters = (
+            ("seq_hits", "Sampled events whose item was in the top-10 cached right before it"),
+            ("seq_trials", "Sampled events judged for the sequential online HitRate@10"),
+            ("hits", "Events whose item was in the top-10 cached before their batch"),
+            ("trials", "Events judged for the cached online HitRate@10"),
         )
-        yield CounterMetricFamily(
-            "streamrec_online_trials", "Events judged for online HitRate@10", value=snap.trials
+        for name, help_text in counters:
+            yield CounterMetricFamily(
+                f"streamrec_online_{name}", help_text, value=getattr(snap, name)
+            )
+        rates = (
+            ("", snap.hit_rate_at_10, "seq_hits / seq_trials, comparable with offline prequential"),
+            ("_cached", snap.hit_rate_at_10_cached, "hits / trials, lists cached before the batch"),
         )
-        rate = GaugeMetricFamily(
-            "streamrec_online_hit_rate_at_10", "hits / trials since the counters were created"
-        )
-        rate.add_metric([], snap.hit_rate_at_10 if snap.hit_rate_at_10 is not None else 0.0)
-        yield rate
+        for suffix, value, help_text in rates:
+            rate = GaugeMetricFamily(f"streamrec_online_hit_rate_at_10{suffix}", help_text)
+            rate.add_metric([], value if value is not None else 0.0)
+            yield rate
         running = cumulative(snap.freshness_counts)
         buckets = [
             (bucket_field(i), float(running[i])) for i in range(len(FRESHNESS_BUCKETS_MS) + 1)
@@ -337,9 +348,12 @@ def render_metrics(snapshot: TelemetrySnapshot | None) -> bytes:
     """Prometheus text exposition (format 0.0.4) of a snapshot; ``None`` means Redis is down.
 
     >>> from stream_app.telemetry import TelemetrySnapshot
-    >>> text = render_metrics(TelemetrySnapshot(stats={"events": 7}, hits=1, trials=4)).decode()
-    >>> "streamrec_events_total 7.0" in text, "streamrec_online_hit_rate_at_10 0.25" in text
+    >>> snap = TelemetrySnapshot(stats={"events": 7}, hits=1, trials=4, seq_hits=1, seq_trials=2)
+    >>> lines = render_metrics(snap).decode().splitlines()
+    >>> "streamrec_events_total 7.0" in lines, "streamrec_online_hit_rate_at_10 0.5" in lines
     (True, True)
+    >>> "streamrec_online_hit_rate_at_10_cached 0.25" in lines
+    True
     >>> render_metrics(None).decode().splitlines()[-1]
     'streamrec_redis_up 0.0'
     """

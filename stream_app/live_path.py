@@ -16,7 +16,7 @@ from typing import Protocol
 
 from models.events import Interaction, InvalidEvent, decode_event, event_weight
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
-from stream_app.telemetry import HIT_K, BatchTelemetry, online_hits
+from stream_app.telemetry import HIT_K, BatchTelemetry, is_hit, online_hits, sampled
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,10 @@ TRENDING_REASON = "trending now"
 #: a client with a wrong clock (say, year 3000) would otherwise move the forward-decay epoch
 #: there and make every real event's weight 0 from then on.
 FUTURE_TOLERANCE_MS = 3_600_000
+
+#: Share of events judged for the sequential online HitRate@10; the same default as
+#: ``Settings.hitrate_sample`` (``STREAMREC_HITRATE_SAMPLE``), which the worker passes.
+DEFAULT_HITRATE_SAMPLE = 0.1
 
 
 def parse_message(value: object) -> Interaction:
@@ -67,6 +71,36 @@ def items_by_user(events: Iterable[Interaction]) -> dict[str, list[str]]:
     for event in sorted(events, key=lambda e: e.timestamp_ms):
         out.setdefault(event.user_id, []).append(event.item_id)
     return out
+
+
+def positions_in_batch(events: Iterable[Interaction]) -> list[tuple[Interaction, int]]:
+    """Each event with its 1-based position among its user's events of the batch, in the order
+    ``items_by_user`` lists them (event time, ties in arrival order): event j of a user follows
+    her items ``items_by_user(...)[user][:j-1]``.
+
+    >>> ev = [Interaction("u", "b", "view", 2), Interaction("v", "x", "view", 1),
+    ...       Interaction("u", "a", "view", 1)]
+    >>> [(e.user_id, e.item_id, j) for e, j in positions_in_batch(ev)]
+    [('v', 'x', 1), ('u', 'a', 1), ('u', 'b', 2)]
+    """
+    counts: dict[str, int] = {}
+    out: list[tuple[Interaction, int]] = []
+    for event in sorted(events, key=lambda e: e.timestamp_ms):
+        counts[event.user_id] = counts.get(event.user_id, 0) + 1
+        out.append((event, counts[event.user_id]))
+    return out
+
+
+def sequential_key(user_id: str, position: int) -> str:
+    """The synthetic ``Scorer`` key of "user just before her ``position``-th event of the batch".
+
+    Keys of one call are all of this form, so none can collide with another (the position is
+    the text after the last NUL, and a user id is whatever precedes it).
+
+    >>> sequential_key("u7", 3)
+    'u7\\x003'
+    """
+    return f"{user_id}\x00{position}"
 
 
 def merge_history(old: Sequence[str], new_items: Sequence[str], max_len: int) -> list[str]:
@@ -162,6 +196,22 @@ class TrendingScorer:
 
 
 @dataclass(frozen=True, slots=True)
+class Judgement:
+    """A batch's online HitRate@10 trials, as far as they can be judged before it is scored.
+
+    ``later`` holds the sampled events that are not their user's first of the batch: synthetic
+    key (``sequential_key``) -> (the user's history just before the event, the event's item).
+    They are judged once the batch's trending list is known (``LivePath._judge_later``).
+    """
+
+    hits: int
+    trials: int
+    seq_hits: int
+    seq_trials: int
+    later: Mapping[str, tuple[list[str], str]]
+
+
+@dataclass(frozen=True, slots=True)
 class BatchResult:
     """What one batch did (for logs, counters and tests)."""
 
@@ -198,7 +248,10 @@ class LivePath:
         rec_ttl_s: int,
         history_len: int,
         telemetry: Callable[[BatchTelemetry], None] | None = None,
+        hitrate_sample: float = DEFAULT_HITRATE_SAMPLE,
     ) -> None:
+        if not 0.0 <= hitrate_sample <= 1.0:
+            raise ValueError(f"hitrate_sample must be in [0, 1], got {hitrate_sample!r}")
         self.cache = cache
         self.scorer = scorer
         self.top_n = top_n
@@ -209,6 +262,8 @@ class LivePath:
         self.pending_cache_errors = 0
         #: where each batch's online HitRate / freshness go (``TelemetryRecorder.record``)
         self.telemetry = telemetry
+        #: share of events judged for the sequential HitRate@10 (deterministic per event)
+        self.hitrate_sample = hitrate_sample
         #: top of trending after the previous batch: what a user without a cached list was
         #: being served (the read API's fallback) when this batch's events happened
         self._served_trending: list[str] = []
@@ -221,14 +276,21 @@ class LivePath:
         now_ms: int | None = None,
         kafka_ts_ms: Sequence[int] | None = None,
         hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+        *,
+        before: Mapping[str, Sequence[str]] | None = None,
     ) -> BatchResult:
-        """Apply one batch. ``histories`` are the affected users' histories *after* the batch.
+        """Apply one batch. ``histories`` are the affected users' histories *after* the batch,
+        ``before`` the same users' histories *before* it.
 
         Decay is in event time: "now" is the batch's latest event, so a replay of old data
         ranks as it would have live. A cache outage degrades (logged, counted on the next
-        successful write) instead of raising. With ``telemetry`` set, the batch's online
-        HitRate@10 (each event against its user's list cached *before* the batch) and
-        freshness (write time minus ``kafka_ts_ms``, the events' Kafka timestamps) are reported.
+        successful write) instead of raising. With ``telemetry`` set, the batch's freshness
+        (write time minus ``kafka_ts_ms``, the events' Kafka timestamps) and two online
+        HitRate@10 counts are reported: *cached* (every event against its user's list cached
+        before the batch) and *sequential* (a sample of events, each against the list the
+        worker would have cached right before it; see ``stream_app.telemetry``). Without
+        ``before`` the lists before a user's later events cannot be computed, and judging her
+        first events alone would bias the sample, so the sequential count is skipped.
         ``hwm`` = (topic, each event's (partition, offset)): trending and the counters then
         count each event once, even if a restart or a rebalance hands it over twice.
         """
@@ -239,7 +301,7 @@ class LivePath:
         weights = [(e.item_id, event_weight(e), min(e.timestamp_ms, latest_ok)) for e in events]
         now = now_ms if now_ms is not None else max(ts for _, _, ts in weights)
         k = self.scorer.candidates_needed(self.top_n, self.history_len)
-        judged = self._judge(events, histories) if self.telemetry is not None else None
+        judged = self._judge(events, histories, before) if self.telemetry is not None else None
         try:
             # With high-water marks (one set for trending, one for the counters written with
             # the recs) a reprocessed event is never counted twice.
@@ -258,24 +320,83 @@ class LivePath:
         counted = (hwm[0] + ":counted", hwm[1]) if hwm else None
         result = self._write(recs, stats, len(histories), len(events), counted)
         if judged is not None and not result.degraded:
+            # After the write, so the extra scorer call never delays the recommendations.
+            seq_hits, seq_trials = self._judge_later(judged, trending)
             stamps = kafka_ts_ms if kafka_ts_ms is not None else [e.timestamp_ms for e in events]
             self._report(
                 BatchTelemetry.from_batch(
-                    stamps, computed_at, hits=judged[0], trials=judged[1], model_versions=versions
+                    stamps,
+                    computed_at,
+                    hits=judged.hits,
+                    trials=judged.trials,
+                    seq_hits=seq_hits,
+                    seq_trials=seq_trials,
+                    model_versions=versions,
                 )
             )
         return result
 
     def _judge(
-        self, events: Sequence[Interaction], histories: Mapping[str, Sequence[str]]
-    ) -> tuple[int, int] | None:
-        """``(hits, trials)`` of the batch against what was cached before it; None if unknown."""
+        self,
+        events: Sequence[Interaction],
+        histories: Mapping[str, Sequence[str]],
+        before: Mapping[str, Sequence[str]] | None,
+    ) -> Judgement | None:
+        """The batch's trials against what was cached before it; None if the cache is down.
+
+        Cached: every event. Sequential: sampled first-of-user events are judged here (the
+        list cached before the batch *is* the one before them); sampled later events are
+        returned in ``Judgement.later`` with the history the scorer needs.
+        """
         try:
-            before = self.cache.get_many_recs(list(histories))
+            cached = self.cache.get_many_recs(list(histories))
         except CacheUnavailable:
             return None
-        tops = {user: [r.item_id for r in recs.items] for user, recs in before.items()}
-        return online_hits(((e.user_id, e.item_id) for e in events), tops, self._served_trending)
+        tops = {user: [r.item_id for r in recs.items] for user, recs in cached.items()}
+        hits, trials = online_hits(
+            ((e.user_id, e.item_id) for e in events), tops, self._served_trending
+        )
+        seq_hits = seq_trials = 0
+        later: dict[str, tuple[list[str], str]] = {}
+        if before is None or self.hitrate_sample <= 0.0:
+            return Judgement(hits, trials, 0, 0, later)
+        batch_items = items_by_user(events)
+        for event, j in positions_in_batch(events):
+            user, item = event.user_id, event.item_id
+            if not sampled(user, item, event.timestamp_ms, self.hitrate_sample):
+                continue
+            if j == 1:
+                seq_trials += 1
+                seq_hits += is_hit(item, tops.get(user, self._served_trending))
+            else:
+                prior = merge_history(
+                    before.get(user, ()), batch_items[user][: j - 1], self.history_len
+                )
+                later[sequential_key(user, j)] = (prior, item)
+        return Judgement(hits, trials, seq_hits, seq_trials, later)
+
+    def _judge_later(
+        self, judged: Judgement, trending: Sequence[tuple[str, float]]
+    ) -> tuple[int, int]:
+        """Sequential ``(hits, trials)`` of the batch, scoring the sampled later events' prior
+        histories in ONE extra ``recommend_batch`` (synthetic keys, so the protocol is unchanged)
+        with the batch's trending list. If that call fails the batch's whole sample is dropped:
+        keeping only its first-of-user events would bias the rate toward the cached one.
+        """
+        if not judged.later:
+            return judged.seq_hits, judged.seq_trials
+        try:
+            ranked = self.scorer.recommend_batch(
+                {key: prior for key, (prior, _) in judged.later.items()}, trending, self.top_n
+            )
+        except Exception as exc:  # best effort: metrics must never cost recommendations
+            log.warning("sequential HitRate sample of a batch dropped: %r", exc)
+            return 0, 0
+        hits = sum(
+            is_hit(item, [r.item_id for r in ranked.get(key, ())])
+            for key, (_, item) in judged.later.items()
+        )
+        return judged.seq_hits + hits, judged.seq_trials + len(judged.later)
 
     def _report(self, batch: BatchTelemetry) -> None:
         assert self.telemetry is not None

@@ -83,6 +83,14 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _fraction(raw: str) -> float:
+    """A share in [0, 1] (NaN fails both comparisons, so it is refused too)."""
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be a number from 0 to 1")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -150,6 +158,12 @@ class Settings:
     web_port: int = _env("WEB_PORT", _port, 6066, "HTTP API port")
     model_poll_s: float = _env(
         "MODEL_POLL_S", _non_negative_float, 60.0, "Model store poll period (0 = off)"
+    )
+    hitrate_sample: float = _env(
+        "HITRATE_SAMPLE",
+        _fraction,
+        0.1,
+        "Share of events judged for the sequential online HitRate@10 (0 = off)",
     )
     log_level: str = _env("LOG_LEVEL", _log_level, "INFO", "Log level")
 

@@ -3,12 +3,19 @@ the same numbers and the read API (``GET /metrics``) can expose them without tal
 
 What is measured, and how it is counted:
 
-- **Online HitRate@10** (the production form of prequential HitRate@10): for each event, was its
-  item in the user's cached top-10 *before* the event? The "before" list is the one the worker
-  read at the start of the batch, so two events of one user in the same batch are both judged
-  against the list cached before the batch (recommendations are rewritten once per batch). A user
-  with no cached list is judged against the fallback the API would have served (trending), so
-  the number is what a user would really have seen; with no fallback that trial is a miss.
+- **Online HitRate@10, sequential** (``hit_rate_at_10``; the production form of prequential,
+  test-then-train HitRate@10, comparable with the offline figure): a deterministic sample of
+  events (``STREAMREC_HITRATE_SAMPLE``, by a hash of user, item and timestamp, so a reprocessed
+  event is sampled the same way and first-in-batch events are as likely as any) is judged against
+  the list the worker would have cached right *before that event*: for a user's first event of
+  the batch, the list cached before the batch; for her j-th, the scorer's top-10 for her history
+  before the batch plus her batch's first j-1 items (one extra scorer call per batch).
+- **Online HitRate@10, cached** (``hit_rate_at_10_cached``): every event judged against the list
+  cached *before its batch*, i.e. what the user literally saw given micro-batches. Two events of
+  one user in the same batch are both judged against that list (recommendations are rewritten
+  once per batch), so this is lower than the sequential number when users' events share a batch
+  (bursty replays). In both, a user with no cached list is judged against the fallback the API
+  would have served (trending); with no fallback that trial is a miss.
 - **Freshness**: for each event, ``written_at_ms - kafka_timestamp_ms`` where ``written_at_ms``
   is when its user's recommendations were written to Redis. Kept as a fixed-bucket histogram
   (Prometheus ``le`` semantics: a value equal to a bound falls in that bound's bucket); p50/p99
@@ -24,7 +31,9 @@ Redis keys (all under the cache's version prefix, next to ``stream_app.cache.key
 =========================================  ======  =============================================
 key                                        type    value
 =========================================  ======  =============================================
-``{prefix}:telemetry:hitrate``             hash    ``hits``, ``trials`` (integers)
+``{prefix}:telemetry:hitrate``             hash    ``hits``, ``trials`` (cached, every event),
+                                                   ``seq_hits``, ``seq_trials`` (sequential,
+                                                   sampled events); integers
 ``{prefix}:telemetry:freshness``           hash    one field per bucket bound (``"5"``, ...,
                                                    ``"+Inf"``, non-cumulative counts), ``sum_ms``
 ``{prefix}:telemetry:worker:{worker_id}``  hash    ``versions`` (JSON name -> version),
@@ -36,6 +45,7 @@ key                                        type    value
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import math
 import time
@@ -161,9 +171,35 @@ def online_hits(
         if ranked is None:
             ranked = fallback
         trials += 1
-        if rank_in_list(item_id, list(ranked[:k])) is not None:
-            hits += 1
+        hits += is_hit(item_id, ranked, k)
     return hits, trials
+
+
+def sampled(user_id: str, item_id: str, timestamp_ms: int, rate: float) -> bool:
+    """Whether an event is in the sequential HitRate sample: a hash of the event, not a random
+    draw, so a reprocessed event (a restart, a rebalance) is sampled exactly as the first time,
+    and not Python's ``hash`` (salted per process) so every worker agrees. Uniform over events.
+
+    >>> sampled("u1", "i1", 1_700_000_000_000, 1.0), sampled("u1", "i1", 1_700_000_000_000, 0.0)
+    (True, False)
+    >>> sum(sampled("u", str(i), 0, 0.25) for i in range(4000))  # about a quarter
+    974
+    """
+    if rate <= 0.0:
+        return False
+    digest = hashlib.blake2b(
+        f"{user_id}\x00{item_id}\x00{timestamp_ms}".encode("utf-8", "surrogatepass"), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big") < rate * 2**64
+
+
+def is_hit(item_id: str, ranked: Sequence[str], k: int = HIT_K) -> bool:
+    """Whether ``item_id`` is in the first ``k`` of ``ranked`` (one HitRate@k trial).
+
+    >>> is_hit("b", ["a", "b"]), is_hit("b", ["a", "b"], k=1)
+    (True, False)
+    """
+    return rank_in_list(item_id, list(ranked[:k])) is not None
 
 
 def freshness_ms(event_timestamps_ms: Iterable[int], written_at_ms: int) -> list[float]:
@@ -185,13 +221,17 @@ class BatchTelemetry:
     Examples
     --------
     >>> b = BatchTelemetry.from_batch([1_000, 1_100], written_at_ms=1_120, hits=1, trials=2,
-    ...                               model_versions={"session": "v3"})
+    ...                               seq_hits=1, seq_trials=1, model_versions={"session": "v3"})
     >>> b.freshness_counts[:4], b.freshness_sum_ms
     ((0, 0, 1, 0), 140.0)
     """
 
+    #: cached HitRate@10: every event against its user's list cached before the batch
     hits: int = 0
     trials: int = 0
+    #: sequential HitRate@10: sampled events against the list cached right before each
+    seq_hits: int = 0
+    seq_trials: int = 0
     freshness_counts: tuple[int, ...] = (0,) * (len(FRESHNESS_BUCKETS_MS) + 1)
     freshness_sum_ms: float = 0.0
     model_versions: Mapping[str, str] = field(default_factory=dict)
@@ -204,12 +244,16 @@ class BatchTelemetry:
         *,
         hits: int,
         trials: int,
+        seq_hits: int = 0,
+        seq_trials: int = 0,
         model_versions: Mapping[str, str],
     ) -> BatchTelemetry:
         delays = freshness_ms(event_timestamps_ms, written_at_ms)
         return cls(
             hits=hits,
             trials=trials,
+            seq_hits=seq_hits,
+            seq_trials=seq_trials,
             freshness_counts=tuple(bucket_counts(delays)),
             freshness_sum_ms=float(sum(delays)),
             model_versions=dict(model_versions),
@@ -225,12 +269,20 @@ class TelemetrySnapshot:
     stats: Mapping[str, int] = field(default_factory=dict)
     hits: int = 0
     trials: int = 0
+    seq_hits: int = 0
+    seq_trials: int = 0
     freshness_counts: tuple[int, ...] = (0,) * (len(FRESHNESS_BUCKETS_MS) + 1)
     freshness_sum_ms: float = 0.0
     workers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def hit_rate_at_10(self) -> float | None:
+        """Sequential (sampled) online HitRate@10: the one comparable with offline prequential."""
+        return hit_rate(self.seq_hits, self.seq_trials)
+
+    @property
+    def hit_rate_at_10_cached(self) -> float | None:
+        """Every event against the list cached before its batch: what users literally saw."""
         return hit_rate(self.hits, self.trials)
 
     def freshness_quantile(self, q: float) -> float | None:
@@ -322,6 +374,10 @@ class TelemetryRecorder:
             pipe.hincrby(keys.hitrate, "hits", batch.hits)
         if batch.trials:
             pipe.hincrby(keys.hitrate, "trials", batch.trials)
+        if batch.seq_hits:
+            pipe.hincrby(keys.hitrate, "seq_hits", batch.seq_hits)
+        if batch.seq_trials:
+            pipe.hincrby(keys.hitrate, "seq_trials", batch.seq_trials)
         for i, count in enumerate(batch.freshness_counts):
             if count:
                 pipe.hincrby(keys.freshness, bucket_field(i), count)
@@ -390,11 +446,12 @@ def parse_snapshot(
     """Raw Redis replies (bytes or str keys) to a snapshot; pure, so the API's parsing is tested
     without Redis. Unknown or malformed worker entries are skipped, not fatal.
 
-    >>> s = parse_snapshot({"events": 9, "dlq": 1}, {b"hits": b"3", b"trials": b"6"},
+    >>> s = parse_snapshot({"events": 9, "dlq": 1},
+    ...                    {b"hits": b"3", b"trials": b"6", b"seq_hits": b"1", b"seq_trials": b"4"},
     ...                    {b"5": b"2", b"+Inf": b"1", b"sum_ms": b"9000.5"},
     ...                    {"w1": {b"versions": b'{"session": "v2"}'}})
-    >>> s.hit_rate_at_10, s.freshness_counts[0], s.freshness_counts[-1], s.model_versions
-    (0.5, 2, 1, {'session': ['v2']})
+    >>> s.hit_rate_at_10, s.hit_rate_at_10_cached, s.freshness_counts[0], s.model_versions
+    (0.25, 0.5, 2, {'session': ['v2']})
     """
     h = {_text(k): v for k, v in hitrate.items()}
     f = {_text(k): v for k, v in freshness.items()}
@@ -416,6 +473,8 @@ def parse_snapshot(
         stats=dict(stats),
         hits=_int(h.get("hits")),
         trials=_int(h.get("trials")),
+        seq_hits=_int(h.get("seq_hits")),
+        seq_trials=_int(h.get("seq_trials")),
         freshness_counts=counts,
         freshness_sum_ms=sum_ms if math.isfinite(sum_ms) else 0.0,
         workers=parsed_workers,

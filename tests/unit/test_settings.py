@@ -113,6 +113,10 @@ BAD = [
     ("STREAMREC_WEB_PORT", "0"),
     ("STREAMREC_WEB_PORT", "65536"),
     ("STREAMREC_WEB_PORT", "http"),
+    ("STREAMREC_HITRATE_SAMPLE", "1.5"),
+    ("STREAMREC_HITRATE_SAMPLE", "-0.1"),
+    ("STREAMREC_HITRATE_SAMPLE", "nan"),
+    ("STREAMREC_HITRATE_SAMPLE", "a tenth"),
     ("STREAMREC_LOG_LEVEL", "LOUD"),
 ]
 
@@ -126,6 +130,18 @@ def test_bad_value_raises_config_error_naming_the_variable(var: str, value: str)
     assert message.startswith(f"{var}=")
     assert repr(value) in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("1.01", "from 0 to 1"), ("-0.1", "from 0 to 1"), ("nan", "from 0 to 1"), ("x", "float")],
+)
+def test_hitrate_sample_is_a_share_from_0_to_1(value: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        Settings.from_env({"STREAMREC_HITRATE_SAMPLE": value})
+    assert Settings().hitrate_sample == 0.1
+    for ok, expected in (("0", 0.0), ("1", 1.0), (" 0.25 ", 0.25)):
+        assert Settings.from_env({"STREAMREC_HITRATE_SAMPLE": ok}).hitrate_sample == expected
 
 
 def test_every_validated_setting_has_a_bad_case() -> None:

@@ -61,6 +61,8 @@ class FakeStore:
             stats={"events": 10, "dlq": 1},
             hits=3,
             trials=10,
+            seq_hits=2,
+            seq_trials=5,
             workers={"w1": {"session": "s-7"}},
         )
 
@@ -152,7 +154,13 @@ def test_metrics_are_prometheus_text() -> None:
     lines = set(text.splitlines())
     assert "streamrec_events_total 10.0" in lines
     assert "streamrec_dlq_total 1.0" in lines
-    assert "streamrec_online_hit_rate_at_10 0.3" in lines
+    # The headline rate is the sequential one (seq_hits / seq_trials), the cached one beside it.
+    assert "streamrec_online_hit_rate_at_10 0.4" in lines
+    assert "streamrec_online_hit_rate_at_10_cached 0.3" in lines
+    assert "streamrec_online_seq_hits_total 2.0" in lines
+    assert "streamrec_online_seq_trials_total 5.0" in lines
+    assert "streamrec_online_hits_total 3.0" in lines
+    assert "streamrec_online_trials_total 10.0" in lines
     assert 'streamrec_model_version{model="session",version="s-7"} 1.0' in lines
     assert "streamrec_redis_up 1.0" in lines
 

@@ -7,7 +7,7 @@ import pytest
 
 from models.events import MAX_ID_LENGTH, Interaction, InvalidEvent
 from stream_app.agents import sort_batch
-from stream_app.cache import CacheUnavailable, MemoryCache, Recommendation
+from stream_app.cache import CacheUnavailable, MemoryCache, Recommendation, UserRecs
 from stream_app.live_path import (
     TRENDING_REASON,
     LivePath,
@@ -15,8 +15,11 @@ from stream_app.live_path import (
     items_by_user,
     merge_history,
     parse_message,
+    positions_in_batch,
+    sequential_key,
     trending_top_n,
 )
+from stream_app.telemetry import sampled
 
 T0 = 1_700_000_000_000
 
@@ -222,3 +225,127 @@ def test_broken_telemetry_never_costs_recommendations():
     path = _path(cache, telemetry=broken)
     result = path.process([Interaction("u", "i", "view", T0)], {"u": ["i"]}, dlq=0)
     assert not result.degraded and result.recs_written == 1
+
+
+# --------------------------------------------------------------------------- sequential HitRate
+
+
+class _ChainScorer:
+    """Recommends the item that follows a user's last item in a fixed chain (then nothing), and
+    records every call, so a test can tell which list each event was judged against."""
+
+    def __init__(self, chain, fail_on_call=None):
+        self.versions = {"chain": "c1"}
+        self.chain = chain
+        self.calls = []
+        self.fail_on_call = fail_on_call
+
+    def candidates_needed(self, n, history_len):
+        return n
+
+    def recommend_batch(self, histories, trending, n):
+        self.calls.append({user: list(h) for user, h in histories.items()})
+        if self.fail_on_call == len(self.calls):
+            raise RuntimeError("scorer bug")
+        out = {}
+        for user, history in histories.items():
+            nxt = self.chain.get(history[-1]) if history else None
+            out[user] = [] if nxt is None or nxt in history else [Recommendation(nxt, 1.0, "")]
+        return out
+
+
+def _burst(cache, scorer, sample, before):
+    """User u, history ["w"], cached list ["x"], then x, y, z in one batch; chain x->y, y->q."""
+    cache.write_batch([UserRecs("u", (Recommendation("x", 1.0, ""),), {}, T0)], 60, {})
+    reported = []
+    path = LivePath(
+        cache,
+        scorer,
+        top_n=3,
+        half_life_s=3600.0,
+        rec_ttl_s=60,
+        history_len=50,
+        telemetry=reported.append,
+        hitrate_sample=sample,
+    )
+    events = [Interaction("u", item, "view", T0 + i) for i, item in enumerate("xyz")]
+    result = path.process(events, {"u": ["w", "x", "y", "z"]}, dlq=0, before=before)
+    return result, reported
+
+
+def test_sequential_judges_each_event_against_the_list_right_before_it():
+    scorer = _ChainScorer({"x": "y", "y": "q", "z": "x"})
+    result, reported = _burst(MemoryCache(), scorer, 1.0, before={"u": ["w"]})
+    assert result.recs_written == 1 and len(reported) == 1
+    batch = reported[0]
+    # Cached: all three against ["x"] (cached before the batch): only x is a hit.
+    assert (batch.hits, batch.trials) == (1, 3)
+    # Sequential: x against ["x"] (hit), y against the list after x, ["y"] (hit), z against
+    # the list after y, ["q"] (miss).
+    assert (batch.seq_hits, batch.seq_trials) == (2, 3)
+    # One scoring call for the batch, ONE extra for the sampled later events, keyed synthetically
+    # with the history before the batch plus the batch's earlier items.
+    assert len(scorer.calls) == 2
+    assert scorer.calls[1] == {
+        sequential_key("u", 2): ["w", "x"],
+        sequential_key("u", 3): ["w", "x", "y"],
+    }
+
+
+def test_sample_rate_zero_or_no_before_means_no_sequential_trials_and_no_extra_call():
+    for sample, before in ((0.0, {"u": ["w"]}), (1.0, None)):
+        scorer = _ChainScorer({"x": "y"})
+        _, reported = _burst(MemoryCache(), scorer, sample, before)
+        assert (reported[0].seq_hits, reported[0].seq_trials) == (0, 0)
+        assert (reported[0].hits, reported[0].trials) == (1, 3)  # the cached one still counts
+        assert len(scorer.calls) == 1
+
+
+def test_a_failing_extra_call_drops_the_batch_sample_but_not_the_recs():
+    scorer = _ChainScorer({"x": "y"}, fail_on_call=2)
+    result, reported = _burst(MemoryCache(), scorer, 1.0, before={"u": ["w"]})
+    assert result.recs_written == 1 and not result.degraded
+    # Keeping only the first event's (judged) trial would bias the sample: all of it goes.
+    assert (reported[0].seq_hits, reported[0].seq_trials) == (0, 0)
+    assert (reported[0].hits, reported[0].trials) == (1, 3)
+
+
+def test_sequential_sample_is_the_deterministic_hash_sample_over_all_events():
+    events = [
+        Interaction(f"u{u}", f"i{(u * 5 + k) % 40}", "view", T0 + k)
+        for u in range(30)
+        for k in range(6)
+    ]
+    before = {f"u{u}": [] for u in range(30)}
+    histories = items_by_user(events)
+    expected = sum(sampled(e.user_id, e.item_id, e.timestamp_ms, 0.5) for e in events)
+    firsts = sum(
+        sampled(e.user_id, e.item_id, e.timestamp_ms, 0.5)
+        for e, j in positions_in_batch(events)
+        if j == 1
+    )
+    assert 0 < firsts < 30 and expected > firsts  # both kinds of event are in the sample
+    trials = []
+    for _ in range(2):  # a reprocessed batch is sampled the same way
+        reported = []
+        path = _path(MemoryCache(), telemetry=reported.append, hitrate_sample=0.5)
+        path.process(events, histories, dlq=0, before=before)
+        trials.append(reported[0].seq_trials)
+    assert trials == [expected, expected]
+
+
+def test_positions_follow_event_time_per_user():
+    events = [
+        Interaction("u", "c", "view", T0 + 3),
+        Interaction("v", "a", "view", T0 + 1),
+        Interaction("u", "a", "view", T0 + 1),
+        Interaction("u", "b", "view", T0 + 1),  # a tie keeps arrival order
+    ]
+    got = [(e.user_id, e.item_id, j) for e, j in positions_in_batch(events)]
+    assert got == [("v", "a", 1), ("u", "a", 1), ("u", "b", 2), ("u", "c", 3)]
+
+
+@pytest.mark.parametrize("sample", [-0.1, 1.5, float("nan")])
+def test_a_sample_rate_outside_0_1_is_refused(sample):
+    with pytest.raises(ValueError, match="hitrate_sample"):
+        _path(MemoryCache(), hitrate_sample=sample)

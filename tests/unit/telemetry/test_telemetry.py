@@ -20,6 +20,7 @@ from stream_app.telemetry import (
     online_hits,
     parse_snapshot,
     quantile_from_buckets,
+    sampled,
 )
 
 BOUNDS = (10.0, 20.0, 40.0)
@@ -170,8 +171,49 @@ def test_parse_snapshot_round_trips_what_the_recorder_writes() -> None:
             "broken": {b"versions": b"not json"},
         },
     )
-    assert (snap.events, snap.dlq, snap.hit_rate_at_10) == (4, 2, 0.25)
+    assert (snap.events, snap.dlq, snap.hit_rate_at_10_cached) == (4, 2, 0.25)
+    assert snap.hit_rate_at_10 is None  # no sequential trials recorded
     assert snap.freshness_counts[6] == 4  # 300 ms falls in le=500
     assert snap.freshness_quantile(0.5) == pytest.approx(200 + 300 * 0.5)
     assert snap.model_versions == {"cf": ["c1"], "session": ["v1", "v2"]}
     assert set(snap.workers) == {"w1", "w2"}
+
+
+def test_recorder_writes_the_sequential_counts_next_to_the_cached_ones() -> None:
+    pipe = FakePipe()
+    batch = BatchTelemetry.from_batch(
+        [1_000], 1_004, hits=2, trials=5, seq_hits=1, seq_trials=3, model_versions={}
+    )
+    TelemetryRecorder(None, "w", keys=TelemetryKeys(CacheKeys("t:v1"))).add(pipe, batch)
+    hitrate = {op[1][1]: op[1][2] for op in pipe.ops if op[1][0] == "t:v1:telemetry:hitrate"}
+    assert hitrate == {"hits": 2, "trials": 5, "seq_hits": 1, "seq_trials": 3}
+    assert all(op[0] == "hincrby" for op in pipe.ops if op[1][0] == "t:v1:telemetry:hitrate")
+
+
+def test_snapshot_headline_rate_is_the_sequential_one() -> None:
+    snap = parse_snapshot(
+        {}, {b"hits": b"1", b"trials": b"10", b"seq_hits": b"2", b"seq_trials": b"5"}, {}, {}
+    )
+    assert (snap.seq_hits, snap.seq_trials) == (2, 5)
+    assert snap.hit_rate_at_10 == 0.4
+    assert snap.hit_rate_at_10_cached == 0.1
+
+
+def test_sampling_is_deterministic_uniform_and_nested_by_rate() -> None:
+    events = [(f"u{i % 97}", f"i{i}", 1_700_000_000_000 + i) for i in range(4000)]
+    at_half = {e for e in events if sampled(*e, 0.5)}
+    assert at_half == {e for e in events if sampled(*e, 0.5)}
+    assert 0.45 < len(at_half) / len(events) < 0.55
+    at_tenth = {e for e in events if sampled(*e, 0.1)}
+    assert at_tenth < at_half  # one threshold on one hash: a lower rate is a subset
+    assert not any(sampled(*e, 0.0) for e in events)
+    assert all(sampled(*e, 1.0) for e in events)
+    # The timestamp is part of the event's identity: a re-view later is a new draw.
+    assert {sampled("u1", "i1", ts, 0.5) for ts in range(64)} == {True, False}
+
+
+def test_sampling_is_pinned_across_processes_and_machines() -> None:
+    # Python's hash() of a str is salted per process: two workers (or a restarted one) using it
+    # would sample a reprocessed event differently. A fixed pattern pins the hash instead.
+    drawn = "".join("1" if sampled("u", str(i), i, 0.5) else "0" for i in range(64))
+    assert drawn == "1010100001101000111100100010111010110110000111101001011101101111"
