@@ -51,10 +51,13 @@ from stream_app.session_blend import OnlineScorer
 from stream_app.settings import Settings
 from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
 from stream_app.topology import (
+    SUCC_FIELD,
     ItemDelta,
     apply_delta,
     deltas_by_item,
     neighbor_list,
+    successor_list,
+    transitions,
     user_side_batch,
 )
 
@@ -154,6 +157,9 @@ PAIR_WINDOW = 10
 MAX_ROW_PAIRS = 200
 #: Neighbours published per item.
 NEIGHBORS_M = 50
+#: Transition counts kept per item row, and successors published per item (the online
+#: model's ``max_successors``).
+MAX_SUCCESSORS = 50
 
 
 def item_partition(item: str, partitions: int) -> int:
@@ -185,20 +191,7 @@ def pack_deltas(deltas: dict[tuple[str, int], ItemDelta], partitions: int) -> di
 
 def unpack_deltas(raw: bytes | str) -> list[tuple[str, ItemDelta]]:
     """Inverse of :func:`pack_deltas` (a batch keeps its per-item order)."""
-    out = []
-    for item, body in json.loads(raw):
-        src = body.get("s")
-        out.append(
-            (
-                str(item),
-                ItemDelta(
-                    float(body.get("n", 0.0)),
-                    {str(k): float(v) for k, v in body.get("p", {}).items()},
-                    (int(src[0]), int(src[1])) if src else None,
-                ),
-            )
-        )
-    return out
+    return [(str(item), ItemDelta.from_dict(body)) for item, body in json.loads(raw)]
 
 
 def batch_deltas(
@@ -226,9 +219,12 @@ def batch_deltas(
         for e in sorted(events, key=lambda e: e.timestamp_ms):
             per_user.setdefault(e.user_id, []).append((e.item_id, event_weight(e)))
         learned = []
+        moves = []
         for user, items in per_user.items():
-            learned.extend(user_side_batch(before.get(user, []), items, window=PAIR_WINDOW))
-        for item, delta in deltas_by_item(learned).items():
+            history = before.get(user, [])
+            learned.extend(user_side_batch(history, items, window=PAIR_WINDOW))
+            moves.extend(transitions(history, [item for item, _ in items]))
+        for item, delta in deltas_by_item(learned, moves).items():
             delta.src = (p, last[p])
             out[(item, p)] = delta
     return out
@@ -334,6 +330,7 @@ def register_live_path(
             rec_ttl_s=settings.rec_ttl_s,
             history_len=settings.history_len,
             telemetry=_telemetry_recorder(store, keys, settings),
+            hitrate_sample=settings.hitrate_sample,
         )
         try:
             # take_events (events, not values): the DLQ needs each message's topic/partition/offset.
@@ -382,6 +379,7 @@ def register_live_path(
                         len(sorted_batch.dead),
                         kafka_ts_ms=batch.kafka_ts_ms,
                         hwm=(settings.topic_events, batch.positions),
+                        before=before,
                     )
                 except Exception:
                     # A bug must not stop the consumer for good (a crashed Faust agent stays
@@ -406,7 +404,7 @@ def register_live_path(
                         for item, delta in unpack_deltas(event.value):
                             key = item.encode()
                             current = rows[key] if key in rows else item_stats.get(key)
-                            rows[key] = apply_delta(current, delta, MAX_ROW_PAIRS)
+                            rows[key] = apply_delta(current, delta, MAX_ROW_PAIRS, MAX_SUCCESSORS)
                     for key, row in rows.items():
                         item_stats[key] = row
                     await asyncio.to_thread(_publish_neighbors, store, rows)
@@ -491,11 +489,16 @@ def _read_marks(store: RecCache, topic: str) -> dict[int, int]:
 
 
 def _publish_neighbors(store: RecCache, rows: dict[bytes, dict]) -> None:
-    """Each touched item's top-M neighbours and norm, one MGET-like read and one pipeline."""
+    """Each touched item's top-M neighbours, successors and norm: one read, one pipeline."""
     local = {k.decode(): float(r.get("n", 0.0)) for k, r in rows.items()}
     others = sorted({o for r in rows.values() for o in r.get("p", {})} - set(local))
     norms = {**store.get_norms(others), **local}
     lists = {
         item: neighbor_list(rows[item.encode()], local[item], norms, NEIGHBORS_M) for item in local
     }
-    store.publish_neighbors(lists, local)
+    nexts = {
+        item: successor_list(row, MAX_SUCCESSORS)
+        for item, row in ((k.decode(), r) for k, r in rows.items())
+        if row.get(SUCC_FIELD)
+    }
+    store.publish_neighbors(lists, local, successors=nexts)

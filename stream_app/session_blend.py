@@ -1,8 +1,10 @@
-"""``OnlineScorer``: the worker's ``Scorer`` -- item-kNN from published neighbours, trending for
-cold users, and the serving session model blended in.
+"""``OnlineScorer``: the worker's ``Scorer`` -- the online model's fixed blend of item-kNN and
+transitions from the lists the item side published, trending for cold users, and the serving
+session model blended in.
 
-It runs inside ``LivePath.process`` (a worker thread, never the event loop), so its one Redis
-read per batch (an MGET of the neighbour lists of every affected user's recent items) and the
+It runs inside ``LivePath.process`` (a worker thread, never the event loop), so its Redis reads
+per batch (an MGET of the neighbour lists of every affected user's recent items, one of the
+successor lists of their last items) and the
 session model's batched inference block nothing but the batch that needs them. The session model
 is taken from the ``ModelSlot`` once per batch: a swap lands between batches, never inside one.
 """
@@ -18,7 +20,7 @@ from stream_app.topology import blend_session, score_user
 
 log = logging.getLogger(__name__)
 
-CF_VERSION = "item-knn-stream-v1"
+CF_VERSION = "knn-markov-stream-v2"
 
 
 class OnlineScorer:
@@ -36,7 +38,7 @@ class OnlineScorer:
     >>> scorer = OnlineScorer(cache)
     >>> recs = scorer.recommend_batch({"u": ["a"]}, [("t", 2.0)], n=2)
     >>> [(r.item_id, r.reason) for r in recs["u"]], dict(scorer.versions)
-    ([('x', 'because you viewed a'), ('t', 'trending now')], {'cf': 'item-knn-stream-v1'})
+    ([('x', 'because you viewed a'), ('t', 'trending now')], {'cf': 'knn-markov-stream-v2'})
     """
 
     def __init__(
@@ -72,17 +74,20 @@ class OnlineScorer:
         n: int,
     ) -> dict[str, list[Recommendation]]:
         wanted = sorted({i for h in histories.values() for i in h[-self.recent :]})
+        lasts = sorted({h[-1] for h in histories.values() if h})
         try:
             neighbors = self.cache.get_neighbors(wanted)
+            successors = self.cache.get_successors(lasts)
         except CacheUnavailable as exc:
             log.warning("neighbour lists unavailable, trending only: %s", exc)
-            neighbors = {}
+            neighbors, successors = {}, {}
         out = {
             user: score_user(
                 history,
                 neighbors,
                 trending,
                 n,
+                successors=successors,
                 recent=self.recent,
                 recency_decay=self.recency_decay,
             )

@@ -31,15 +31,22 @@ SESSION_REASON = "based on your current session"
 TRENDING_REASON = "trending now"
 #: key of a row's per-source-partition high-water marks (see :func:`apply_delta`)
 HWM_FIELD = "o"
+#: keys of a row's transition counts (successor -> count) and their total
+SUCC_FIELD = "t"
+SUCC_TOTAL_FIELD = "tn"
+#: weights of the fixed blend (``models.online.recommender.DEFAULT_BLEND``'s knn and markov)
+KNN_WEIGHT = 1.0
+MARKOV_WEIGHT = 0.3
 
 
 @dataclass(slots=True)
 class ItemDelta:
-    """Increments for one item's row from one user-side batch: its squared-norm increment and
-    co-occurrence increments with other items. ``src`` = (source partition, last source
-    offset) that produced it, so the item side can skip a delta it already applied.
+    """Increments for one item's row from one user-side batch: its squared-norm increment,
+    co-occurrence increments with other items and transition counts to the items users went to
+    next (``succ``). ``src`` = (source partition, last source offset) that produced it, so the
+    item side can skip a delta it already applied.
 
-    >>> d = ItemDelta(norm=1.0, pairs={"b": 2.0}, src=(0, 41))
+    >>> d = ItemDelta(norm=1.0, pairs={"b": 2.0}, src=(0, 41), succ={"c": 1.0})
     >>> ItemDelta.from_json(d.to_json()) == d
     True
     """
@@ -47,22 +54,32 @@ class ItemDelta:
     norm: float = 0.0
     pairs: dict[str, float] = field(default_factory=dict)
     src: tuple[int, int] | None = None
+    succ: dict[str, float] = field(default_factory=dict)
 
-    def to_json(self) -> bytes:
+    def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {"n": self.norm, "p": self.pairs}
         if self.src is not None:
             body["s"] = list(self.src)
-        return json.dumps(body, separators=(",", ":")).encode()
+        if self.succ:
+            body["x"] = self.succ
+        return body
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> ItemDelta:
+        src = data.get("s")
+        return cls(
+            float(data.get("n", 0.0)),  # type: ignore[arg-type]
+            {str(k): float(v) for k, v in data.get("p", {}).items()},  # type: ignore[attr-defined]
+            (int(src[0]), int(src[1])) if src else None,  # type: ignore[index]
+            {str(k): float(v) for k, v in data.get("x", {}).items()},  # type: ignore[attr-defined]
+        )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> ItemDelta:
-        data = json.loads(raw)
-        src = data.get("s")
-        return cls(
-            float(data.get("n", 0.0)),
-            {str(k): float(v) for k, v in data.get("p", {}).items()},
-            (int(src[0]), int(src[1])) if src else None,
-        )
+        return cls.from_dict(json.loads(raw))
 
 
 def user_side_batch(
@@ -89,14 +106,34 @@ def user_side_batch(
     return out
 
 
+def transitions(history: Sequence[str], items: Sequence[str]) -> list[tuple[str, str]]:
+    """``(previous item, item)`` for each event of a batch: "after a, this user went to b".
+
+    The previous item is the user's last one before the event (history, then the batch's
+    earlier events); a repeat of it is no transition (the online model's rule).
+
+    >>> transitions(["a"], ["b", "b", "c"])
+    [('a', 'b'), ('b', 'c')]
+    """
+    out = []
+    previous = history[-1] if history else None
+    for item in items:
+        if previous is not None and previous != item:
+            out.append((previous, item))
+        previous = item
+    return out
+
+
 def deltas_by_item(
     learned: Iterable[tuple[str, float, list[tuple[str, float]]]],
+    moves: Iterable[tuple[str, str]] = (),
 ) -> dict[str, ItemDelta]:
-    """Aggregate a batch's events into one delta per touched item (both directions of a pair).
+    """Aggregate a batch's events into one delta per touched item (both directions of a pair),
+    plus its transitions ``moves`` (:func:`transitions`) on the previous item's row.
 
-    >>> d = deltas_by_item([("b", 2.0, [("a", 2.0)])])
-    >>> d["b"].norm, d["b"].pairs, d["a"].pairs
-    (4.0, {'a': 2.0}, {'b': 2.0})
+    >>> d = deltas_by_item([("b", 2.0, [("a", 2.0)])], [("a", "b")])
+    >>> d["b"].norm, d["b"].pairs, d["a"].pairs, d["a"].succ
+    (4.0, {'a': 2.0}, {'b': 2.0}, {'b': 1.0})
     """
     out: dict[str, ItemDelta] = {}
     for item, weight, pairs in learned:
@@ -106,15 +143,27 @@ def deltas_by_item(
             own.pairs[other] = own.pairs.get(other, 0.0) + w
             back = out.setdefault(other, ItemDelta())
             back.pairs[item] = back.pairs.get(item, 0.0) + w
+    for previous, item in moves:
+        row = out.setdefault(previous, ItemDelta())
+        row.succ[item] = row.succ.get(item, 0.0) + 1.0
     return out
 
 
-def apply_delta(row: Mapping[str, object] | None, delta: ItemDelta, max_pairs: int) -> dict:
+def apply_delta(
+    row: Mapping[str, object] | None,
+    delta: ItemDelta,
+    max_pairs: int,
+    max_successors: int = 50,
+) -> dict:
     """The item's row after ``delta``; unchanged if its ``src`` offset was applied already.
 
     The row remembers, per source partition, the last source offset applied: a delta resent
-    after a restart is skipped (idempotent). The co-occurrence row keeps its ``max_pairs``
-    heaviest entries (the memory bound, like ``ItemSimilarity``'s capped rows).
+    after a restart is skipped (idempotent). The co-occurrence row is the memory bound: once it
+    holds more than ``max_pairs + max_pairs // 2`` entries it is cut back to its ``max_pairs``
+    heaviest (ties by item id). Cutting with that slack instead of at every delta is what keeps
+    a popular item's row cheap: a full sort per touch was most of the item side's CPU. The
+    transition counts (``"t"``, total ``"tn"``, which keeps counting what the cap drops, as the
+    online model's ``Transitions``) are bounded the same way by ``max_successors``.
 
     >>> row = apply_delta(None, ItemDelta(1.0, {"b": 1.0}, (0, 5)), max_pairs=10)
     >>> row["n"], row["p"]
@@ -132,9 +181,23 @@ def apply_delta(row: Mapping[str, object] | None, delta: ItemDelta, max_pairs: i
     pairs = dict(base.get("p", {}))  # type: ignore[call-overload]
     for other, w in delta.pairs.items():
         pairs[other] = pairs.get(other, 0.0) + w
-    if len(pairs) > max_pairs:
-        pairs = dict(sorted(pairs.items(), key=lambda p: (-p[1], p[0]))[:max_pairs])
-    return {"n": float(base.get("n", 0.0)) + delta.norm, "p": pairs, HWM_FIELD: marks}  # type: ignore[arg-type]
+    out = {"n": float(base.get("n", 0.0)) + delta.norm, "p": _capped(pairs, max_pairs)}
+    out[HWM_FIELD] = marks
+    succ = dict(base.get(SUCC_FIELD, {}))  # type: ignore[call-overload]
+    if delta.succ or succ:
+        for other, w in delta.succ.items():
+            succ[other] = succ.get(other, 0.0) + w
+        out[SUCC_FIELD] = _capped(succ, max_successors)
+        out[SUCC_TOTAL_FIELD] = float(base.get(SUCC_TOTAL_FIELD, 0.0)) + sum(delta.succ.values())  # type: ignore[arg-type]
+    return out
+
+
+def _capped(weights: dict[str, float], cap: int) -> dict[str, float]:
+    """``weights`` cut back to its ``cap`` heaviest (ties by key) once past ``cap * 1.5``."""
+    if len(weights) <= cap + cap // 2:
+        return weights
+    ranked = sorted([(-w, key) for key, w in weights.items()])[:cap]
+    return {key: -negative for negative, key in ranked}
 
 
 def neighbor_list(
@@ -147,13 +210,32 @@ def neighbor_list(
     >>> neighbor_list({"p": {"b": 2.0, "c": 1.0}}, 4.0, {"b": 4.0, "c": 1.0}, 5)
     [('b', 0.5), ('c', 0.5)]
     """
-    out = []
-    for other, c in row.get("p", {}).items():  # type: ignore[attr-defined]
-        nb = norms.get(other, 0.0)
-        if nb > 0 and norm_a > 0:
-            out.append((other, c / math.sqrt(norm_a * nb)))
-    out.sort(key=lambda p: (-p[1], p[0]))
-    return out[:m]
+    if norm_a <= 0:
+        return []
+    scale = -1.0 / math.sqrt(norm_a)
+    sqrt = math.sqrt
+    # (negative cosine, item) tuples: a plain tuple sort is the fastest top-m in CPython here.
+    ranked = sorted(
+        [
+            (c * scale / sqrt(nb), other)
+            for other, c in row.get("p", {}).items()  # type: ignore[attr-defined]
+            if (nb := norms.get(other, 0.0)) > 0
+        ]
+    )
+    return [(other, -negative) for negative, other in ranked[:m]]
+
+
+def successor_list(row: Mapping[str, object], m: int) -> list[tuple[str, float]]:
+    """Top-``m`` (item, P(next = item | this item)) of a row, ties by item id.
+
+    >>> successor_list({"t": {"b": 3.0, "c": 1.0}, "tn": 5.0}, 5)
+    [('b', 0.6), ('c', 0.2)]
+    """
+    total = float(row.get(SUCC_TOTAL_FIELD, 0.0))  # type: ignore[arg-type]
+    if total <= 0:
+        return []
+    ranked = sorted([(-c, other) for other, c in row.get(SUCC_FIELD, {}).items()])  # type: ignore[attr-defined]
+    return [(other, -negative / total) for negative, other in ranked[:m]]
 
 
 def score_user(
@@ -162,21 +244,30 @@ def score_user(
     trending: Sequence[tuple[str, float]],
     n: int,
     *,
+    successors: Mapping[str, Sequence[tuple[str, float]]] | None = None,
     recent: int = 20,
     recency_decay: float = 0.9,
+    markov_weight: float = MARKOV_WEIGHT,
 ) -> list[Recommendation]:
-    """Item-kNN top-``n`` from the neighbours of the user's ``recent`` items, then trending.
+    """Top-``n`` of the online model's fixed blend of item-kNN and transitions, then trending.
 
-    The score of a candidate is the sum over recent items of ``recency_decay ** age * sim``
-    (the online recommender's knn source); its reason names the recent item that contributed
-    most. Seen items are excluded; the list is filled with trending items ("trending now").
+    Two sources, each scaled to max 1 over the user's candidates (as the online recommender
+    scales its feature rows): **knn**, the sum over the user's ``recent`` items of
+    ``recency_decay ** age * cosine`` from their published neighbour lists, and **markov**,
+    ``P(next | last item)`` from the last item's published successors; the score is
+    ``KNN_WEIGHT * knn + markov_weight * markov``. The reason names the source that contributed
+    most: the recent item with the largest knn contribution ("because you viewed a") or the
+    last item ("often next after a"). Seen items are excluded; the list is filled with trending
+    items ("trending now").
 
-    >>> nb = {"a": [("x", 0.9), ("b", 0.5)]}
-    >>> [(r.item_id, r.reason) for r in score_user(["b", "a"], nb, [("t", 3.0)], 3)]
-    [('x', 'because you viewed a'), ('t', 'trending now')]
+    >>> nb = {"a": [("x", 0.9)], "b": [("x", 0.5), ("a", 0.9)]}
+    >>> nxt = {"a": [("y", 1.0)]}
+    >>> [(r.item_id, r.reason) for r in score_user(["b", "a"], nb, [("t", 3.0)], 3,
+    ...                                             successors=nxt)]
+    [('x', 'because you viewed a'), ('y', 'often next after a'), ('t', 'trending now')]
     """
     seen = set(history)
-    totals: dict[str, float] = {}
+    knn: dict[str, float] = {}
     best: dict[str, tuple[float, str]] = {}
     window = history[-recent:]
     for age, source in enumerate(reversed(window)):
@@ -185,13 +276,29 @@ def score_user(
             if other in seen:
                 continue
             contribution = factor * sim
-            totals[other] = totals.get(other, 0.0) + contribution
+            knn[other] = knn.get(other, 0.0) + contribution
             if contribution > best.get(other, (-1.0, ""))[0]:
                 best[other] = (contribution, source)
-    ranked = sorted(totals.items(), key=lambda p: (-p[1], p[0]))[:n]
-    out = [
-        Recommendation(item, score, f"because you viewed {best[item][1]}") for item, score in ranked
-    ]
+    markov: dict[str, float] = {}
+    last = history[-1] if history else None
+    if successors is not None and last is not None:
+        markov = {o: p for o, p in successors.get(last, ()) if o not in seen and p > 0}
+    knn_scale = KNN_WEIGHT / max(knn.values()) if knn and max(knn.values()) > 0 else 0.0
+    markov_scale = markov_weight / max(markov.values()) if markov else 0.0
+    totals: dict[str, float] = {}
+    for other, value in knn.items():
+        totals[other] = knn_scale * value
+    for other, value in markov.items():
+        totals[other] = totals.get(other, 0.0) + markov_scale * value
+    ranked = sorted([(-score, item) for item, score in totals.items()])[:n]
+    out = []
+    for negative, item in ranked:
+        from_knn = knn_scale * knn.get(item, 0.0)
+        if from_knn >= markov_scale * markov.get(item, 0.0):
+            reason = f"because you viewed {best[item][1]}"
+        else:
+            reason = f"often next after {last}"
+        out.append(Recommendation(item, -negative, reason))
     taken = seen | {r.item_id for r in out}
     for item, score in trending:
         if len(out) >= n:

@@ -143,14 +143,22 @@ class RecCache(Protocol):
         """Published neighbour lists of those items that have one (one round trip)."""
         ...
 
+    def get_successors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+        """Published successor lists (next-item probabilities) of those items that have one."""
+        ...
+
     def get_norms(self, item_ids: Sequence[str]) -> dict[str, float]:
         """Published squared norms of those items that have one (one round trip)."""
         ...
 
     def publish_neighbors(
-        self, lists: Mapping[str, Sequence[tuple[str, float]]], norms: Mapping[str, float]
+        self,
+        lists: Mapping[str, Sequence[tuple[str, float]]],
+        norms: Mapping[str, float],
+        successors: Mapping[str, Sequence[tuple[str, float]]] | None = None,
     ) -> None:
-        """Replace the neighbour lists of these items and set their norms (one round trip)."""
+        """Replace the neighbour (and successor) lists of these items and set their norms, in
+        one round trip. Successor lists use the neighbour lists' encoding."""
         ...
 
     def top_trending(self, k: int, half_life_s: float, now_ms: int) -> list[tuple[str, float]]:

@@ -75,6 +75,10 @@ class CacheKeys:
         """Top-M similar items of ``item_id`` (JSON list of ``[item_id, cosine]``)."""
         return f"{self.prefix}:neighbors:{item_id}"
 
+    def successors(self, item_id: str) -> str:
+        """Items users went to next after ``item_id`` (JSON list of ``[item_id, probability]``)."""
+        return f"{self.prefix}:successors:{item_id}"
+
     @property
     def item_norms(self) -> str:
         """Hash item_id -> squared co-occurrence norm (the item side's cosine denominators)."""

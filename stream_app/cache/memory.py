@@ -36,6 +36,7 @@ class MemoryCache:
         self._hwm: dict[str, dict[int, int]] = {}
         self._neighbors: dict[str, list[tuple[str, float]]] = {}
         self._norms: dict[str, float] = {}
+        self._successors: dict[str, list[tuple[str, float]]] = {}
 
     def read_hwm(self, topic: str) -> dict[int, int]:
         return dict(self._hwm.get(topic, {}))
@@ -43,15 +44,23 @@ class MemoryCache:
     def get_neighbors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
         return {i: list(self._neighbors[i]) for i in item_ids if i in self._neighbors}
 
+    def get_successors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+        return {i: list(self._successors[i]) for i in item_ids if i in self._successors}
+
     def get_norms(self, item_ids: Sequence[str]) -> dict[str, float]:
         return {i: self._norms[i] for i in item_ids if i in self._norms}
 
     def publish_neighbors(
-        self, lists: Mapping[str, Sequence[tuple[str, float]]], norms: Mapping[str, float]
+        self,
+        lists: Mapping[str, Sequence[tuple[str, float]]],
+        norms: Mapping[str, float],
+        successors: Mapping[str, Sequence[tuple[str, float]]] | None = None,
     ) -> None:
         self._norms.update(norms)
         for item_id, neighbors in lists.items():
             self._neighbors[item_id] = list(neighbors)
+        for item_id, nexts in (successors or {}).items():
+            self._successors[item_id] = list(nexts)
 
     def update_trending(
         self,

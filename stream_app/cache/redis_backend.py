@@ -192,9 +192,17 @@ class RedisCache:
         return {int(p): int(o) for p, o in raw.items()}
 
     def get_neighbors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+        return self._item_lists(item_ids, self.keys.neighbors)
+
+    def get_successors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+        return self._item_lists(item_ids, self.keys.successors)
+
+    def _item_lists(
+        self, item_ids: Sequence[str], key_of: Callable[[str], str]
+    ) -> dict[str, list[tuple[str, float]]]:
         if not item_ids:
             return {}
-        values = self._call(lambda: self._redis.mget([self.keys.neighbors(i) for i in item_ids]))
+        values = self._call(lambda: self._redis.mget([key_of(i) for i in item_ids]))
         out: dict[str, list[tuple[str, float]]] = {}
         for item_id, raw in zip(item_ids, values, strict=True):
             if raw is not None:
@@ -208,7 +216,10 @@ class RedisCache:
         return {i: float(v) for i, v in zip(item_ids, values, strict=True) if v is not None}
 
     def publish_neighbors(
-        self, lists: Mapping[str, Sequence[tuple[str, float]]], norms: Mapping[str, float]
+        self,
+        lists: Mapping[str, Sequence[tuple[str, float]]],
+        norms: Mapping[str, float],
+        successors: Mapping[str, Sequence[tuple[str, float]]] | None = None,
     ) -> None:
         def write() -> None:
             pipe = self._redis.pipeline(transaction=False)
@@ -216,6 +227,8 @@ class RedisCache:
                 pipe.hset(self.keys.item_norms, mapping=dict(norms))
             for item_id, neighbors in lists.items():
                 pipe.set(self.keys.neighbors(item_id), encode_neighbors(neighbors))
+            for item_id, nexts in (successors or {}).items():
+                pipe.set(self.keys.successors(item_id), encode_neighbors(nexts))
             pipe.execute()
 
         self._call(write)

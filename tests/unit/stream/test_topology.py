@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from models.events import Interaction
 from models.online.recommender import OnlineRecommender
 from stream_app.agents import SortedBatch, batch_deltas
@@ -17,6 +19,8 @@ from stream_app.topology import (
     deltas_by_item,
     neighbor_list,
     score_user,
+    successor_list,
+    transitions,
     user_side_batch,
 )
 
@@ -60,8 +64,11 @@ def test_a_resent_delta_is_not_applied_twice():
 
 
 def test_rows_keep_only_their_heaviest_pairs():
+    # max_pairs=2 allows 3 entries (the slack); a 4th cuts the row back to the 2 heaviest.
     row = apply_delta(None, ItemDelta(1.0, {"a": 1.0, "b": 3.0, "c": 2.0}), max_pairs=2)
-    assert row["p"] == {"b": 3.0, "c": 2.0}
+    assert row["p"] == {"a": 1.0, "b": 3.0, "c": 2.0}
+    row = apply_delta(row, ItemDelta(0.0, {"d": 2.5}), max_pairs=2)
+    assert row["p"] == {"b": 3.0, "d": 2.5}
 
 
 def test_batch_deltas_group_by_source_partition_and_skip_replayed_events():
@@ -141,3 +148,39 @@ def test_counters_move_with_the_high_water_marks():
     path.process(events, {"u": ["a"]}, dlq=0, hwm=("events", [(0, 7)]))
     assert cache.get_stats()["events"] == 1 and cache.get_stats()["batches"] == 2
     assert cache.top_trending(5, 3600, T0) == [("a", 1.0)]
+
+
+def test_stream_transitions_match_the_online_models_transitions():
+    events = [("a", "x"), ("a", "y"), ("b", "x"), ("b", "y"), ("c", "x"), ("c", "z"), ("c", "z")]
+    histories: dict[str, list[str]] = {}
+    rows: dict[str, dict] = {}
+    for user, item in events:
+        history = histories.get(user, [])
+        learned = user_side_batch(history, [(item, 1.0)], window=10)
+        for key, delta in deltas_by_item(learned, transitions(history, [item])).items():
+            rows[key] = apply_delta(rows.get(key), delta, max_pairs=100)
+        histories.setdefault(user, []).append(item)
+    rec = OnlineRecommender(window=10, reranker=None, content=False)
+    for n, (user, item) in enumerate(events):
+        rec.learn_one(Interaction(user, item, "view", T0 + n))
+    x = rec.vocab.get("x")
+    reference = rec.transitions.probabilities(x, len(rec.vocab))
+    ours = dict(successor_list(rows["x"], m=10))
+    assert ours == {"y": 2 / 3, "z": 1 / 3}
+    for item, p in ours.items():
+        assert math.isclose(p, reference[rec.vocab.get(item)])
+    assert "t" not in rows["y"]  # nobody went anywhere after y
+
+
+def test_score_user_blends_scaled_knn_and_transitions():
+    # knn alone would rank x first; the last item's strong transition to y outweighs
+    # a weak neighbour once both sources are scaled to max 1 (1.0 * 0.2 vs 0.3 * 1.0).
+    neighbors = {"a": [("x", 0.9), ("y", 0.18)]}
+    successors = {"a": [("y", 0.9), ("x", 0.1)]}
+    recs = score_user(["a"], neighbors, [], n=2, successors=successors)
+    assert [(r.item_id, r.reason) for r in recs] == [
+        ("x", "because you viewed a"),
+        ("y", "often next after a"),
+    ]
+    assert recs[0].score == pytest.approx(1.0 + 0.3 * 0.1 / 0.9)
+    assert recs[1].score == pytest.approx(0.2 + 0.3)
