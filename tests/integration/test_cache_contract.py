@@ -117,6 +117,10 @@ def test_neighbors_and_norms_round_trip(cache):
     cache.publish_neighbors({"a": [("b", 0.5), ("c", 0.25)], "b": []}, {"a": 2.0, "b": 1.0})
     assert cache.get_neighbors(["a", "b", "zz"]) == {"a": [("b", 0.5), ("c", 0.25)], "b": []}
     assert cache.get_norms(["a", "zz"]) == {"a": 2.0}
+    # a republished list is read as published, not as the list read before (decode memo)
+    cache.publish_neighbors({"a": [("c", 0.75)]}, {}, successors={"a": [("b", 1.0)]})
+    assert cache.get_neighbors(["a"]) == {"a": [("c", 0.75)]}
+    assert cache.get_successors(["a", "b"]) == {"a": [("b", 1.0)]}
 
 
 def test_counters_written_with_recs_count_replayed_positions_once(cache):
