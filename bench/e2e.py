@@ -25,6 +25,12 @@ Per dataset, in one run:
    "probe" user, so that user's written ``computed_at`` minus the event's timestamp is exactly
    that event's freshness. If the worker also records ``stream_app.telemetry``, its histogram's
    quantiles and online HitRate@10 are reported alongside.
+4. **Live vs offline quality** (``live_hit_rate_at_10``, ``offline_hit_rate_at_10_*``, for the
+   ``--quality`` datasets, MovieLens by default): the worker's own online HitRate@10 counters
+   over the 1-worker phase (the whole stream, no probe users, the first 10% as warm-up), and
+   the offline prequential HitRate@10 on the same events in this run, of the online model as
+   ``streamrec evaluate`` runs it and of ``stream_app.replica.StreamReplica`` (the worker's CF
+   scoring applied one event at a time), which splits the gap into model and streaming parts.
 
 Numbers are from a shared 2-core machine that also runs the broker: read the ratio to the
 baseline, measured in the same run, as the more portable figure.
@@ -386,6 +392,10 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
     load_before = os.getloadavg()
     cpu0 = cpu1 = 0.0
     busy0 = busy1 = (0.0, 0.0)
+    tk = TelemetryKeys(keys)
+    warm_n = int(total * QUALITY_WARMUP)
+    hit_warm: dict[bytes, bytes] | None = None
+    hit_end: dict[bytes, bytes] = {}
     try:
         ready_t = wait_ready(workers, timeout_s=180)
         time.sleep(settle_s)  # the group's join/rebalance after the last worker came up
@@ -397,7 +407,10 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
         while time.monotonic() < deadline:
             now, count = time.perf_counter(), processed(client, keys)
             samples.append((now, count))
+            if hit_warm is None and count >= warm_n:
+                hit_warm = client.hgetall(tk.hitrate)
             if count >= total:
+                hit_end = client.hgetall(tk.hitrate)
                 cpu1 = sum(process_cpu_s(w.proc.pid) for w in workers)
                 busy1 = machine_busy_s()
                 break
@@ -430,6 +443,57 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
         else None,
         "loadavg_1m_before": load_before[0],
         "loadavg_1m_after": os.getloadavg()[0],
+        **live_hit_rates(hit_warm or {}, hit_end),
+    }
+
+
+#: Share of the stream that only trains (not judged), offline and live: ``streamrec evaluate``'s.
+QUALITY_WARMUP = 0.1
+
+
+def live_hit_rates(warm: dict[bytes, bytes], end: dict[bytes, bytes]) -> dict[str, Any]:
+    """The worker's online HitRate@10 over the events after the warm-up (counter differences).
+
+    ``seq_*``: each sampled event judged against the list as of just before it (comparable with
+    offline prequential); ``hits``/``trials``: every event against its user's list cached
+    before its micro-batch. The warm-up cut is at the first progress sample past
+    ``QUALITY_WARMUP`` (a micro-batch's worth of events late at most).
+
+    >>> live_hit_rates({b"hits": b"1", b"trials": b"10"}, {b"hits": b"4", b"trials": b"40",
+    ...                 b"seq_hits": b"2", b"seq_trials": b"8"})
+    {'live_hit_rate_at_10': 0.25, 'live_hit_rate_trials': 8, 'live_hit_rate_at_10_cached': 0.1}
+    """
+
+    def delta(field: bytes) -> int:
+        return int(end.get(field, 0)) - int(warm.get(field, 0))
+
+    out: dict[str, Any] = {}
+    if not end:
+        return out
+    seq_trials, trials = delta(b"seq_trials"), delta(b"trials")
+    if seq_trials > 0:
+        out["live_hit_rate_at_10"] = delta(b"seq_hits") / seq_trials
+        out["live_hit_rate_trials"] = seq_trials
+    if trials > 0:
+        out["live_hit_rate_at_10_cached"] = delta(b"hits") / trials
+    return out
+
+
+def offline_hit_rates(events: Sequence[Interaction], catalog: dict, seed: int) -> dict[str, Any]:
+    """Prequential HitRate@10 on the same events, in this run: the online model as ``streamrec
+    evaluate`` runs it, and ``StreamReplica`` (the worker's CF scoring, one event at a time)."""
+    from models.evaluation.prequential import prequential
+    from models.online.recommender import OnlineRecommender
+    from stream_app.replica import StreamReplica
+
+    log(f"offline prequential on the same {len(events)} events (streamrec, stream replica)")
+    models = {
+        "streamrec": OnlineRecommender(catalog=catalog, seed=seed),
+        "stream_replica": StreamReplica(),
+    }
+    result = prequential(events, models, k=10, warmup=QUALITY_WARMUP)
+    return {
+        f"offline_hit_rate_at_10_{name}": m["hit_rate@10"] for name, m in result["models"].items()
     }
 
 
@@ -550,12 +614,15 @@ def freshness(run: Run, rate: float, keys: CacheKeys, duration_s: float) -> dict
 # --------------------------------------------------------------------------- driver
 
 
-def load_events(dataset: str, n_events: int | None, seed: int) -> list[Interaction]:
+def load_events(
+    dataset: str, n_events: int | None, seed: int
+) -> tuple[list[Interaction], dict[str, Any]]:
+    """The stream in evaluation order, and the item catalog (for the offline model)."""
     from models.datasets import load_dataset
 
     data = load_dataset(dataset, synthetic_events=n_events, seed=seed)
     events = data.sort().events
-    return events[:n_events] if n_events is not None else events
+    return (events[:n_events] if n_events is not None else events), dict(data.items)
 
 
 def finish_freshness(
@@ -575,7 +642,7 @@ def finish_freshness(
 def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) -> dict[str, Any]:
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     n_events = args.events if dataset == "movielens100k" else args.synthetic_events
-    events = load_events(dataset, n_events, args.seed)
+    events, catalog = load_events(dataset, n_events, args.seed)
     keys = CacheKeys(settings.redis_key_prefix)
     with tempfile.TemporaryDirectory(prefix="streamrec-e2e-") as tmp:
         db = reserve_db(settings, args.redis_db, run_id, ttl_s=int(args.timeout_s * 4))
@@ -605,6 +672,12 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
                 result["worker_2"] = two
                 result["scale_out_ratio"] = two["events_per_s"] / one["events_per_s"]
             result["ratio_to_baseline"] = one["events_per_s"] / result["baseline_events_per_s"]
+            if dataset in args.quality:
+                result.update({k: v for k, v in one.items() if k.startswith("live_hit")})
+                result.update(offline_hit_rates(events, catalog, args.seed))
+                offline = result["offline_hit_rate_at_10_streamrec"]
+                if result.get("live_hit_rate_at_10") is not None and offline > 0:
+                    result["live_vs_offline_hit_rate"] = result["live_hit_rate_at_10"] / offline
             if not args.skip_freshness:
                 finish_freshness(args, run, keys, one, result)
         finally:
@@ -642,6 +715,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="more fractions of the 1-worker rate to measure freshness at (e.g. 0.25)",
     )
     parser.add_argument("--skip-freshness", action="store_true")
+    parser.add_argument(
+        "--quality",
+        nargs="*",
+        default=["movielens100k"],
+        help="datasets whose live online HitRate@10 (1-worker phase) is compared with offline "
+        "prequential on the same events in this run",
+    )
     parser.add_argument(
         "--assume-events-per-s",
         type=float,
