@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "rating")
 
 #: Implicit-feedback strength of each event type (view < click < add_to_cart < purchase).
@@ -137,8 +139,8 @@ def validate_event(payload: Any) -> Interaction:
 def decode_event(raw: bytes) -> Interaction:
     """Bytes off the wire to a validated event; any failure is an ``InvalidEvent`` with a reason."""
     try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = orjson.loads(raw)  # ~4x json's speed; the worker decodes every event
+    except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
         raise InvalidEvent(f"not valid UTF-8 JSON: {exc}") from None
     return validate_event(payload)
 

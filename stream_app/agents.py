@@ -23,7 +23,6 @@ message and every ``settings.model_poll_s`` (all in an executor), swapped betwee
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import orjson
 
 from models.events import Interaction, InvalidEvent, event_weight
 from stream_app.cache import CacheKeys, RecCache, open_cache
@@ -184,14 +184,14 @@ def pack_deltas(deltas: dict[tuple[str, int], ItemDelta], partitions: int) -> di
     groups: dict[int, list[str]] = {}
     for (item, _), delta in deltas.items():
         groups.setdefault(item_partition(item, partitions), []).append(
-            f"[{json.dumps(item)},{delta.to_json().decode()}]"
+            f"[{orjson.dumps(item).decode()},{delta.to_json().decode()}]"
         )
     return {p: ("[" + ",".join(rows) + "]").encode() for p, rows in groups.items()}
 
 
 def unpack_deltas(raw: bytes | str) -> list[tuple[str, ItemDelta]]:
     """Inverse of :func:`pack_deltas` (a batch keeps its per-item order)."""
-    return [(str(item), ItemDelta.from_dict(body)) for item, body in json.loads(raw)]
+    return [(str(item), ItemDelta.from_dict(body)) for item, body in orjson.loads(raw)]
 
 
 def batch_deltas(

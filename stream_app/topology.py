@@ -19,10 +19,11 @@ Everything here is plain data in, plain data out: no Faust, no Redis.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import orjson
 
 from models.online.cooccurrence import pair_weights
 from stream_app.cache.base import Recommendation
@@ -65,7 +66,7 @@ class ItemDelta:
         return body
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> ItemDelta:
@@ -79,7 +80,7 @@ class ItemDelta:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> ItemDelta:
-        return cls.from_dict(json.loads(raw))
+        return cls.from_dict(orjson.loads(raw))
 
 
 def user_side_batch(

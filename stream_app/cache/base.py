@@ -8,10 +8,11 @@ a backend retries connection blips itself and, when it gives up, raises ``CacheU
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+import orjson
 
 
 class CacheUnavailable(RuntimeError):
@@ -50,19 +51,18 @@ class UserRecs:
     computed_at: int = 0  #: epoch ms (wall clock) when the worker wrote it
 
     def to_json(self) -> bytes:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "user_id": self.user_id,
                 "items": [r.to_json_dict() for r in self.items],
                 "model_versions": dict(self.model_versions),
                 "computed_at": self.computed_at,
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> UserRecs:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
         return cls(
             user_id=str(data["user_id"]),
             items=tuple(
@@ -82,15 +82,13 @@ def encode_neighbors(neighbors: Sequence[tuple[str, float]]) -> bytes:
     >>> decode_neighbors(encode_neighbors([("b", 0.5)]))
     [('b', 0.5)]
     """
-    return json.dumps(
-        [[item, round(float(s), 6)] for item, s in neighbors], separators=(",", ":")
-    ).encode()
+    return orjson.dumps([[item, round(float(s), 6)] for item, s in neighbors])
 
 
 def decode_neighbors(raw: bytes | str) -> list[tuple[str, float]]:
     """Inverse of :func:`encode_neighbors`; a damaged value reads as no neighbours."""
     try:
-        return [(str(item), float(s)) for item, s in json.loads(raw)]
+        return [(str(item), float(s)) for item, s in orjson.loads(raw)]
     except (ValueError, TypeError):
         return []
 
