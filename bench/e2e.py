@@ -26,9 +26,12 @@ Per dataset, in one run:
    that event's freshness. If the worker also records ``stream_app.telemetry``, its histogram's
    quantiles and online HitRate@10 are reported alongside.
 4. **Live vs offline quality** (``live_hit_rate_at_10``, ``offline_hit_rate_at_10_*``, for the
-   ``--quality`` datasets, MovieLens by default): the worker's own online HitRate@10 counters
-   over the 1-worker phase (the whole stream, no probe users, the first 10% as warm-up), and
-   the offline prequential HitRate@10 on the same events in this run, of the online model as
+   ``--quality`` datasets, MovieLens by default): the whole stream (its own event timestamps, no
+   probe users) is replayed into a new worker paced at ``--freshness-fraction`` of the 1-worker
+   rate, as a live source would send it; the worker's own online HitRate@10 counters after the
+   first 10% (warm-up) are ``live_hit_rate_at_10`` (the same counters over the 1-worker backlog
+   phase are ``backlog_live_*``: there the user side runs ahead of the item side). Offline, in
+   the same run and on the same events: prequential HitRate@10 of the online model as
    ``streamrec evaluate`` runs it and of ``stream_app.replica.StreamReplica`` (the worker's CF
    scoring applied one event at a time), which splits the gap into model and streaming parts.
 
@@ -505,10 +508,18 @@ PROBE_EVERY = 10
 
 
 def paced_produce(
-    settings: Settings, topic: str, events: Sequence[Interaction], rate: float, run_id: str
+    settings: Settings,
+    topic: str,
+    events: Sequence[Interaction],
+    rate: float,
+    run_id: str,
+    probes_every: int = PROBE_EVERY,
 ) -> dict[str, int]:
     """Send ``events`` at ``rate``/s with timestamps (value and Kafka) = send time, every
-    ``PROBE_EVERY``-th one re-addressed to a new probe user. Returns probe user -> send ms."""
+    ``probes_every``-th one re-addressed to a new probe user. Returns probe user -> send ms.
+
+    ``probes_every=0``: no probes, and the events keep their own timestamps (Kafka's is still
+    the send time), so the stream is the dataset's, paced."""
     from dataclasses import replace
 
     from kafka import KafkaProducer
@@ -527,8 +538,9 @@ def paced_produce(
             if ahead > 0.0005:
                 time.sleep(ahead)
             now_ms = int(time.time() * 1000)
-            event = replace(event, timestamp_ms=now_ms)
-            if i % PROBE_EVERY == 0:
+            if probes_every:
+                event = replace(event, timestamp_ms=now_ms)
+            if probes_every and i % probes_every == 0:
                 event = replace(event, user_id=f"probe-{run_id}-{i}")
                 probes[event.user_id] = now_ms
             key, value = encode_message(event)
@@ -611,6 +623,58 @@ def freshness(run: Run, rate: float, keys: CacheKeys, duration_s: float) -> dict
     return result
 
 
+def paced_quality(run: Run, rate: float, keys: CacheKeys) -> dict[str, Any]:
+    """The whole stream paced at ``rate`` (no probes) into one new worker: its online
+    HitRate@10 after the warm-up, as in production (no backlog, so the item side keeps up),
+    and its own freshness histogram."""
+    import threading
+
+    client = run.redis()
+    run.clear()
+    topic = run.topic("quality")
+    create_topic(run.settings, topic)
+    total = len(run.events)
+    worker = start_worker(run, topic, f"bench-{run.run_id}-quality", 0)
+    tk = TelemetryKeys(keys)
+    warm: dict[bytes, bytes] | None = None
+    try:
+        wait_ready([worker], timeout_s=180)
+        time.sleep(3.0)
+        log(f"quality: {total} events paced at {rate:.0f}/s")
+        sender = threading.Thread(
+            target=paced_produce,
+            args=(run.settings, topic, run.events, rate, run.run_id),
+            kwargs={"probes_every": 0},
+            daemon=True,
+        )
+        sender.start()
+        deadline = time.monotonic() + total / rate + 120
+        count = 0
+        while time.monotonic() < deadline:
+            count = processed(client, keys)
+            if warm is None and count >= int(total * QUALITY_WARMUP):
+                warm = client.hgetall(tk.hitrate)
+            if count >= total:
+                break
+            if worker.proc.poll() is not None:
+                raise RuntimeError("the worker exited:\n" + worker.tail())
+            time.sleep(0.05)
+        sender.join(timeout=5)
+        end = client.hgetall(tk.hitrate)
+        snap = parse_snapshot({}, end, client.hgetall(tk.freshness), {})
+    finally:
+        stop_workers([worker])
+    out = {f"paced_{k}": v for k, v in live_hit_rates(warm or {}, end).items()}
+    out.update(
+        paced_rate_events_per_s=rate,
+        paced_processed=count,
+        paced_telemetry_freshness_p50_ms=snap.freshness_quantile(0.5),
+        paced_telemetry_freshness_p99_ms=snap.freshness_quantile(0.99),
+    )
+    log(f"quality: {out}")
+    return out
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -673,11 +737,15 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
                 result["scale_out_ratio"] = two["events_per_s"] / one["events_per_s"]
             result["ratio_to_baseline"] = one["events_per_s"] / result["baseline_events_per_s"]
             if dataset in args.quality:
-                result.update({k: v for k, v in one.items() if k.startswith("live_hit")})
+                result.update({f"backlog_{k}": v for k, v in one.items() if k.startswith("live_")})
+                pace = args.freshness_fraction * one["events_per_s"]
+                result.update(paced_quality(run, pace, keys))
                 result.update(offline_hit_rates(events, catalog, args.seed))
                 offline = result["offline_hit_rate_at_10_streamrec"]
-                if result.get("live_hit_rate_at_10") is not None and offline > 0:
-                    result["live_vs_offline_hit_rate"] = result["live_hit_rate_at_10"] / offline
+                live = result.get("paced_live_hit_rate_at_10")
+                if live is not None and offline > 0:
+                    result["live_hit_rate_at_10"] = live
+                    result["live_vs_offline_hit_rate"] = live / offline
             if not args.skip_freshness:
                 finish_freshness(args, run, keys, one, result)
         finally:

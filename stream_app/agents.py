@@ -396,8 +396,11 @@ def register_live_path(
         keys = CacheKeys(settings.redis_key_prefix)
         store = cache or open_cache(settings.redis_url, keys)
         try:
+            # A longer window than the user side's: each batch touches (rewrites, changelogs
+            # and republishes) every item its deltas name, so fewer, larger batches cost far
+            # less per event; the lists lag by at most the window.
             async for events in stream.take_events(  # type: ignore[attr-defined]
-                settings.batch_max_events, within=settings.batch_max_delay_s
+                settings.batch_max_events, within=settings.item_batch_delay_s
             ):
                 try:
                     rows: dict[bytes, dict] = {}

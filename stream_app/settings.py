@@ -147,6 +147,12 @@ class Settings:
     batch_max_delay_s: float = _env(
         "BATCH_MAX_DELAY_S", _positive_float, 0.05, "Max wait to fill a micro-batch"
     )
+    item_batch_delay_s: float = _env(
+        "ITEM_BATCH_DELAY_S",
+        _positive_float,
+        0.5,
+        "Max wait to fill an item-side batch (neighbour lists lag by up to this)",
+    )
     state_dir: Path | None = _env(
         "STATE_DIR", Path, None, "Stack data, logs, PIDs (default ~/.local/state/streamrec)"
     )
