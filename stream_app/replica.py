@@ -18,6 +18,7 @@ from models.events import Interaction, event_weight
 from models.online.popularity import DecayedPopularity
 from stream_app.live_path import merge_history
 from stream_app.topology import (
+    ListIndex,
     apply_delta,
     deltas_by_item,
     neighbor_list,
@@ -67,6 +68,7 @@ class StreamReplica:
         self.successors: dict[str, list[tuple[str, float]]] = {}
         self.popularity = DecayedPopularity(popularity_half_life_s)
         self._now_ms = 0
+        self.index = ListIndex()
 
     def learn_one(self, event: Interaction) -> None:
         history = self.histories.get(event.user_id, [])
@@ -92,5 +94,7 @@ class StreamReplica:
     def rank(self, user_id: str, k: int = 10, now_ms: int | None = None) -> list[str]:
         history = self.histories.get(user_id, [])
         trending = self.popularity.top(self.trending_k, now_ms or self._now_ms)
-        recs = score_user(history, self.neighbors, trending, k, successors=self.successors)
+        recs = score_user(
+            history, self.neighbors, trending, k, successors=self.successors, index=self.index
+        )
         return [r.item_id for r in recs]

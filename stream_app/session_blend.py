@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation
-from stream_app.topology import blend_session, score_user
+from stream_app.topology import ListIndex, blend_session, score_user
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class OnlineScorer:
         self.session_len = session_len
         self.session_slots = session_slots
         self._versions: dict[str, str] = {"cf": CF_VERSION}
+        #: the published lists as arrays, converted once per list read (``score_user``)
+        self.index = ListIndex()
 
     @property
     def versions(self) -> Mapping[str, str]:
@@ -90,6 +92,7 @@ class OnlineScorer:
                 successors=successors,
                 recent=self.recent,
                 recency_decay=self.recency_decay,
+                index=self.index,
             )
             for user, history in histories.items()
         }

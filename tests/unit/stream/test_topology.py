@@ -184,3 +184,41 @@ def test_score_user_blends_scaled_knn_and_transitions():
     ]
     assert recs[0].score == pytest.approx(1.0 + 0.3 * 0.1 / 0.9)
     assert recs[1].score == pytest.approx(0.2 + 0.3)
+
+
+def _brute_force_blend(history, neighbors, successors, recent=20, decay=0.9):
+    """The blend's definition, spelled out per candidate (the test's oracle)."""
+    seen = set(history)
+    knn: dict[str, float] = {}
+    for age, source in enumerate(reversed(history[-recent:])):
+        for other, sim in neighbors.get(source, ()):
+            if other not in seen:
+                knn[other] = knn.get(other, 0.0) + decay**age * sim
+    markov = {o: p for o, p in successors.get(history[-1], ()) if o not in seen}
+    top_knn, top_markov = max(knn.values(), default=0.0), max(markov.values(), default=0.0)
+    scores = {}
+    for item in set(knn) | set(markov):
+        scores[item] = (knn.get(item, 0.0) / top_knn if top_knn else 0.0) + (
+            0.3 * markov.get(item, 0.0) / top_markov if top_markov else 0.0
+        )
+    return scores
+
+
+def test_score_user_equals_the_blend_definition_on_random_lists():
+    import random
+
+    from stream_app.topology import ListIndex
+
+    rng = random.Random(3)
+    items = [f"i{k}" for k in range(60)]
+    index = ListIndex()
+    for _ in range(30):
+        neighbors = {a: [(b, rng.random()) for b in rng.sample(items, 15)] for a in items}
+        successors = {a: [(b, rng.random()) for b in rng.sample(items, 5)] for a in items}
+        history = rng.sample(items, rng.randint(1, 25))
+        expected = _brute_force_blend(history, neighbors, successors)
+        ranked = sorted(expected.items(), key=lambda p: (-p[1], p[0]))[:10]
+        recs = score_user(history, neighbors, [], 10, successors=successors, index=index)
+        assert [r.item_id for r in recs] == [item for item, _ in ranked]
+        assert [r.score for r in recs] == pytest.approx([score for _, score in ranked])
+        assert not {r.item_id for r in recs} & set(history)
