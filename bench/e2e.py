@@ -292,7 +292,9 @@ class WorkerProc:
             return ""
 
 
-def start_worker(run: Run, topic: str, app_id: str, index: int) -> WorkerProc:
+def start_worker(
+    run: Run, topic: str, app_id: str, index: int, extra_env: dict[str, str] | None = None
+) -> WorkerProc:
     env = dict(os.environ)
     env.update(
         {
@@ -305,6 +307,7 @@ def start_worker(run: Run, topic: str, app_id: str, index: int) -> WorkerProc:
             "STREAMREC_STATE_DIR": str(run.tmp / "state"),
             "STREAMREC_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
         }
     )
     run.topics.append(f"{topic}.dlq")
@@ -345,6 +348,40 @@ def mean_batch(client: Any, keys: CacheKeys) -> float | None:
     low rate pay the per-batch Redis round trips on fewer events."""
     events, batches = client.mget([keys.stat("events"), keys.stat("batches")])
     return int(events) / int(batches) if events and batches and int(batches) else None
+
+
+def group_lag(settings: Settings, group: str, topic: str) -> int | None:
+    """Messages of ``topic`` the consumer group has not committed yet (None: unknown yet)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from stream_app.admin import admin_client
+
+    with admin_client(settings) as admin:
+        committed = admin.list_group_offsets({group: None})  # type: ignore[attr-defined]
+    offsets = committed.get(group, {})
+    mine = {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+    if not mine:
+        return None
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+    finally:
+        consumer.close()
+    return sum(max(end - mine.get(tp, 0), 0) for tp, end in ends.items())
+
+
+def wait_item_side(settings: Settings, app_id: str, timeout_s: float) -> float | None:
+    """Seconds until the item side has committed every delta (its lag is 0), or None.
+
+    Faust commits every ~3 s, so this is late by up to one commit interval."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout_s:
+        lag = group_lag(settings, app_id, f"{app_id}-item-deltas")
+        if lag == 0:
+            return time.perf_counter() - start
+        time.sleep(0.5)
+    return None
 
 
 def process_cpu_s(pid: int) -> float:
@@ -393,8 +430,9 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
     workers = [start_worker(run, topic, app_id, i) for i in range(n_workers)]
     samples: list[tuple[float, int]] = []
     load_before = os.getloadavg()
-    cpu0 = cpu1 = 0.0
+    cpu0 = cpu1 = cpu2 = 0.0
     busy0 = busy1 = (0.0, 0.0)
+    item_tail_s: float | None = None
     tk = TelemetryKeys(keys)
     warm_n = int(total * QUALITY_WARMUP)
     hit_warm: dict[bytes, bytes] | None = None
@@ -416,6 +454,9 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
                 hit_end = client.hgetall(tk.hitrate)
                 cpu1 = sum(process_cpu_s(w.proc.pid) for w in workers)
                 busy1 = machine_busy_s()
+                # The user side is done; the item side may still be working off its deltas.
+                item_tail_s = wait_item_side(run.settings, app_id, timeout_s=300)
+                cpu2 = sum(process_cpu_s(w.proc.pid) for w in workers)
                 break
             if any(w.proc.poll() is not None for w in workers):
                 raise RuntimeError("a worker exited:\n" + "\n".join(w.tail() for w in workers))
@@ -429,8 +470,20 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
         f"{n_workers} worker(s): {done}/{total} events, {in_window} in the measured window, "
         f"{rate:.0f} events/s (start-up {ready_t - started:.1f} s, load {load_before[0]:.1f})"
     )
+    done_t = next((t for t, c in samples if c >= total), None)
+    both_rate = (
+        (total - samples[0][1]) / (done_t + item_tail_s - samples[0][0])
+        if done_t is not None and item_tail_s is not None and done_t > samples[0][0]
+        else None
+    )
     return {
         "events_per_s": rate,
+        # until the item side has also applied every delta (its consumer lag is 0)
+        "events_per_s_with_item_side": both_rate,
+        "item_side_tail_s": item_tail_s,
+        "worker_cpu_ms_per_event_with_item_side": 1000 * (cpu2 - cpu0) / in_window
+        if in_window and cpu2 > 0
+        else None,
         "processed": done,
         "events_in_window": in_window,
         "startup_s": ready_t - started,
@@ -504,7 +557,7 @@ def offline_hit_rates(events: Sequence[Interaction], catalog: dict, seed: int) -
 
 #: One event in this many is for a brand-new "probe" user, so its user's ``computed_at`` minus
 #: its send time is the freshness of exactly that event (one exact sample per probe).
-PROBE_EVERY = 10
+PROBE_EVERY = 100
 
 
 def paced_produce(
@@ -623,10 +676,11 @@ def freshness(run: Run, rate: float, keys: CacheKeys, duration_s: float) -> dict
     return result
 
 
-def paced_quality(run: Run, rate: float, keys: CacheKeys) -> dict[str, Any]:
+def paced_quality(run: Run, rate: float, keys: CacheKeys, sample: float) -> dict[str, Any]:
     """The whole stream paced at ``rate`` (no probes) into one new worker: its online
     HitRate@10 after the warm-up, as in production (no backlog, so the item side keeps up),
-    and its own freshness histogram."""
+    and its own freshness histogram. ``sample``: the worker's ``HITRATE_SAMPLE`` here (the
+    default 2% gives ~1,800 trials on MovieLens, too few for a 10% comparison)."""
     import threading
 
     client = run.redis()
@@ -634,7 +688,9 @@ def paced_quality(run: Run, rate: float, keys: CacheKeys) -> dict[str, Any]:
     topic = run.topic("quality")
     create_topic(run.settings, topic)
     total = len(run.events)
-    worker = start_worker(run, topic, f"bench-{run.run_id}-quality", 0)
+    worker = start_worker(
+        run, topic, f"bench-{run.run_id}-quality", 0, {"STREAMREC_HITRATE_SAMPLE": str(sample)}
+    )
     tk = TelemetryKeys(keys)
     warm: dict[bytes, bytes] | None = None
     try:
@@ -739,7 +795,8 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
             if dataset in args.quality:
                 result.update({f"backlog_{k}": v for k, v in one.items() if k.startswith("live_")})
                 pace = args.freshness_fraction * one["events_per_s"]
-                result.update(paced_quality(run, pace, keys))
+                result.update(paced_quality(run, pace, keys, args.quality_sample))
+                result["paced_hitrate_sample"] = args.quality_sample
                 result.update(offline_hit_rates(events, catalog, args.seed))
                 offline = result["offline_hit_rate_at_10_streamrec"]
                 live = result.get("paced_live_hit_rate_at_10")
@@ -783,6 +840,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="more fractions of the 1-worker rate to measure freshness at (e.g. 0.25)",
     )
     parser.add_argument("--skip-freshness", action="store_true")
+    parser.add_argument(
+        "--quality-sample",
+        type=float,
+        default=0.1,
+        help="STREAMREC_HITRATE_SAMPLE of the quality phase's worker",
+    )
     parser.add_argument(
         "--quality",
         nargs="*",

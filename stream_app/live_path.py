@@ -29,7 +29,7 @@ FUTURE_TOLERANCE_MS = 3_600_000
 
 #: Share of events judged for the sequential online HitRate@10; the same default as
 #: ``Settings.hitrate_sample`` (``STREAMREC_HITRATE_SAMPLE``), which the worker passes.
-DEFAULT_HITRATE_SAMPLE = 0.1
+DEFAULT_HITRATE_SAMPLE = 0.02
 
 
 def parse_message(value: object) -> Interaction:

@@ -140,7 +140,7 @@ def test_bad_value_raises_config_error_naming_the_variable(var: str, value: str)
 def test_hitrate_sample_is_a_share_from_0_to_1(value: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=reason):
         Settings.from_env({"STREAMREC_HITRATE_SAMPLE": value})
-    assert Settings().hitrate_sample == 0.1
+    assert Settings().hitrate_sample == 0.02
     for ok, expected in (("0", 0.0), ("1", 1.0), (" 0.25 ", 0.25)):
         assert Settings.from_env({"STREAMREC_HITRATE_SAMPLE": ok}).hitrate_sample == expected
 
