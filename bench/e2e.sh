@@ -8,6 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-.venv/bin/python}
 [[ -x $PY ]] || PY=python3
 if [[ $# -eq 0 ]]; then
-  set -- --dataset movielens100k --dataset synthetic
+  # freshness also at a quarter and an eighth of the one-worker rate: the curve, not one point
+  set -- --dataset movielens100k --dataset synthetic --freshness-extra 0.25 0.125
 fi
 exec "$PY" bench/e2e.py --synthetic-events "${E2E_SYNTHETIC_EVENTS:-1000000}" "$@"
