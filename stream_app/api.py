@@ -23,6 +23,7 @@ Run it: ``streamrec api [--host H] [--port 8080]``; docs/api.md has curl example
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import time
@@ -52,6 +53,7 @@ DEFAULT_N = 10
 MAX_N = 100
 UNKNOWN_USER_REASON = "trending now (no history for this user yet)"
 STORE_KEY: web.AppKey[ReadStore] = web.AppKey("store")
+LAG_KEY: web.AppKey[LagProbe | None] = web.AppKey("lag_probe")
 
 
 class BadRequest(ValueError):
@@ -265,6 +267,62 @@ class RedisReadStore:
         await self._redis.aclose()
 
 
+# --------------------------------------------------------------------------- consumer lag
+
+
+class LagProbe:
+    """The workers' consumer-group lag per topic, read from Kafka (not from the workers).
+
+    Why here: lag is what an operator alerts on first, and it must be readable when every worker
+    is down (that is when it grows). Each read asks the broker for end offsets and the group's
+    committed offsets with kafka-python's admin client (``stream_app.watch.consumer_lag``), in a
+    thread; a result is reused for ``ttl_s`` so frequent scrapes cost the broker nothing extra.
+    ``topics`` are read in that order; a topic that does not exist (yet) is left out, and with
+    Kafka unreachable there are no lag lines at all (a partition the group never committed
+    counts whole: a new group reads from the earliest offset).
+    """
+
+    def __init__(
+        self, bootstrap: str, group: str, topics: Sequence[str], ttl_s: float = 5.0
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.group = group
+        self.topics = list(topics)
+        self.ttl_s = ttl_s
+        self._admin: Any = None
+        self._cached: tuple[float, dict[str, int]] | None = None
+
+    def _read(self) -> dict[str, int]:
+        from kafka.admin import KafkaAdminClient
+
+        from stream_app.watch import consumer_lag
+
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap.split(","), request_timeout_ms=5000
+                )
+            lags = {t: consumer_lag(self._admin, self.group, t) for t in self.topics}
+        except Exception as exc:  # Kafka down: no lag lines, and reconnect next time
+            log.warning("consumer lag unavailable: %r", exc)
+            self.close()
+            return {}
+        return {t: lag for t, lag in lags.items() if lag is not None}
+
+    async def lag(self) -> dict[str, int]:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > self.ttl_s:
+            self._cached = (now, await asyncio.to_thread(self._read))
+        return self._cached[1]
+
+    def close(self) -> None:
+        if self._admin is not None:
+            try:
+                self._admin.close()
+            finally:
+                self._admin = None
+
+
 # --------------------------------------------------------------------------- Prometheus text
 
 
@@ -273,6 +331,8 @@ class _SnapshotCollector:
     """A one-shot prometheus_client collector over a snapshot read for this scrape."""
 
     snapshot: TelemetrySnapshot | None
+    lag: Mapping[str, int] | None = None
+    group: str = ""
 
     def collect(self) -> Any:
         from prometheus_client.core import (
@@ -284,6 +344,15 @@ class _SnapshotCollector:
         up = GaugeMetricFamily("streamrec_redis_up", "1 if the API could read Redis")
         up.add_metric([], 1.0 if self.snapshot is not None else 0.0)
         yield up
+        if self.lag:
+            lag = GaugeMetricFamily(
+                "streamrec_consumer_lag",
+                "Messages of the topic the worker group has not committed yet (from Kafka)",
+                labels=["group", "topic"],
+            )
+            for topic, value in self.lag.items():
+                lag.add_metric([self.group, topic], float(value))
+            yield lag
         snap = self.snapshot
         if snap is None:
             return
@@ -344,8 +413,13 @@ class _SnapshotCollector:
         yield versions
 
 
-def render_metrics(snapshot: TelemetrySnapshot | None) -> bytes:
+def render_metrics(
+    snapshot: TelemetrySnapshot | None,
+    lag: Mapping[str, int] | None = None,
+    group: str = "",
+) -> bytes:
     """Prometheus text exposition (format 0.0.4) of a snapshot; ``None`` means Redis is down.
+    ``lag``: topic -> the worker group's (``group``) consumer lag, from :class:`LagProbe`.
 
     >>> from stream_app.telemetry import TelemetrySnapshot
     >>> snap = TelemetrySnapshot(stats={"events": 7}, hits=1, trials=4, seq_hits=1, seq_trials=2)
@@ -356,11 +430,14 @@ def render_metrics(snapshot: TelemetrySnapshot | None) -> bytes:
     True
     >>> render_metrics(None).decode().splitlines()[-1]
     'streamrec_redis_up 0.0'
+    >>> 'streamrec_consumer_lag{group="g",topic="events"} 5.0' in render_metrics(
+    ...     None, {"events": 5}, "g").decode().splitlines()
+    True
     """
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snapshot))  # type: ignore[arg-type]
+    registry.register(_SnapshotCollector(snapshot, lag, group))  # type: ignore[arg-type]
     return generate_latest(registry)
 
 
@@ -428,8 +505,11 @@ async def metrics(request: web.Request) -> web.Response:
         snap = None
     from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+    probe = request.app[LAG_KEY]
+    lag = await probe.lag() if probe is not None else None
+    group = probe.group if probe is not None else ""
     return web.Response(
-        body=render_metrics(snap), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        body=render_metrics(snap, lag, group), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
     )
 
 
@@ -454,10 +534,12 @@ async def errors_as_json(
         return _error(500, "internal", "unexpected error; see the API log")
 
 
-def make_app(store: ReadStore) -> web.Application:
-    """The aiohttp application over a read store (closed when the app shuts down)."""
+def make_app(store: ReadStore, lag_probe: LagProbe | None = None) -> web.Application:
+    """The aiohttp application over a read store (closed when the app shuts down) and, for
+    ``/metrics``, an optional consumer-lag probe."""
     app = web.Application(middlewares=[errors_as_json])
     app[STORE_KEY] = store
+    app[LAG_KEY] = lag_probe
     app.router.add_get("/recommendations/{user_id}", recommendations)
     app.router.add_get("/similar/{item_id}", similar)
     app.router.add_get("/health", health)
@@ -465,6 +547,8 @@ def make_app(store: ReadStore) -> web.Application:
 
     async def close_store(app: web.Application) -> None:
         await app[STORE_KEY].close()
+        if app[LAG_KEY] is not None:
+            app[LAG_KEY].close()
 
     app.on_cleanup.append(close_store)
     return app
@@ -488,6 +572,12 @@ def run(args: argparse.Namespace) -> int:
         CacheKeys(settings.redis_key_prefix),
         half_life_s=settings.popularity_half_life_s,
     )
+    # The worker group reads the events topic and its own item-deltas topic.
+    probe = LagProbe(
+        settings.kafka_bootstrap,
+        settings.app_id,
+        [settings.topic_events, f"{settings.app_id}-item-deltas"],
+    )
     log.info("read API on http://%s:%d (redis %s)", host, args.port, settings.redis_url)
-    web.run_app(make_app(store), host=host, port=args.port, print=None, access_log=None)
+    web.run_app(make_app(store, probe), host=host, port=args.port, print=None, access_log=None)
     return 0

@@ -74,6 +74,8 @@ def consumer_lag(admin: object, group: str, topic: str) -> int | None:
     try:
         meta = admin.describe_topics([topic])  # type: ignore[attr-defined]
         partitions = [p["partition_index"] for p in meta[0]["partitions"]]
+        if not partitions:  # no such topic (yet): unknown, not "no lag"
+            return None
         tps = [TopicPartition(topic, p) for p in partitions]
         ends = admin.list_partition_offsets(  # type: ignore[attr-defined]
             dict.fromkeys(tps, OffsetSpec.LATEST)

@@ -256,3 +256,44 @@ def test_a_new_users_events_reach_the_api_through_a_real_worker(
     assert items and not {"pop-0", "pop-1"} & set(items)
     assert set(items) <= {f"pop-{j}" for j in range(5)}
     assert body["model_versions"] and body["computed_at"] >= now - 60_000
+
+
+def test_metrics_report_the_worker_groups_consumer_lag_from_kafka(
+    env_settings: Settings, keys: CacheKeys
+) -> None:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from stream_app.admin import TopicSpec, admin_client, ensure_topics
+    from stream_app.api import LagProbe
+
+    run = uuid.uuid4().hex[:8]
+    topic, group = f"itest-lag-{run}", f"itest-lag-group-{run}"
+    ensure_topics(env_settings, [TopicSpec(topic, 2, 1)], timeout_s=60)
+    servers = env_settings.kafka_bootstrap.split(",")
+    try:
+        producer = KafkaProducer(bootstrap_servers=servers)
+        for n in range(10):  # 5 messages per partition
+            producer.send(topic, value=b"x", partition=n % 2)
+        producer.flush()
+        producer.close()
+        # The group has committed 3 of partition 0's messages and none of partition 1's.
+        consumer = KafkaConsumer(bootstrap_servers=servers, group_id=group)
+        consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
+        consumer.close()
+        probe = LagProbe(env_settings.kafka_bootstrap, group, [topic, f"{topic}-missing"])
+
+        async def scrape() -> str:
+            store = RedisReadStore(env_settings.redis_url, keys)
+            async with AioClient(AioServer(make_app(store, probe))) as client:
+                response = await client.get("/metrics")
+                assert response.status == 200
+                return await response.text()
+
+        text = asyncio.run(scrape())
+        # 2 left on partition 0, all 5 on partition 1 (a new group reads from the earliest)
+        assert f'streamrec_consumer_lag{{group="{group}",topic="{topic}"}} 7.0' in text
+        assert f"{topic}-missing" not in text  # not knowable: left out, not reported as 0
+    finally:
+        with admin_client(env_settings) as admin:
+            admin.delete_topics([topic])  # type: ignore[attr-defined]
