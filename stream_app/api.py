@@ -1,7 +1,8 @@
 """The read API: a small aiohttp service that serves what the workers wrote to Redis.
 
-One choice, and why: a separate serving process that reads Redis only (Gorse's split of compute
-and serve). It never touches Kafka or the models, so it starts in a fraction of a second, scales
+One choice, and why: a separate serving process that serves from Redis only (Gorse's split of
+compute and serve). It never consumes Kafka or loads the models (its one Kafka call is the
+``/metrics`` consumer-lag read, cached and off the request path), so it starts in a fraction of a second, scales
 by running more copies behind a load balancer independently of the workers, and a slow client
 can never stall a consumer's heartbeat. aiohttp because it is already installed (Faust depends
 on it) and redis-py's asyncio client keeps every request non-blocking.
@@ -13,7 +14,8 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": ..., "detail": ...
   ``trending now (no history for this user yet)``.
 - ``GET /similar/{item_id}?n=10``: the item's neighbours; 404 when none are published.
 - ``GET /health``: Redis PING and the model versions the live workers report; 503 if Redis is down.
-- ``GET /metrics``: Prometheus text format (counters, the freshness histogram, HitRate@10).
+- ``GET /metrics``: Prometheus text format (counters, the freshness histogram, HitRate@10, the
+  worker group's consumer lag).
 
 ``n`` must be an integer 1..100 (400 otherwise). Redis down or timing out gives 503, never a crash.
 
