@@ -2,8 +2,9 @@
 
 One choice, and why: a separate serving process that serves from Redis only (Gorse's split of
 compute and serve). It never consumes Kafka or loads the models (its one Kafka call is the
-``/metrics`` consumer-lag read, cached and off the request path), so it starts in a fraction of a second, scales
-by running more copies behind a load balancer independently of the workers, and a slow client
+``/metrics`` consumer-lag read, cached, off the recommendation path), so it starts in a fraction
+of a second, scales by running more copies behind a load balancer independently of the
+workers, and a slow client
 can never stall a consumer's heartbeat. aiohttp because it is already installed (Faust depends
 on it) and redis-py's asyncio client keeps every request non-blocking.
 
