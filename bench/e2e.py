@@ -350,37 +350,19 @@ def mean_batch(client: Any, keys: CacheKeys) -> float | None:
     return int(events) / int(batches) if events and batches and int(batches) else None
 
 
-def group_lag(settings: Settings, group: str, topic: str) -> int | None:
-    """Messages of ``topic`` the consumer group has not committed yet (None: unknown yet)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    from stream_app.admin import admin_client
-
-    with admin_client(settings) as admin:
-        committed = admin.list_group_offsets({group: None})  # type: ignore[attr-defined]
-    offsets = committed.get(group, {})
-    mine = {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
-    if not mine:
-        return None
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","))
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-    finally:
-        consumer.close()
-    return sum(max(end - mine.get(tp, 0), 0) for tp, end in ends.items())
-
-
 def wait_item_side(settings: Settings, app_id: str, timeout_s: float) -> float | None:
     """Seconds until the item side has committed every delta (its lag is 0), or None.
 
     Faust commits every ~3 s, so this is late by up to one commit interval."""
+    from stream_app.admin import admin_client
+    from stream_app.watch import consumer_lag
+
     start = time.perf_counter()
-    while time.perf_counter() - start < timeout_s:
-        lag = group_lag(settings, app_id, f"{app_id}-item-deltas")
-        if lag == 0:
-            return time.perf_counter() - start
-        time.sleep(0.5)
+    with admin_client(settings) as admin:
+        while time.perf_counter() - start < timeout_s:
+            if consumer_lag(admin, app_id, f"{app_id}-item-deltas") == 0:
+                return time.perf_counter() - start
+            time.sleep(0.5)
     return None
 
 
