@@ -16,6 +16,7 @@ from typing import Protocol
 
 from models.events import Interaction, InvalidEvent, decode_event, event_weight
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
+from stream_app.settings import Settings
 from stream_app.telemetry import HIT_K, BatchTelemetry, is_hit, online_hits, sampled
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,9 @@ TRENDING_REASON = "trending now"
 #: there and make every real event's weight 0 from then on.
 FUTURE_TOLERANCE_MS = 3_600_000
 
-#: Share of events judged for the sequential online HitRate@10; the same default as
-#: ``Settings.hitrate_sample`` (``STREAMREC_HITRATE_SAMPLE``), which the worker passes.
-DEFAULT_HITRATE_SAMPLE = 0.02
+#: Share of events judged for the sequential online HitRate@10: ``Settings.hitrate_sample``'s
+#: default (``STREAMREC_HITRATE_SAMPLE``), read from there so the two cannot drift apart.
+DEFAULT_HITRATE_SAMPLE = Settings().hitrate_sample
 
 
 def parse_message(value: object) -> Interaction:
