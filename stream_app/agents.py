@@ -51,12 +51,10 @@ from stream_app.session_blend import OnlineScorer
 from stream_app.settings import Settings
 from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
 from stream_app.topology import (
-    SUCC_FIELD,
     ItemDelta,
     apply_delta,
     deltas_by_item,
-    neighbor_list,
-    successor_list,
+    published_lists,
     transitions,
     user_side_batch,
 )
@@ -517,15 +515,9 @@ def _folded(
 
 def _publish_neighbors(store: RecCache, rows: dict[bytes, dict]) -> None:
     """Each touched item's top-M neighbours, successors and norm: one read, one pipeline."""
-    local = {k.decode(): float(r.get("n", 0.0)) for k, r in rows.items()}
+    by_item = {k.decode(): r for k, r in rows.items()}
+    local = {item: float(r.get("n", 0.0)) for item, r in by_item.items()}
     others = sorted({o for r in rows.values() for o in r.get("p", {})} - set(local))
     norms = {**store.get_norms(others), **local}
-    lists = {
-        item: neighbor_list(rows[item.encode()], local[item], norms, NEIGHBORS_M) for item in local
-    }
-    nexts = {
-        item: successor_list(row, MAX_SUCCESSORS)
-        for item, row in ((k.decode(), r) for k, r in rows.items())
-        if row.get(SUCC_FIELD)
-    }
+    lists, nexts = published_lists(by_item, norms, NEIGHBORS_M, MAX_SUCCESSORS)
     store.publish_neighbors(lists, local, successors=nexts)

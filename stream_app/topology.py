@@ -240,6 +240,32 @@ def successor_list(row: Mapping[str, object], m: int) -> list[tuple[str, float]]
     return [(other, -negative / total) for negative, other in ranked[:m]]
 
 
+def published_lists(
+    rows: Mapping[str, Mapping[str, object]],
+    norms: Mapping[str, float],
+    m: int,
+    max_successors: int,
+) -> tuple[dict[str, list[tuple[str, float]]], dict[str, list[tuple[str, float]]]]:
+    """What the item side publishes for these rows: each item's top-``m`` cosine neighbours
+    (``norms``: every item's squared norm the cosines need, these rows' own included) and, for
+    rows with transitions, its top-``max_successors`` successors.
+
+    >>> rows = {"a": {"n": 1.0, "p": {"b": 1.0}, "t": {"b": 1.0}, "tn": 1.0}}
+    >>> published_lists(rows, {"a": 1.0, "b": 4.0}, 5, 5)
+    ({'a': [('b', 0.5)]}, {'a': [('b', 1.0)]})
+    """
+    neighbors = {
+        item: neighbor_list(row, float(row.get("n", 0.0)), norms, m)  # type: ignore[arg-type]
+        for item, row in rows.items()
+    }
+    successors = {
+        item: successor_list(row, max_successors)
+        for item, row in rows.items()
+        if row.get(SUCC_FIELD)
+    }
+    return neighbors, successors
+
+
 class ListIndex:
     """Published item lists as numpy arrays over one growing item vocabulary.
 
