@@ -521,12 +521,12 @@ def offline_hit_rates(events: Sequence[Interaction], catalog: dict, seed: int) -
     """Prequential HitRate@10 on the same events, in this run: the online model as ``streamrec
     evaluate`` runs it, and ``StreamReplica`` (the worker's CF scoring, one event at a time)."""
     from models.evaluation.prequential import prequential
-    from models.online.recommender import OnlineRecommender
+    from models.online.evaluate_cli import build_models
     from stream_app.replica import StreamReplica
 
     log(f"offline prequential on the same {len(events)} events (streamrec, stream replica)")
     models = {
-        "streamrec": OnlineRecommender(catalog=catalog, seed=seed),
+        **build_models(catalog, variants=[], baselines=False, seed=seed),  # just "streamrec"
         "stream_replica": StreamReplica(),
     }
     result = prequential(events, models, k=10, warmup=QUALITY_WARMUP)
