@@ -17,20 +17,21 @@ from __future__ import annotations
 from models.events import Interaction, event_weight
 from models.online.popularity import DecayedPopularity
 from stream_app.live_path import merge_history
+from stream_app.settings import Settings
 from stream_app.topology import (
     ListIndex,
     apply_delta,
     deltas_by_item,
-    neighbor_list,
+    published_lists,
     score_user,
-    successor_list,
     transitions,
     user_side_batch,
 )
 
 
 class StreamReplica:
-    """Offline replay of the worker's scoring; constants default to the worker's own.
+    """Offline replay of the worker's scoring; constants default to the worker's own, and
+    history length, popularity half-life and trending depth to ``settings`` (its defaults).
 
     Examples
     --------
@@ -49,24 +50,24 @@ class StreamReplica:
         max_pairs: int | None = None,
         neighbors_m: int | None = None,
         max_successors: int | None = None,
-        history_len: int = 200,
-        popularity_half_life_s: float = 3600.0,
-        trending_k: int = 250,
+        settings: Settings | None = None,
     ) -> None:
         from stream_app import agents  # the worker's constants, not copies of them
 
+        settings = settings or Settings()
         self.window = window or agents.PAIR_WINDOW
         self.max_pairs = max_pairs or agents.MAX_ROW_PAIRS
         self.neighbors_m = neighbors_m or agents.NEIGHBORS_M
         self.max_successors = max_successors or agents.MAX_SUCCESSORS
-        self.history_len = history_len
-        self.trending_k = trending_k
+        self.history_len = settings.history_len
+        # the trending candidates the worker fetches (OnlineScorer.candidates_needed)
+        self.trending_k = settings.top_n + settings.history_len
         self.histories: dict[str, list[str]] = {}
         self.rows: dict[str, dict] = {}
         self.norms: dict[str, float] = {}
         self.neighbors: dict[str, list[tuple[str, float]]] = {}
         self.successors: dict[str, list[tuple[str, float]]] = {}
-        self.popularity = DecayedPopularity(popularity_half_life_s)
+        self.popularity = DecayedPopularity(settings.popularity_half_life_s)
         self._now_ms = 0
         self.index = ListIndex()
 
@@ -81,12 +82,9 @@ class StreamReplica:
             touched[item] = row
             self.norms[item] = float(row.get("n", 0.0))
         self.rows.update(touched)
-        for item, row in touched.items():
-            self.neighbors[item] = neighbor_list(
-                row, self.norms[item], self.norms, self.neighbors_m
-            )
-            if row.get("t"):
-                self.successors[item] = successor_list(row, self.max_successors)
+        lists, nexts = published_lists(touched, self.norms, self.neighbors_m, self.max_successors)
+        self.neighbors.update(lists)
+        self.successors.update(nexts)
         self.histories[event.user_id] = merge_history(history, [event.item_id], self.history_len)
         self.popularity.learn_one(event.item_id, weight, event.timestamp_ms)
         self._now_ms = max(self._now_ms, event.timestamp_ms)
