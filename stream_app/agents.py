@@ -153,8 +153,7 @@ class LivePathParts:
 PAIR_WINDOW = 10
 #: Co-occurrence entries kept per item row (the memory bound of the item table).
 MAX_ROW_PAIRS = 200
-#: Neighbours published per item (offline on MovieLens-100K the stream scoring replayed one event
-#: at a time, `stream_app.replica`, gets HitRate@10 0.1978 with 100 and 0.1896 with 50).
+#: Neighbours published per item (the online model's ``max_neighbors``).
 NEIGHBORS_M = 100
 #: Transition counts kept per item row, and successors published per item (the online
 #: model's ``max_successors``).
