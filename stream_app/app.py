@@ -45,6 +45,16 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+class StreamApp(faust.App):
+    """``faust.App`` on our Kafka transport (``stream_app.kafka_transport``: a Faust recovery
+    race lost records of partitions without a committed offset)."""
+
+    def _new_transport(self) -> Any:
+        from stream_app.kafka_transport import Transport
+
+        return Transport(self.conf.broker_consumer, self)
+
+
 def create_app(settings: Settings) -> faust.App:
     """A Faust app with the user-side, item-side and model-updates agents, topics and tables.
 
@@ -56,7 +66,7 @@ def create_app(settings: Settings) -> faust.App:
     """
     from stream_app.agents import register_live_path
 
-    app = faust.App(settings.app_id, **faust_settings(settings))
+    app = StreamApp(settings.app_id, **faust_settings(settings))
     register_live_path(app, settings)
     return app
 

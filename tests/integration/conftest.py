@@ -143,6 +143,17 @@ class WorkerProcess:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
+    def stacks(self, settle_s: float = 3.0, lines: int = 400) -> str:
+        """The log tail after asking the worker for every thread's and asyncio task's stack.
+
+        mode's worker (under Faust's) answers SIGUSR1 by writing them to its stderr: what a
+        stuck worker waits on, for a failure message.
+        """
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(settle_s)
+        return self.log_tail(lines)
+
     def assert_alive(self) -> None:
         assert self.proc.poll() is None, (
             f"worker exited with {self.proc.returncode}:\n{self.log_tail()}"

@@ -108,7 +108,10 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(settings, start_worker, w
         lambda: _events(client, keys) >= N_EVENTS,
         180,
         "the restarted worker to catch up",
-        lambda: f"events={_events(client, keys)}\n{second.log_tail()}",
+        lambda: (
+            f"events={_events(client, keys)} counted marks="
+            f"{client.hgetall(keys.hwm(settings.topic_events + ':counted'))}\n{second.stacks()}"
+        ),
     )
     names = sorted(_offline()[2])
     wait_for(

@@ -1,0 +1,28 @@
+"""The worker's Faust app runs on our transport, whose consumer completes Faust's seek."""
+
+from __future__ import annotations
+
+from faust.types import TP
+
+from stream_app import kafka_transport
+from stream_app.app import create_app
+from stream_app.settings import Settings
+
+
+def test_the_app_consumes_through_the_completed_seek() -> None:
+    app = create_app(Settings(app_id="unit-transport"))
+    assert isinstance(app.transport, kafka_transport.Transport)
+    assert app.transport.Consumer is kafka_transport.Consumer
+    assert app.conf.consumer_auto_offset_reset == "earliest"  # what the rewind restores
+
+
+def test_only_uncommitted_source_partitions_are_rewound() -> None:
+    committed = {
+        TP("events", 0): 125,  # seek_to_committed moved it: left alone
+        TP("events", 1): None,  # never committed: where a dropped fetch left it
+        TP("events", 2): 0,  # aiokafka does not seek to 0 either
+        TP("app-history-changelog", 0): None,  # recovery owns changelog positions
+        TP("app-item-deltas", 3): None,
+    }
+    rewind = kafka_transport.partitions_to_rewind(committed, {"app-history-changelog"})
+    assert sorted(rewind) == [TP("app-item-deltas", 3), TP("events", 1), TP("events", 2)]
