@@ -55,7 +55,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -360,7 +360,7 @@ def wait_item_side(settings: Settings, app_id: str, timeout_s: float) -> float |
     start = time.perf_counter()
     with admin_client(settings) as admin:
         while time.perf_counter() - start < timeout_s:
-            if consumer_lag(admin, app_id, f"{app_id}-item-deltas") == 0:
+            if consumer_lag(admin, app_id, replace(settings, app_id=app_id).topic_item_deltas) == 0:
                 return time.perf_counter() - start
             time.sleep(0.5)
     return None
@@ -555,8 +555,6 @@ def paced_produce(
 
     ``probes_every=0``: no probes, and the events keep their own timestamps (Kafka's is still
     the send time), so the stream is the dataset's, paced."""
-    from dataclasses import replace
-
     from kafka import KafkaProducer
 
     # linger 5 ms: the send timestamp is taken before the linger, so up to 5 ms of batching is

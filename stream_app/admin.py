@@ -75,7 +75,7 @@ def internal_topic_specs(settings: Settings) -> list[TopicSpec]:
     rf, n = settings.replication_factor, settings.event_partitions
     compact = {"cleanup.policy": "compact"}
     return [
-        TopicSpec(f"{settings.app_id}-item-deltas", n, rf),
+        TopicSpec(settings.topic_item_deltas, n, rf),
         TopicSpec(f"{settings.app_id}-history-changelog", n, rf, dict(compact)),
         TopicSpec(f"{settings.app_id}-item_stats-changelog", n, rf, dict(compact)),
     ]

@@ -278,7 +278,7 @@ def register_live_path(
     # Internal topic keyed by item: the item table below is keyed like its source topic, so its
     # changelog partitions follow the item, and recovery after a restart restores the right rows.
     deltas_topic = app.topic(
-        f"{settings.app_id}-item-deltas",  # stream_app.admin creates it with this name
+        settings.topic_item_deltas,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",

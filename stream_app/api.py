@@ -579,7 +579,7 @@ def run(args: argparse.Namespace) -> int:
     probe = LagProbe(
         settings.kafka_bootstrap,
         settings.app_id,
-        [settings.topic_events, f"{settings.app_id}-item-deltas"],
+        [settings.topic_events, settings.topic_item_deltas],
     )
     log.info("read API on http://%s:%d (redis %s)", host, args.port, settings.redis_url)
     web.run_app(make_app(store, probe), host=host, port=args.port, print=None, access_log=None)

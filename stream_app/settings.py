@@ -201,6 +201,12 @@ class Settings:
         return self.model_dir if self.model_dir is not None else self.state_path / "models"
 
     @property
+    def topic_item_deltas(self) -> str:
+        """The worker's internal topic of item co-occurrence deltas, named after its app id (so
+        each consumer group has its own; ``stream_app.admin`` creates it)."""
+        return f"{self.app_id}-item-deltas"
+
+    @property
     def redis_key_prefix(self) -> str:
         """Version prefix of every Redis key (see ``stream_app.cache.keys``)."""
         return "streamrec:v1"
