@@ -23,6 +23,7 @@ message and every ``settings.model_poll_s`` (all in an executor), swapped betwee
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -52,7 +53,7 @@ from stream_app.settings import Settings
 from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
 from stream_app.topology import (
     ItemDelta,
-    apply_delta,
+    apply_deltas,
     deltas_by_item,
     published_lists,
     transitions,
@@ -160,9 +161,13 @@ NEIGHBORS_M = 100
 MAX_SUCCESSORS = 50
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def item_partition(item: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as aiokafka and kafka-python) gives
     the key ``item``: where the item table's changelog row for it lives.
+
+    Cached: kafka-python's murmur2 is pure Python, and every batch asks again for most of the
+    catalogue (it was 2-3% of the worker's CPU).
 
     >>> item_partition("242", 4) == item_partition("242", 4) < 4
     True
@@ -179,12 +184,10 @@ def pack_deltas(deltas: dict[tuple[str, int], ItemDelta], partitions: int) -> di
     >>> [(i, d.pairs) for i, d in unpack_deltas(next(iter(packed.values())))]
     [('a', {'b': 1.0})]
     """
-    groups: dict[int, list[str]] = {}
+    groups: dict[int, list[list[object]]] = {}
     for (item, _), delta in deltas.items():
-        groups.setdefault(item_partition(item, partitions), []).append(
-            f"[{orjson.dumps(item).decode()},{delta.to_json().decode()}]"
-        )
-    return {p: ("[" + ",".join(rows) + "]").encode() for p, rows in groups.items()}
+        groups.setdefault(item_partition(item, partitions), []).append([item, delta.to_dict()])
+    return {p: orjson.dumps(rows) for p, rows in groups.items()}
 
 
 def unpack_deltas(raw: bytes | str) -> list[tuple[str, ItemDelta]]:
@@ -366,10 +369,12 @@ def register_live_path(
                             batch_deltas(batch, before), settings.event_partitions
                         ).items()
                     ]
-                    # Acknowledged before the high-water marks move (with trending, below): a
-                    # crash can then resend a batch's deltas (the item side skips a delta it
-                    # applied, by its source offset) but never lose them.
-                    await asyncio.gather(*(f for f in pending if isinstance(f, asyncio.Future)))
+                    # Acknowledged before the counted marks move (with the recs): a crash can
+                    # then resend a batch's deltas (the item side skips a delta it applied, by
+                    # its source offset) but never lose them. Events past the counted marks
+                    # are reprocessed whole, so trending and scoring need not wait for the
+                    # acks: the thread waits for them only before it writes the recs.
+                    acked = _acks(pending, asyncio.get_running_loop())
                     await asyncio.to_thread(
                         path.process,
                         batch.valid,
@@ -378,6 +383,7 @@ def register_live_path(
                         kafka_ts_ms=batch.kafka_ts_ms,
                         hwm=(settings.topic_events, batch.positions),
                         before=before,
+                        durable=acked,
                     )
                 except Exception:
                     # A bug must not stop the consumer for good (a crashed Faust agent stays
@@ -405,7 +411,7 @@ def register_live_path(
                     # 0.5 s batch stalled the user side for tens of ms. Only the table reads
                     # (dict lookups) and writes (changelog sends) stay on the loop.
                     deltas = await asyncio.to_thread(_unpacked, [e.value for e in events])
-                    current = {key: item_stats.get(key) for key, _ in deltas}
+                    current = {key: item_stats.get(key) for key in {key for key, _ in deltas}}
                     rows = await asyncio.to_thread(_folded, deltas, current)
                     for key, row in rows.items():
                         item_stats[key] = row
@@ -474,6 +480,26 @@ async def _track_topics(app: faust.App, names: list[str]) -> None:
         log.warning("producer metadata for %s not loaded: %r", names, exc)
 
 
+#: How long a batch waits for the broker to acknowledge its item deltas before it gives up
+#: (the batch is then logged as failed and its recs are not written).
+DELTA_ACK_TIMEOUT_S = 60.0
+
+
+def _acks(pending: Sequence[Any], loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """A blocking wait, for a worker thread, on the sends' acknowledgements (``pending``:
+    what ``Topic.send`` returned; futures of the event loop ``loop``)."""
+    futures = [f for f in pending if isinstance(f, asyncio.Future)]
+
+    async def gathered() -> None:
+        await asyncio.gather(*futures)
+
+    def wait() -> None:
+        if futures:
+            asyncio.run_coroutine_threadsafe(gathered(), loop).result(DELTA_ACK_TIMEOUT_S)
+
+    return wait
+
+
 def _poll(load: Callable[[str], Any]) -> Callable[[], Any]:
     async def poll_model_store() -> None:
         await load("poll")
@@ -498,17 +524,22 @@ def _unpacked(values: Sequence[bytes]) -> list[tuple[bytes, ItemDelta]]:
 def _folded(
     deltas: Sequence[tuple[bytes, ItemDelta]], current: dict[bytes, dict | None]
 ) -> dict[bytes, dict]:
-    """Each touched item's row after the batch's deltas (``current``: the rows before it).
+    """Each changed item's row after the batch's deltas (``current``: the rows before it); an
+    item whose deltas were all applied before (resent after a restart) is left out.
 
     >>> rows = _folded([(b"a", ItemDelta(1.0, {"b": 1.0})), (b"a", ItemDelta(1.0, {}))],
     ...                {b"a": None})
     >>> rows[b"a"]["n"], rows[b"a"]["p"]
     (2.0, {'b': 1.0})
     """
-    rows: dict[bytes, dict] = {}
+    grouped: dict[bytes, list[ItemDelta]] = {}
     for key, delta in deltas:
-        before = rows[key] if key in rows else current.get(key)
-        rows[key] = apply_delta(before, delta, MAX_ROW_PAIRS, MAX_SUCCESSORS)
+        grouped.setdefault(key, []).append(delta)
+    rows: dict[bytes, dict] = {}
+    for key, group in grouped.items():
+        row = apply_deltas(current.get(key), group, MAX_ROW_PAIRS, MAX_SUCCESSORS)
+        if row is not None:
+            rows[key] = row
     return rows
 
 

@@ -279,6 +279,7 @@ class LivePath:
         hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
         *,
         before: Mapping[str, Sequence[str]] | None = None,
+        durable: Callable[[], None] | None = None,
     ) -> BatchResult:
         """Apply one batch. ``histories`` are the affected users' histories *after* the batch,
         ``before`` the same users' histories *before* it.
@@ -294,6 +295,9 @@ class LivePath:
         first events alone would bias the sample, so the sequential count is skipped.
         ``hwm`` = (topic, each event's (partition, offset)): trending and the counters then
         count each event once, even if a restart or a rebalance hands it over twice.
+        ``durable`` is called (and may raise) right before the counted marks move with the
+        recs: whatever the batch must have made durable first (the agent's item deltas) can then
+        be waited for while trending and scoring run, not before them.
         """
         stats = {"events": len(events), "dlq": dlq, "batches": 1}
         if not events:
@@ -319,6 +323,8 @@ class LivePath:
             UserRecs(user, tuple(items), versions, computed_at) for user, items in ranked.items()
         ]
         counted = (hwm[0] + ":counted", hwm[1]) if hwm else None
+        if durable is not None:
+            durable()
         result = self._write(recs, stats, len(histories), len(events), counted)
         if judged is not None and not result.degraded:
             # After the write, so the extra scorer call never delays the recommendations.
@@ -350,10 +356,9 @@ class LivePath:
         returned in ``Judgement.later`` with the history the scorer needs.
         """
         try:
-            cached = self.cache.get_many_recs(list(histories))
+            tops = self.cache.get_many_items(list(histories))
         except CacheUnavailable:
             return None
-        tops = {user: [r.item_id for r in recs.items] for user, recs in cached.items()}
         hits, trials = online_hits(
             ((e.user_id, e.item_id) for e in events), tops, self._served_trending
         )

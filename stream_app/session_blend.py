@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation
-from stream_app.topology import ListIndex, blend_session, score_user
+from stream_app.topology import ListIndex, blend_session, score_users
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class OnlineScorer:
         self.session_len = session_len
         self.session_slots = session_slots
         self._versions: dict[str, str] = {"cf": CF_VERSION}
-        #: the published lists as arrays, converted once per list read (``score_user``)
+        #: the published lists as arrays, converted once per list read (``score_users``)
         self.index = ListIndex()
 
     @property
@@ -83,19 +83,16 @@ class OnlineScorer:
         except CacheUnavailable as exc:
             log.warning("neighbour lists unavailable, trending only: %s", exc)
             neighbors, successors = {}, {}
-        out = {
-            user: score_user(
-                history,
-                neighbors,
-                trending,
-                n,
-                successors=successors,
-                recent=self.recent,
-                recency_decay=self.recency_decay,
-                index=self.index,
-            )
-            for user, history in histories.items()
-        }
+        out = score_users(
+            histories,
+            neighbors,
+            trending,
+            n,
+            successors=successors,
+            recent=self.recent,
+            recency_decay=self.recency_decay,
+            index=self.index,
+        )
         versions = {"cf": CF_VERSION}
         model = self.slot.current() if self.slot is not None else None
         if model is not None and histories:

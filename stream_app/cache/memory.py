@@ -118,9 +118,9 @@ class MemoryCache:
             return None
         return entry[0]
 
-    def get_many_recs(self, user_ids: Sequence[str]) -> dict[str, UserRecs]:
+    def get_many_items(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
         found = {user: self.get_recs(user) for user in user_ids}
-        return {user: recs for user, recs in found.items() if recs is not None}
+        return {user: [r.item_id for r in recs.items] for user, recs in found.items() if recs}
 
     def get_stats(self) -> dict[str, int]:
         return dict(self._stats)

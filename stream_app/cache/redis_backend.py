@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import orjson
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -254,16 +255,16 @@ class RedisCache:
         raw = self._call(lambda: self._redis.get(self.keys.recs(user_id)))
         return None if raw is None else UserRecs.from_json(raw)
 
-    def get_many_recs(self, user_ids: Sequence[str]) -> dict[str, UserRecs]:
+    def get_many_items(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
         if not user_ids:
             return {}
         values = self._call(lambda: self._redis.mget([self.keys.recs(u) for u in user_ids]))
-        out: dict[str, UserRecs] = {}
+        out: dict[str, list[str]] = {}
         for user_id, raw in zip(user_ids, values, strict=True):
             if raw is None:
                 continue
             try:
-                out[user_id] = UserRecs.from_json(raw)
+                out[user_id] = [str(r["item_id"]) for r in orjson.loads(raw)["items"]]
             except (ValueError, KeyError, TypeError):
                 continue  # a damaged entry is "no cached list", not a crash
         return out

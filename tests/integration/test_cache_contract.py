@@ -64,8 +64,8 @@ def test_recs_round_trip_with_ttl_and_counters_add_up(cache):
     cache.write_batch([], ttl_s=60, stats={"events": 2, "batches": 1})
     assert cache.get_recs("u1") == recs[0]
     assert cache.get_recs("u:2") == recs[1]
-    assert cache.get_many_recs(["u1", "nobody", "u:2"]) == {"u1": recs[0], "u:2": recs[1]}
-    assert cache.get_many_recs([]) == {}
+    assert cache.get_many_items(["u1", "nobody", "u:2"]) == {"u1": ["i1"], "u:2": []}
+    assert cache.get_many_items([]) == {}
     stats = cache.get_stats()
     assert (stats["events"], stats["dlq"], stats["batches"]) == (5, 1, 1)
 

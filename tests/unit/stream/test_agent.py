@@ -154,3 +154,33 @@ def test_user_side_sends_one_delta_per_touched_item_and_item_side_publishes_neig
     assert rows[b"a"]["p"] == {"b": 1.0, "c": 1.0}
     neighbors = harness.cache.get_neighbors(["a", "b", "c"])
     assert neighbors["a"] == [("b", 1.0), ("c", 1.0)]
+
+
+def test_a_worker_thread_waits_for_the_delta_acks_on_the_event_loop():
+    from stream_app.agents import _acks
+
+    async def scenario() -> tuple[list[str], BaseException | None]:
+        loop = asyncio.get_running_loop()
+        done: list[str] = []
+        acked, failed = loop.create_future(), loop.create_future()
+
+        def in_thread() -> BaseException | None:
+            _acks([acked, None], loop)()  # None: a recorder's result, not a future
+            done.append("acked")
+            try:
+                _acks([failed], loop)()
+            except RuntimeError as exc:
+                return exc
+            return None
+
+        waiting = asyncio.create_task(asyncio.to_thread(in_thread))
+        await asyncio.sleep(0.05)
+        assert done == []  # still waiting for the broker
+        acked.set_result(None)
+        await asyncio.sleep(0.05)
+        failed.set_exception(RuntimeError("produce failed"))
+        return done, await waiting
+
+    done, error = asyncio.run(scenario())
+    assert done == ["acked"]
+    assert isinstance(error, RuntimeError)

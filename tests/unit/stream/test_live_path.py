@@ -178,6 +178,27 @@ def test_failed_writes_are_counted_once_redis_is_back():
     assert path.pending_cache_errors == 0
 
 
+def test_recs_and_counters_wait_for_durable_and_a_failure_writes_neither():
+    cache = MemoryCache()
+    path = _path(cache)
+    calls = []
+
+    def durable():
+        # by now trending has moved, but no recs and no counted events are written yet
+        calls.append((cache.get_recs("u"), cache.get_stats()["events"]))
+
+    path.process([Interaction("u", "i", "view", T0)], {"u": ["i"]}, dlq=0, durable=durable)
+    assert calls == [(None, 0)]
+    assert cache.get_recs("u") is not None and cache.get_stats()["events"] == 1
+
+    def broken():
+        raise TimeoutError("deltas not acknowledged")
+
+    with pytest.raises(TimeoutError):
+        path.process([Interaction("v", "i", "view", T0)], {"v": ["i"]}, dlq=0, durable=broken)
+    assert cache.get_recs("v") is None and cache.get_stats()["events"] == 1
+
+
 def test_a_batch_of_only_dead_letters_still_counts_them():
     cache = MemoryCache()
     result = _path(cache).process([], {}, dlq=5)

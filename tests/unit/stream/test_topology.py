@@ -19,6 +19,7 @@ from stream_app.topology import (
     deltas_by_item,
     neighbor_list,
     score_user,
+    score_users,
     successor_list,
     transitions,
     user_side_batch,
@@ -222,3 +223,92 @@ def test_score_user_equals_the_blend_definition_on_random_lists():
         assert [r.item_id for r in recs] == [item for item, _ in ranked]
         assert [r.score for r in recs] == pytest.approx([score for _, score in ranked])
         assert not {r.item_id for r in recs} & set(history)
+
+
+def _reference_blend(history, neighbors, successors, trending, n, recent, decay):
+    """score_user's lists spelled out with dicts: sums, scaling, ties by item, reasons, fill."""
+    seen = set(history)
+    knn: dict[str, float] = {}
+    strongest: dict[str, tuple[float, int, str]] = {}  # item -> (-weight, age order, source)
+    position = 0
+    for age, source in enumerate(reversed(history[-recent:])):
+        lst = neighbors.get(source)
+        if not lst:
+            continue
+        for other, sim in lst:
+            weight = sim * decay**age
+            knn[other] = knn.get(other, 0.0) + weight
+            strongest[other] = min(
+                strongest.get(other, (math.inf, 0, "")), (-weight, position, source)
+            )
+        position += 1
+    last = history[-1] if history else None
+    markov: dict[str, float] = {}
+    for other, p in (successors.get(last) or ()) if last else ():
+        markov[other] = markov.get(other, 0.0) + p
+    knn = {k: v for k, v in knn.items() if k not in seen}
+    markov = {k: v for k, v in markov.items() if k not in seen}
+    top_knn, top_markov = max(knn.values(), default=0.0), max(markov.values(), default=0.0)
+    scale_knn = 1.0 / top_knn if top_knn > 0 else 1.0
+    scale_markov = 0.3 / top_markov if top_markov > 0 else 1.0
+    scored = []
+    for item in set(knn) | set(markov):
+        from_knn = knn[item] * scale_knn if item in knn else 0.0
+        from_markov = markov[item] * scale_markov if item in markov else 0.0
+        if item in knn and from_knn >= from_markov:
+            reason = f"because you viewed {strongest[item][2]}"
+        else:
+            reason = f"often next after {last}"
+        scored.append((-(from_knn + from_markov), item, reason))
+    out = [(item, -negative, reason) for negative, item, reason in sorted(scored)[:n]]
+    taken = seen | {item for item, _, _ in out}
+    for item, score in trending:
+        if len(out) < n and item not in taken:
+            out.append((item, score, "trending now"))
+            taken.add(item)
+    return out
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_score_users_equals_a_dict_reference_and_score_user_per_user(monkeypatch, dense):
+    import random
+
+    from stream_app import topology
+
+    # both ways of grouping the batch's (user, item) keys: a flag per key, or a sort
+    monkeypatch.setattr(topology, "DENSE_KEYS_PER_ENTRY", 10**9 if dense else 0)
+    rng = random.Random(11)
+    items = [f"{rng.choice('abc')}{k}" for k in range(40)]  # string order != id order
+    for _ in range(25):
+        weight = (lambda: rng.choice([0.25, 0.5, 1.0])) if rng.random() < 0.5 else rng.random
+        # duplicates within and across lists; some items have no list, some an empty one
+        neighbors = {
+            a: [(rng.choice(items), weight()) for _ in range(rng.randint(0, 12))]
+            for a in rng.sample(items, 30)
+        }
+        successors = {
+            a: [(rng.choice(items), weight()) for _ in range(rng.randint(0, 5))]
+            for a in rng.sample(items, 25)
+        }
+        histories = {
+            f"u{k}": [rng.choice(items) for _ in range(rng.choice([0, 1, 2, 5, 30]))]
+            for k in range(12)
+        }
+        histories["cold"] = []
+        histories["unlisted"] = ["zz-no-list"]
+        trending = [(rng.choice([*items, "zz-no-list"]), float(k)) for k in range(8, 0, -1)]
+        n, recent = rng.choice([1, 3, 10, 60]), rng.choice([3, 20])
+        index = topology.ListIndex()
+        got = score_users(
+            histories, neighbors, trending, n, successors=successors, recent=recent, index=index
+        )
+        assert list(got) == list(histories)
+        for user, history in histories.items():
+            recs = [(r.item_id, r.score, r.reason) for r in got[user]]
+            expected = _reference_blend(history, neighbors, successors, trending, n, recent, 0.9)
+            assert recs == expected  # exact: the same float operations in the same order
+            alone = score_user(
+                history, neighbors, trending, n, successors=successors, recent=recent, index=index
+            )
+            assert [(r.item_id, r.score, r.reason) for r in alone] == recs
+        assert [r.reason for r in got["cold"]] == ["trending now"] * len(got["cold"])
