@@ -37,7 +37,6 @@ import orjson
 from models.events import Interaction, InvalidEvent, event_weight
 from stream_app.cache import CacheKeys, RecCache, open_cache
 from stream_app.cache.base import CacheUnavailable
-from stream_app.inflight import InFlight
 from stream_app.live_path import (
     LivePath,
     Scorer,
@@ -334,16 +333,11 @@ def register_live_path(
             telemetry=_telemetry_recorder(store, keys, settings),
             hitrate_sample=settings.hitrate_sample,
         )
-        # The batch's Redis half runs in this stage's thread while the next batch is taken and
-        # prepared; its messages are acknowledged when it is done (stream_app.inflight).
-        stage = InFlight(lambda: app.consumer, "live-path")
         try:
             # take_events (events, not values): the DLQ needs each message's topic/partition/offset.
             async for events in stream.take_events(  # type: ignore[attr-defined]
                 settings.batch_max_events, within=settings.batch_max_delay_s
             ):
-                held = stage.hold(events)
-                work: Callable[[], Any] = _nothing
                 try:
                     sorted_batch = sort_batch(events)
                     for key, letter in sorted_batch.dead:
@@ -380,7 +374,8 @@ def register_live_path(
                     # its source offset) but never lose them. Events past the counted marks
                     # are reprocessed whole, so trending and scoring need not wait for the
                     # acks: the thread waits for them only before it writes the recs.
-                    work = functools.partial(
+                    acked = _acks(pending, asyncio.get_running_loop())
+                    await asyncio.to_thread(
                         path.process,
                         batch.valid,
                         histories,
@@ -388,22 +383,16 @@ def register_live_path(
                         kafka_ts_ms=batch.kafka_ts_ms,
                         hwm=(settings.topic_events, batch.positions),
                         before=before,
-                        durable=_acks(pending, asyncio.get_running_loop()),
+                        durable=acked,
                     )
                 except Exception:
                     # A bug must not stop the consumer for good (a crashed Faust agent stays
                     # down while the worker looks alive): log loudly and move on.
                     log.exception("live path failed on a batch of %d events", len(events))
-                # A failure in the thread is logged by the stage, the same way.
-                await stage.submit(work, held)
                 yield None
         finally:
-            try:
-                await stage.drain()
-            finally:
-                stage.close()
-                if cache is None:
-                    store.close()
+            if cache is None:
+                store.close()
 
     async def item_side(stream: faust.StreamT) -> AsyncIterator[None]:
         """item deltas -> item_stats table + top-M neighbours in Redis"""
@@ -489,10 +478,6 @@ async def _track_topics(app: faust.App, names: list[str]) -> None:
             await asyncio.wait_for(client._wait_on_metadata(name), timeout=30)
     except Exception as exc:  # no broker (the unit harness) or a slow one: batches will say
         log.warning("producer metadata for %s not loaded: %r", names, exc)
-
-
-def _nothing() -> None:
-    """The stage's work for a batch whose preparation failed: only its messages are released."""
 
 
 #: How long a batch waits for the broker to acknowledge its item deltas before it gives up

@@ -19,10 +19,6 @@ import faust
 
 from stream_app.settings import Settings
 
-#: Faust's producer batch size (its ``producer_max_batch_size``); below the broker's 1 MB
-#: ``message.max.bytes`` and the producer's 1 MB ``max_request_size``.
-PRODUCER_MAX_BATCH_BYTES = 512 * 1024
-
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
     """Faust configuration derived from ours (pure: easy to test and to read).
@@ -46,12 +42,6 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "web_host": settings.web_host,
         "web_port": settings.web_port,
         "table_standby_replicas": 0,
-        # aiokafka keeps one open batch per partition and makes every further send wait until
-        # it is drained: with Faust's 16 KiB default, a batch's table changelogs (history rows
-        # of ~1 KB, item rows of several KB) went out a few rows per broker round trip, and
-        # Faust pauses *every* stream while more than 100 table writes wait ("producer buffer
-        # full"). That stall, not CPU, was most of the worker's latency at half its rate.
-        "producer_max_batch_size": PRODUCER_MAX_BATCH_BYTES,
     }
 
 
