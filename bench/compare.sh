@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Same-machine A/B of the worker: one bench/e2e.py phase, alternating an older commit (a git
+# worktree) and this working tree, so that both sides see the same machine minutes apart.
+# Rates on this shared VM swing by +-40% between runs of the same code: read the pairs, not
+# one run against a number from another day.
+#
+#   bash bench/compare.sh BASE_REV [ROUNDS] [-- e2e.py arguments]
+#
+# Default phase: the one-worker MovieLens-100K backlog (`--dataset movielens100k --workers 1
+# --skip-freshness --quality`). Results: bench/results/compare/{base,head}_<round>.json and a
+# summary table in bench/results/compare/summary.json (COMPARE_OUT=DIR to write elsewhere).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+PY=${PY:-$ROOT/.venv/bin/python}
+BASE=${1:?usage: bench/compare.sh BASE_REV [ROUNDS] [-- e2e.py arguments]}
+ROUNDS=${2:-2}
+shift $(($# < 2 ? $# : 2))
+[[ ${1:-} == "--" ]] && shift
+ARGS=("$@")
+[[ ${#ARGS[@]} -eq 0 ]] && ARGS=(--dataset movielens100k --workers 1 --skip-freshness --quality)
+OUT=${COMPARE_OUT:-$ROOT/bench/results/compare}
+mkdir -p "$OUT"
+TREE=$(mktemp -d)/base
+git worktree add --detach -q "$TREE" "$BASE"
+trap 'git worktree remove --force "$TREE"' EXIT
+for round in $(seq 1 "$ROUNDS"); do
+  for side in base head; do
+    dir=$ROOT
+    [[ $side == base ]] && dir=$TREE
+    echo "[compare] round $round: $side ($(git -C "$dir" rev-parse --short HEAD))" >&2
+    (cd "$dir" && "$PY" bench/e2e.py "${ARGS[@]}" --out "$OUT/${side}_${round}.json")
+  done
+done
+"$PY" - "$OUT" "$BASE" "$(git rev-parse --short HEAD)" "${ARGS[*]}" <<'EOF'
+import json, pathlib, sys
+
+out, base, head, args = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+keys = ["events_per_s", "events_per_s_with_item_side", "worker_cpu_ms_per_event",
+        "freshness_p50_ms", "freshness_p99_ms", "baseline_events_per_s"]
+rows = []
+for path in sorted(out.glob("*_[0-9]*.json")):
+    data = json.loads(path.read_text())
+    flat = {**data, **data.get("worker_1", {})}
+    rows.append({"run": path.stem, **{k: flat.get(k) for k in keys}})
+summary = {"base": base, "head": head, "e2e_args": args, "runs": rows}
+(out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+for row in rows:
+    print(row["run"], {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items() if k != "run"})
+EOF
