@@ -19,7 +19,7 @@ shift $(($# < 2 ? $# : 2))
 [[ ${1:-} == "--" ]] && shift
 ARGS=("$@")
 [[ ${#ARGS[@]} -eq 0 ]] && ARGS=(--dataset movielens100k --workers 1 --skip-freshness --quality)
-OUT=${COMPARE_OUT:-$ROOT/bench/results/compare}
+OUT=$(realpath -m "${COMPARE_OUT:-$ROOT/bench/results/compare}")  # absolute: base runs cd away
 mkdir -p "$OUT"
 TREE=$(mktemp -d)/base
 git worktree add --detach -q "$TREE" "$BASE"
