@@ -187,24 +187,6 @@ def test_score_user_blends_scaled_knn_and_transitions():
     assert recs[1].score == pytest.approx(0.2 + 0.3)
 
 
-def _brute_force_blend(history, neighbors, successors, recent=20, decay=0.9):
-    """The blend's definition, spelled out per candidate (the test's oracle)."""
-    seen = set(history)
-    knn: dict[str, float] = {}
-    for age, source in enumerate(reversed(history[-recent:])):
-        for other, sim in neighbors.get(source, ()):
-            if other not in seen:
-                knn[other] = knn.get(other, 0.0) + decay**age * sim
-    markov = {o: p for o, p in successors.get(history[-1], ()) if o not in seen}
-    top_knn, top_markov = max(knn.values(), default=0.0), max(markov.values(), default=0.0)
-    scores = {}
-    for item in set(knn) | set(markov):
-        scores[item] = (knn.get(item, 0.0) / top_knn if top_knn else 0.0) + (
-            0.3 * markov.get(item, 0.0) / top_markov if top_markov else 0.0
-        )
-    return scores
-
-
 def test_score_user_equals_the_blend_definition_on_random_lists():
     import random
 
@@ -217,8 +199,10 @@ def test_score_user_equals_the_blend_definition_on_random_lists():
         neighbors = {a: [(b, rng.random()) for b in rng.sample(items, 15)] for a in items}
         successors = {a: [(b, rng.random()) for b in rng.sample(items, 5)] for a in items}
         history = rng.sample(items, rng.randint(1, 25))
-        expected = _brute_force_blend(history, neighbors, successors)
-        ranked = sorted(expected.items(), key=lambda p: (-p[1], p[0]))[:10]
+        ranked = [
+            (item, score)
+            for item, score, _ in _reference_blend(history, neighbors, successors, [], 10, 20, 0.9)
+        ]
         recs = score_user(history, neighbors, [], 10, successors=successors, index=index)
         assert [r.item_id for r in recs] == [item for item, _ in ranked]
         assert [r.score for r in recs] == pytest.approx([score for _, score in ranked])
