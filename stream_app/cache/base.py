@@ -82,7 +82,7 @@ def encode_neighbors(neighbors: Sequence[tuple[str, float]]) -> bytes:
     >>> decode_neighbors(encode_neighbors([("b", 0.5)]))
     [('b', 0.5)]
     """
-    return orjson.dumps([(item, round(float(s), 6)) for item, s in neighbors])
+    return orjson.dumps([[item, round(float(s), 6)] for item, s in neighbors])
 
 
 def decode_neighbors(raw: bytes | str) -> list[tuple[str, float]]:
