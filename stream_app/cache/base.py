@@ -183,7 +183,7 @@ class RecCache(Protocol):
         """The item ids, in order, of the cached lists of those users that have one (one round
         trip); damaged entries are left out, never raised. Ids only: the online HitRate judges
         every batch's users against them, and building their full ``UserRecs`` was ~5% of the
-        worker's CPU."""
+        samples in a py-spy profile of the worker."""
         ...
 
     def get_stats(self) -> dict[str, int]: ...
