@@ -47,7 +47,11 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
 
 class StreamApp(faust.App):
     """``faust.App`` on our Kafka transport (``stream_app.kafka_transport``: a Faust recovery
-    race lost records of partitions without a committed offset)."""
+    race lost records of partitions without a committed offset, and Faust's fetch wait is fixed
+    at 1.5 s), which reads ``fetch_max_wait_ms`` from here."""
+
+    #: the broker's longest hold of a fetch without new data (``Settings.fetch_max_wait_ms``)
+    fetch_max_wait_ms: int | None = None
 
     def _new_transport(self) -> Any:
         from stream_app.kafka_transport import Transport
@@ -67,6 +71,7 @@ def create_app(settings: Settings) -> faust.App:
     from stream_app.agents import register_live_path
 
     app = StreamApp(settings.app_id, **faust_settings(settings))
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     register_live_path(app, settings)
     return app
 

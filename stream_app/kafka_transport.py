@@ -1,4 +1,5 @@
-"""Faust's aiokafka transport with one fix: uncommitted source partitions restart from the start.
+"""Faust's aiokafka transport with two fixes: uncommitted source partitions restart from the
+start, and the fetch wait is ours to set.
 
 Why this exists (found by the SIGKILL recovery test, which lost events in about 1 run of 3):
 when a rebalance's table recovery ends, Faust (faust-streaming 0.15.3, ``Recovery.
@@ -17,6 +18,14 @@ without a committed offset is reset to its beginning, which is where
 ``consumer_auto_offset_reset="earliest"`` (our setting) starts it anyway. What the dropped fetch
 had delivered is fetched again; the marks make that replay idempotent. Every caller of
 ``perform_seek`` resumes flow right after it.
+
+The fetch wait: Faust builds its consumer with ``fetch_max_wait_ms=1500``, a constant. One fetch
+request per broker is in flight at a time, and it names only the partitions with nothing
+buffered, so a fetch for partitions that stay quiet (``model-updates``; the item deltas, which
+stop when the user side starves) is held the full 1.5 s while new events wait behind it.
+Measured with ``bench/e2e.py`` freshness on the synthetic stream at 1,500 events/s, freshness
+was p50 1.6 s, p99 2.2 s; an independent kafka-python consumer of the same topic saw every event
+within 50 ms. ``StreamApp.fetch_max_wait_ms`` (``STREAMREC_FETCH_MAX_WAIT_MS``) replaces it.
 """
 
 from __future__ import annotations
@@ -51,7 +60,17 @@ def partitions_to_rewind(
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """The aiokafka consumer thread, with the completed seek (see the module docstring)."""
+    """The aiokafka consumer thread, with the completed seek and our fetch wait (see the module
+    docstring)."""
+
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait_ms is not None:
+            # aiokafka hands this to its Fetcher in start(), which has not run yet; there is no
+            # public setter, and Faust passes the constant without a setting.
+            consumer._fetch_max_wait_ms = int(wait_ms)
+        return consumer
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         return await self.call_thread(self._seek_to_committed_or_beginning)

@@ -153,6 +153,12 @@ class Settings:
         0.5,
         "Max wait to fill an item-side batch (neighbour lists lag by up to this)",
     )
+    fetch_max_wait_ms: int = _env(
+        "FETCH_MAX_WAIT_MS",
+        _positive_int,
+        20,
+        "Longest the broker holds the worker's fetch when no new data (Faust's own: 1500)",
+    )
     state_dir: Path | None = _env(
         "STATE_DIR", Path, None, "Stack data, logs, PIDs (default ~/.local/state/streamrec)"
     )

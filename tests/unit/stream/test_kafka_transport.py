@@ -26,3 +26,21 @@ def test_only_uncommitted_source_partitions_are_rewound() -> None:
     }
     rewind = kafka_transport.partitions_to_rewind(committed, {"app-history-changelog"})
     assert sorted(rewind) == [TP("app-item-deltas", 3), TP("events", 1), TP("events", 2)]
+
+
+def test_the_worker_consumer_waits_for_fetches_as_configured() -> None:
+    import asyncio
+    import inspect
+
+    from aiokafka import AIOKafkaConsumer
+
+    app = create_app(Settings(app_id="unit-fetch-wait", fetch_max_wait_ms=35))
+    thread = kafka_transport.ConsumerThread(app.consumer, loop=None, beacon=None)
+
+    async def build() -> AIOKafkaConsumer:  # aiokafka wants a running loop to be built
+        return thread._create_worker_consumer(app.transport)
+
+    consumer = asyncio.run(build())
+    assert consumer._fetch_max_wait_ms == 35  # Faust's constant would be 1500
+    # ... and aiokafka still builds its Fetcher from that attribute when the consumer starts
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
