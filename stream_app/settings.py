@@ -150,7 +150,7 @@ class Settings:
     item_batch_delay_s: float = _env(
         "ITEM_BATCH_DELAY_S",
         _positive_float,
-        0.5,
+        2.0,
         "Max wait to fill an item-side batch (neighbour lists lag by up to this)",
     )
     fetch_max_wait_ms: int = _env(
