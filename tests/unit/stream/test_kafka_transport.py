@@ -1,4 +1,4 @@
-"""The worker's Faust app runs on our transport, whose consumer completes Faust's seek."""
+"""The worker's Faust app: our transport (completed seek, our fetch wait), our batch size."""
 
 from __future__ import annotations
 
@@ -44,3 +44,12 @@ def test_the_worker_consumer_waits_for_fetches_as_configured() -> None:
     assert consumer._fetch_max_wait_ms == 35  # Faust's constant would be 1500
     # ... and aiokafka still builds its Fetcher from that attribute when the consumer starts
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
+
+
+def test_the_worker_producer_batches_table_rows_in_256_kib() -> None:
+    from stream_app.app import PRODUCER_BATCH_BYTES
+
+    app = create_app(Settings(app_id="unit-producer-batch"))
+    assert app.conf.producer_max_batch_size == PRODUCER_BATCH_BYTES == 256 * 1024
+    # a batch must fit in one request
+    assert app.conf.producer_max_request_size >= PRODUCER_BATCH_BYTES
