@@ -73,6 +73,16 @@ class UserRecs:
             computed_at=int(data.get("computed_at", 0)),
         )
 
+    @staticmethod
+    def item_ids_from_json(raw: bytes | str) -> list[str]:
+        """Only the item ids, in order, of :meth:`from_json` (the online HitRate judges every
+        batch's users against them; building the whole ``UserRecs`` is not needed there).
+
+        >>> UserRecs.item_ids_from_json(UserRecs("u1", (Recommendation("i9", 2.5, "r"),)).to_json())
+        ['i9']
+        """
+        return [str(r["item_id"]) for r in orjson.loads(raw)["items"]]
+
 
 def encode_neighbors(neighbors: Sequence[tuple[str, float]]) -> bytes:
     """An item's neighbour list as stored under ``{prefix}:neighbors:{item_id}``.

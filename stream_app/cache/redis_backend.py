@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import orjson
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -264,7 +263,7 @@ class RedisCache:
             if raw is None:
                 continue
             try:
-                out[user_id] = [str(r["item_id"]) for r in orjson.loads(raw)["items"]]
+                out[user_id] = UserRecs.item_ids_from_json(raw)
             except (ValueError, KeyError, TypeError):
                 continue  # a damaged entry is "no cached list", not a crash
         return out
