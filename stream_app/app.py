@@ -49,7 +49,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # at Faust's 16 KiB that is three item rows per partition per broker round trip, and
         # Faust pauses every stream while over 100 table writes wait to be sent. 256 KiB
         # batches cut the freshness p50 of a paced MovieLens run by about 40% (bench/e2e.py
-        # --assume-events-per-s 5500, alternating runs: 96 and 167 ms against 235 and 215).
+        # --assume-events-per-s 5500, alternating runs: 96 and 167 ms against 235 and 215;
+        # bench/results/steps-2026-12-02/producer-batch-*).
         "producer_max_batch_size": PRODUCER_BATCH_BYTES,
     }
 
