@@ -25,7 +25,8 @@ buffered, so a fetch for partitions that stay quiet (``model-updates``; the item
 stop when the user side starves) is held the full 1.5 s while new events wait behind it.
 Measured with ``bench/e2e.py`` freshness on the synthetic stream at 1,500 events/s, freshness
 was p50 1.9 s, p99 4.1 s (20 ms: 132 / 465 ms; ``bench/results/steps-2026-12-02/fetch-wait-*``);
-an independent kafka-python consumer of the same topic saw every event within 50 ms. ``StreamApp.fetch_max_wait_ms`` (``STREAMREC_FETCH_MAX_WAIT_MS``) replaces it.
+an independent kafka-python consumer of the same topic saw every event within 50 ms.
+``StreamApp.fetch_max_wait_ms`` (``STREAMREC_FETCH_MAX_WAIT_MS``) replaces it.
 """
 
 from __future__ import annotations
