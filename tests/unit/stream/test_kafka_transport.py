@@ -53,3 +53,155 @@ def test_the_worker_producer_batches_table_rows_in_256_kib() -> None:
     assert app.conf.producer_max_batch_size == PRODUCER_BATCH_BYTES == 256 * 1024
     # a batch must fit in one request
     assert app.conf.producer_max_request_size >= PRODUCER_BATCH_BYTES
+
+
+# --------------------------------------------------------------- the fetcher's per-message race
+
+
+def _counting_tasks(loop) -> list:
+    """Install a task factory on ``loop`` that records every task created; returns the list."""
+    import asyncio
+
+    created: list = []
+
+    def factory(loop, coro, **kwargs):
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        created.append(task)
+        return task
+
+    loop.set_task_factory(factory)
+    return created
+
+
+def test_a_delivery_that_does_not_wait_runs_at_once_without_tasks() -> None:
+    import asyncio
+
+    async def scenario() -> None:
+        consumer = create_app(Settings(app_id="unit-eager")).consumer
+        created = _counting_tasks(asyncio.get_running_loop())
+        delivered: list[str] = []
+
+        async def deliver() -> str:
+            delivered.append("m1")
+            return "done"
+
+        result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        assert delivered == ["m1"]
+        assert result.results == ["done"] and not result.stopped
+        assert created == []  # Service.wait_first would have made four
+
+    asyncio.run(scenario())
+
+
+def test_a_delivery_that_waits_finishes_through_the_race() -> None:
+    import asyncio
+
+    async def scenario() -> None:
+        consumer = create_app(Settings(app_id="unit-eager-wait")).consumer
+        loop = asyncio.get_running_loop()
+        created = _counting_tasks(loop)
+        room = loop.create_future()  # e.g. a full stream queue getting room
+        delivered: list[str] = []
+
+        async def deliver() -> str:
+            delivered.append(await room)
+            await asyncio.sleep(0)  # a bare yield on the way
+            return "done"
+
+        loop.call_later(0.01, room.set_result, "m1")
+        result = await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        assert delivered == ["m1"]
+        assert "done" in result.results and not result.stopped
+        assert created  # raced as before
+
+    asyncio.run(scenario())
+
+
+def test_a_waiting_delivery_is_abandoned_when_flow_stops_as_faust_does() -> None:
+    import asyncio
+
+    async def scenario() -> None:
+        consumer = create_app(Settings(app_id="unit-eager-stop")).consumer
+        loop = asyncio.get_running_loop()
+        room = loop.create_future()
+        seen: list[str] = []
+
+        async def deliver() -> None:
+            try:
+                seen.append(await room)
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+        race = asyncio.ensure_future(consumer.wait_first(deliver(), consumer.suspend_flow.wait()))
+        await asyncio.sleep(0.01)
+        consumer.stop_flow()  # a rebalance: sets suspend_flow
+        result = await race
+        await asyncio.sleep(0)  # let the cancelled delivery run its handler
+        assert seen == ["cancelled"] and room.cancelled()
+        assert result.results == [True]  # won by the flow stop's Event.wait
+
+    asyncio.run(scenario())
+
+
+def test_other_waits_and_a_stopped_flow_keep_the_plain_race() -> None:
+    import asyncio
+
+    async def scenario() -> None:
+        consumer = create_app(Settings(app_id="unit-eager-plain")).consumer
+        created = _counting_tasks(asyncio.get_running_loop())
+
+        async def deliver() -> str:
+            return "done"
+
+        consumer.stop_flow()  # flow already stopped: Faust's race decides, as before
+        await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+        assert created
+        created.clear()
+        consumer.resume_flow()
+        other = asyncio.Event()
+        other.set()
+        await consumer.wait_first(deliver(), other.wait())  # not the fetcher's call
+        assert created
+
+    asyncio.run(scenario())
+
+
+def test_a_delivery_that_raises_propagates_like_the_plain_race() -> None:
+    import asyncio
+
+    import pytest
+
+    async def scenario() -> None:
+        consumer = create_app(Settings(app_id="unit-eager-raise")).consumer
+
+        async def deliver() -> None:
+            raise ValueError("bad message")
+
+        with pytest.raises(ValueError, match="bad message"):
+            await consumer.wait_first(deliver(), consumer.suspend_flow.wait())
+
+    asyncio.run(scenario())
+
+
+def test_resumed_hands_a_failed_future_to_the_coroutine_at_its_await() -> None:
+    import asyncio
+
+    async def scenario() -> str:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        async def body() -> str:
+            try:
+                await fut
+            except KeyError:
+                return "caught at the await"
+            return "not reached"
+
+        coro = body()
+        first = coro.send(None)
+        assert first is fut
+        loop.call_soon(fut.set_exception, KeyError("x"))
+        return await kafka_transport.resumed(coro, first)
+
+    assert asyncio.run(scenario()) == "caught at the await"
