@@ -184,3 +184,37 @@ def test_a_worker_thread_waits_for_the_delta_acks_on_the_event_loop():
     done, error = asyncio.run(scenario())
     assert done == ["acked"]
     assert isinstance(error, RuntimeError)
+
+
+def test_item_rows_are_written_with_at_most_the_allowed_writes_waiting():
+    """The item side's rows go out while the producer buffer drains, never flooding it (Faust's
+    conductor stops every stream while over 100 writes wait)."""
+    from stream_app.agents import write_paced
+
+    class Buffer:  # stands in for Faust's ProducerBuffer: one write sent per look
+        def __init__(self) -> None:
+            self.waiting = 0
+            self.looks = 0
+
+        @property
+        def size(self) -> int:
+            self.looks += 1
+            if self.waiting and self.looks % 3 == 0:
+                self.waiting -= 1
+            return self.waiting
+
+    buffer = Buffer()
+    written: list[tuple[bytes, int]] = []
+
+    class Table(dict):
+        def __setitem__(self, key, value) -> None:
+            written.append((key, buffer.waiting))  # writes waiting when this one was set
+            buffer.waiting += 1
+            super().__setitem__(key, value)
+
+    table = Table()
+    rows = {f"i{n}".encode(): {"n": float(n)} for n in range(40)}
+    asyncio.run(write_paced(table, rows, buffer, in_flight=5, poll_s=0))
+    assert [key for key, _ in written] == list(rows)  # every row, in order
+    assert max(waiting for _, waiting in written) < 5
+    assert dict(table) == rows
