@@ -191,6 +191,18 @@ def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
             admin.delete_topics(mine, timeout_ms=30_000)  # type: ignore[attr-defined]
 
 
+def retire_topics(args: argparse.Namespace, run: Run) -> None:
+    """Delete the topics of the phases run so far (unless ``--keep-topics``).
+
+    Done after each phase rather than at the dataset's end: a finished phase's changelogs
+    (hundreds of MB of item rows) otherwise stay on the broker, whose log cleaner keeps
+    compacting them while the later, latency-sensitive phases run.
+    """
+    if not args.keep_topics:
+        delete_topics(run.settings, run.topics)
+        run.topics.clear()
+
+
 def produce(settings: Settings, topic: str, events: Sequence[Interaction]) -> float:
     """Send every event as fast as the producer goes; return events/s."""
     from kafka import KafkaProducer
@@ -584,14 +596,17 @@ def paced_produce(
     return probes
 
 
-def freshness(run: Run, rate: float, keys: CacheKeys, duration_s: float) -> dict[str, Any]:
+def freshness(
+    run: Run, rate: float, keys: CacheKeys, duration_s: float, label: str = "fresh"
+) -> dict[str, Any]:
+    """One paced phase on its own topic and app id (``label``: unique per phase of a run)."""
     client = run.redis()
     run.clear()
-    topic = run.topic("fresh")
+    topic = run.topic(label)
     create_topic(run.settings, topic)
     n = max(1, min(len(run.events), int(rate * duration_s)))
     events = run.events[:n]
-    worker = start_worker(run, topic, f"bench-{run.run_id}-fresh", 0)
+    worker = start_worker(run, topic, f"bench-{run.run_id}-{label}", 0)
     load_before = os.getloadavg()
     try:
         wait_ready([worker], timeout_s=180)
@@ -730,9 +745,12 @@ def finish_freshness(
 ) -> dict[str, Any]:
     rate = args.freshness_fraction * one["events_per_s"]
     result.update(freshness(run, rate, keys, args.freshness_s))
+    retire_topics(args, run)
     curve = []
     for fraction in args.freshness_extra:
-        extra = freshness(run, fraction * one["events_per_s"], keys, args.freshness_s)
+        label = f"fresh{round(fraction * 1000)}"
+        extra = freshness(run, fraction * one["events_per_s"], keys, args.freshness_s, label)
+        retire_topics(args, run)
         curve.append({"fraction": fraction, **extra})
     if curve:
         result["freshness_curve"] = curve
@@ -762,12 +780,15 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
             log(f"{dataset}: {len(events)} events produced ({produce_rate:.0f}/s) to {topic}")
             result["produce_events_per_s"] = produce_rate
             result.update(baseline(run, topic))
+            retire_topics(args, run)
             one = worker_throughput(run, 1, keys, args.settle_s)
+            retire_topics(args, run)
             result["events_per_s"] = one["events_per_s"]
             result["worker_1"] = one
             result["workers"] = 1
             if 2 in args.workers:
                 two = worker_throughput(run, 2, keys, args.settle_s)
+                retire_topics(args, run)
                 result["events_per_s_2_workers"] = two["events_per_s"]
                 result["worker_2"] = two
                 result["scale_out_ratio"] = two["events_per_s"] / one["events_per_s"]
@@ -776,6 +797,7 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
                 result.update({f"backlog_{k}": v for k, v in one.items() if k.startswith("live_")})
                 pace = args.freshness_fraction * one["events_per_s"]
                 result.update(paced_quality(run, pace, keys, args.quality_sample))
+                retire_topics(args, run)
                 result["paced_hitrate_sample"] = args.quality_sample
                 result.update(offline_hit_rates(events, catalog, args.seed))
                 offline = result["offline_hit_rate_at_10_streamrec"]
@@ -786,8 +808,7 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
             if not args.skip_freshness:
                 finish_freshness(args, run, keys, one, result)
         finally:
-            if not args.keep_topics:
-                delete_topics(settings, run.topics)
+            retire_topics(args, run)
             with contextlib.suppress(Exception):
                 release_db(run)
     return result

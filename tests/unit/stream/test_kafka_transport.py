@@ -55,6 +55,15 @@ def test_the_worker_producer_batches_table_rows_in_256_kib() -> None:
     assert app.conf.producer_max_request_size >= PRODUCER_BATCH_BYTES
 
 
+def test_the_worker_runs_without_faust_s_monitor_sensor_but_keeps_the_monitor() -> None:
+    app = create_app(Settings(app_id="unit-no-monitor"))
+    monitor = app.monitor
+    app.on_init_dependencies()
+    assert monitor not in set(app.sensors)
+    # the consumer still reports to the monitor directly (end offsets, commits)
+    assert app.monitor is monitor
+
+
 # --------------------------------------------------------------- the fetcher's per-message race
 
 
