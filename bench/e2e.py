@@ -198,7 +198,7 @@ def retire_topics(args: argparse.Namespace, run: Run) -> None:
     (hundreds of MB of item rows) otherwise stay on the broker, whose log cleaner keeps
     compacting them while the later, latency-sensitive phases run.
     """
-    if not args.keep_topics:
+    if run.topics and not args.keep_topics:
         delete_topics(run.settings, run.topics)
         run.topics.clear()
 
