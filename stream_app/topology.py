@@ -139,16 +139,28 @@ def deltas_by_item(
     >>> d["b"].norm, d["b"].pairs, d["a"].pairs, d["a"].succ
     (4.0, {'a': 2.0}, {'b': 2.0}, {'b': 1.0})
     """
+    # The inner loop runs ~2 * window times per event on the event loop: look up before
+    # creating (``setdefault(k, ItemDelta())`` built and dropped a delta per pair, a third of
+    # this function's time in a py-spy profile) and keep the row dicts in locals.
     out: dict[str, ItemDelta] = {}
+    find = out.get
     for item, weight, pairs in learned:
-        own = out.setdefault(item, ItemDelta())
+        own = find(item)
+        if own is None:
+            own = out[item] = ItemDelta()
         own.norm += weight * weight
+        own_pairs = own.pairs
         for other, w in pairs:
-            own.pairs[other] = own.pairs.get(other, 0.0) + w
-            back = out.setdefault(other, ItemDelta())
-            back.pairs[item] = back.pairs.get(item, 0.0) + w
+            own_pairs[other] = own_pairs.get(other, 0.0) + w
+            back = find(other)
+            if back is None:
+                back = out[other] = ItemDelta()
+            back_pairs = back.pairs
+            back_pairs[item] = back_pairs.get(item, 0.0) + w
     for previous, item in moves:
-        row = out.setdefault(previous, ItemDelta())
+        row = find(previous)
+        if row is None:
+            row = out[previous] = ItemDelta()
         row.succ[item] = row.succ.get(item, 0.0) + 1.0
     return out
 
