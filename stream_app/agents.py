@@ -10,7 +10,9 @@ tested) and ``stream_app.cache`` (the Redis adapter). The agent only
 - sends rejected messages to the DLQ topic with their reason;
 - writes each affected user's history to the ``history`` table once per batch (one changelog
   message per user per batch, not per event);
-- runs the batch's Redis work in a thread, so Redis latency never blocks the event loop;
+- runs the batch's Redis work and scoring (``LivePath.process``) on the event loop, or in a
+  thread while a session model serves (Keras inference must not block the loop) or when
+  ``Settings.batch_in_thread`` asks: see "Where a batch runs" in docs/stream.md;
 - sends the batch's item co-occurrence increments, one message per touched item, to the
   internal ``<app_id>-item-deltas`` topic keyed by item;
 
@@ -345,8 +347,18 @@ def register_live_path(
                     # Idempotence: events at or below the marks of the batch's *last* step (recs +
                     # counters) were fully processed before a restart: skip them. Events between
                     # those and the trending marks are processed again; trending skips them.
-                    marks = await asyncio.to_thread(
-                        _read_marks, store, settings.topic_events + ":counted"
+                    # On the loop unless told, a session model serves, or Redis is failing
+                    # (``pending_cache_errors``: its retries would hold the loop for seconds).
+                    on_loop = (
+                        not settings.batch_in_thread
+                        and slot.current() is None
+                        and not path.pending_cache_errors
+                    )
+                    marks_key = settings.topic_events + ":counted"
+                    marks = (
+                        _read_marks(store, marks_key)
+                        if on_loop
+                        else await asyncio.to_thread(_read_marks, store, marks_key)
                     )
                     batch = sorted_batch.fresh(marks)
                     histories: dict[str, list[str]] = {}
@@ -374,8 +386,7 @@ def register_live_path(
                     # its source offset) but never lose them. Events past the counted marks
                     # are reprocessed whole, so trending and scoring need not wait for the
                     # acks: the thread waits for them only before it writes the recs.
-                    acked = _acks(pending, asyncio.get_running_loop())
-                    await asyncio.to_thread(
+                    work = functools.partial(
                         path.process,
                         batch.valid,
                         histories,
@@ -383,8 +394,16 @@ def register_live_path(
                         kafka_ts_ms=batch.kafka_ts_ms,
                         hwm=(settings.topic_events, batch.positions),
                         before=before,
-                        durable=acked,
                     )
+                    if on_loop:
+                        # See "Where a batch runs" in docs/stream.md: no thread to hand the
+                        # GIL to and back; the deltas' acks first, as the loop cannot wait
+                        # for them from inside the batch.
+                        await _all_acked(pending)
+                        work()
+                    else:
+                        acked = _acks(pending, asyncio.get_running_loop())
+                        await asyncio.to_thread(work, durable=acked)
                 except Exception:
                     # A bug must not stop the consumer for good (a crashed Faust agent stays
                     # down while the worker looks alive): log loudly and move on.
@@ -482,6 +501,14 @@ async def _track_topics(app: faust.App, names: list[str]) -> None:
 #: How long a batch waits for the broker to acknowledge its item deltas before it gives up
 #: (the batch is then logged as failed and its recs are not written).
 DELTA_ACK_TIMEOUT_S = 60.0
+
+
+async def _all_acked(pending: Sequence[Any]) -> None:
+    """Wait on the event loop for the sends' acknowledgements (``pending``: what
+    ``Topic.send`` returned), as long as :func:`_acks` would."""
+    futures = [f for f in pending if isinstance(f, asyncio.Future)]
+    if futures:
+        await asyncio.wait_for(asyncio.gather(*futures), DELTA_ACK_TIMEOUT_S)
 
 
 def _acks(pending: Sequence[Any], loop: asyncio.AbstractEventLoop) -> Callable[[], None]:

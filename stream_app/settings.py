@@ -91,6 +91,16 @@ def _fraction(raw: str) -> float:
     return value
 
 
+def _flag(raw: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case)."""
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("one of 1, 0, true, false, yes, no, on, off")
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -152,6 +162,13 @@ class Settings:
         _positive_float,
         2.0,
         "Max wait to fill an item-side batch (neighbour lists lag by up to this)",
+    )
+    batch_in_thread: bool = _env(
+        "BATCH_IN_THREAD",
+        _flag,
+        False,
+        "Run every batch's Redis work and scoring in a thread (default: only while a session "
+        "model serves)",
     )
     fetch_max_wait_ms: int = _env(
         "FETCH_MAX_WAIT_MS",

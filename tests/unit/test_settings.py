@@ -69,6 +69,7 @@ def test_values_are_parsed_and_normalised() -> None:
             "STREAMREC_MODEL_POLL_S": "0",
             "STREAMREC_WEB_PORT": "65535",
             "STREAMREC_LOG_LEVEL": "debug",
+            "STREAMREC_BATCH_IN_THREAD": " Yes ",
         }
     )
     assert s.kafka_bootstrap == "kafka-1:9092,kafka-2:9092"
@@ -79,6 +80,8 @@ def test_values_are_parsed_and_normalised() -> None:
     assert s.model_poll_s == 0.0
     assert s.web_port == 65535
     assert s.log_level == "DEBUG"
+    assert s.batch_in_thread is True
+    assert Settings.from_env({"STREAMREC_BATCH_IN_THREAD": "off"}).batch_in_thread is False
     assert Settings.from_env({"STREAMREC_REDIS_URL": "unix:///run/redis.sock"}).redis_url
 
 
@@ -110,6 +113,7 @@ BAD = [
     ("STREAMREC_BATCH_MAX_DELAY_S", "-0.1"),
     ("STREAMREC_ITEM_BATCH_DELAY_S", "0"),
     ("STREAMREC_FETCH_MAX_WAIT_MS", "0"),
+    ("STREAMREC_BATCH_IN_THREAD", "maybe"),
     ("STREAMREC_MODEL_POLL_S", "-1"),
     ("STREAMREC_MODEL_POLL_S", "inf"),
     ("STREAMREC_WEB_PORT", "0"),

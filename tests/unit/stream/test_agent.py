@@ -29,14 +29,17 @@ def _event(user: str, item: str, ts: int = T0) -> bytes:
     ).encode()
 
 
-@pytest.fixture
-def harness(monkeypatch, tmp_path):
+@pytest.fixture(params=[False, True], ids=["batch-on-loop", "batch-in-thread"])
+def harness(request, monkeypatch, tmp_path):
+    """Both places a batch can run (``Settings.batch_in_thread``; the thread is also where it
+    runs while a session model serves)."""
     settings = Settings(
         app_id="unit-agent",
         top_n=2,
         batch_max_events=10,
         batch_max_delay_s=0.01,
         state_dir=tmp_path,
+        batch_in_thread=request.param,
     )
     app = faust.App(
         settings.app_id,
