@@ -168,7 +168,7 @@ class Settings:
         _flag,
         False,
         "Run every batch's Redis work and scoring in a thread (default: only while a session "
-        "model serves)",
+        "model serves or Redis is failing)",
     )
     fetch_max_wait_ms: int = _env(
         "FETCH_MAX_WAIT_MS",
