@@ -221,3 +221,98 @@ def test_item_rows_are_written_with_at_most_the_allowed_writes_waiting():
     assert [key for key, _ in written] == list(rows)  # every row, in order
     assert max(waiting for _, waiting in written) < 5
     assert dict(table) == rows
+
+
+def test_a_batch_runs_on_the_loop_until_redis_fails_then_in_a_thread_until_it_writes_again(
+    monkeypatch, tmp_path
+):
+    """``Settings.batch_in_thread`` off: the batch runs on the event loop, except after a batch
+    whose Redis work failed (its retries must not hold the loop) and while a session model
+    serves (Keras inference must not run on the loop)."""
+    import threading
+
+    from stream_app.cache.base import CacheUnavailable
+    from stream_app.live_path import TrendingScorer
+
+    class FlakyCache(MemoryCache):
+        fail_next = False
+
+        def update_trending(self, *args, **kwargs):
+            if self.fail_next:
+                self.fail_next = False
+                raise CacheUnavailable("redis is down")
+            return super().update_trending(*args, **kwargs)
+
+    class RecordingScorer:  # trending, noting where each batch was scored
+        def __init__(self) -> None:
+            self.inner = TrendingScorer()
+            self.versions = self.inner.versions
+            self.threads: list[bool] = []  # per scored batch: on the event loop's thread?
+
+        def candidates_needed(self, n: int, history_len: int) -> int:
+            return self.inner.candidates_needed(n, history_len)
+
+        def recommend_batch(self, histories, trending, n):
+            self.threads.append(threading.current_thread() is threading.main_thread())
+            return self.inner.recommend_batch(histories, trending, n)
+
+    settings = Settings(
+        app_id="unit-agent-where",
+        batch_max_events=10,
+        batch_max_delay_s=0.01,
+        state_dir=tmp_path,
+    )
+    app = faust.App(
+        settings.app_id,
+        broker="kafka://127.0.0.1:1",
+        store="memory://",
+        autodiscover=False,
+        datadir=str(tmp_path / "faust"),
+    )
+    cache = FlakyCache()
+    scorer = RecordingScorer()
+    parts = register_live_path(app, settings, scorer=scorer, cache=cache)
+
+    async def ignore(*args, **kwargs):
+        return None
+
+    monkeypatch.setattr(parts.dlq_topic, "send", ignore)
+    monkeypatch.setattr(parts.deltas_topic, "send", ignore)
+    monkeypatch.setattr(
+        parts.history,
+        "send_changelog",
+        lambda *a, **k: SimpleNamespace(message=SimpleNamespace(partition=0)),
+    )
+    monkeypatch.setattr(parts.slot, "current", lambda: serving.get("model"))
+    serving: dict[str, object] = {}
+    raw = app.channel(
+        schema=faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+    )
+
+    async def one_batch(agent, user: str, scored_before: int) -> None:
+        await agent.put(_event(user, "a"), key=user.encode(), wait=False)
+        for _ in range(300):
+            if len(scorer.threads) > scored_before:
+                break
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        async with parts.agent.test_context(channel=raw) as agent:
+            await one_batch(agent, "u1", 0)  # healthy: on the loop
+            cache.fail_next = True
+            await agent.put(_event("u2", "a"), key=b"u2", wait=False)  # fails on the loop
+            for _ in range(300):
+                if not cache.fail_next:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            assert len(scorer.threads) == 1  # the failed batch was never scored
+            await one_batch(agent, "u3", 1)  # after the failure: in a thread, and it writes
+            await one_batch(agent, "u4", 2)  # healthy again: back on the loop
+            serving["model"] = object()
+            await one_batch(agent, "u5", 3)  # a session model serves: in a thread
+
+    asyncio.run(scenario())
+    assert scorer.threads == [True, False, True, False]
