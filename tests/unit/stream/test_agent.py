@@ -29,6 +29,17 @@ def _event(user: str, item: str, ts: int = T0) -> bytes:
     ).encode()
 
 
+def _unit_app(settings: Settings, tmp_path) -> faust.App:
+    """A Faust app for the agent test harness: no broker is reached."""
+    return faust.App(
+        settings.app_id,
+        broker="kafka://127.0.0.1:1",
+        store="memory://",
+        autodiscover=False,
+        datadir=str(tmp_path / "faust"),
+    )
+
+
 @pytest.fixture(params=[False, True], ids=["batch-on-loop", "batch-in-thread"])
 def harness(request, monkeypatch, tmp_path):
     """Both places a batch can run (``Settings.batch_in_thread``; the thread is also where it
@@ -41,13 +52,7 @@ def harness(request, monkeypatch, tmp_path):
         state_dir=tmp_path,
         batch_in_thread=request.param,
     )
-    app = faust.App(
-        settings.app_id,
-        broker="kafka://127.0.0.1:1",
-        store="memory://",
-        autodiscover=False,
-        datadir=str(tmp_path / "faust"),
-    )
+    app = _unit_app(settings, tmp_path)
     cache = MemoryCache()
     parts = register_live_path(app, settings, cache=cache)
     dead: list[tuple[bytes | None, DeadLetter]] = []
@@ -262,13 +267,7 @@ def test_a_batch_runs_on_the_loop_until_redis_fails_then_in_a_thread_until_it_wr
         batch_max_delay_s=0.01,
         state_dir=tmp_path,
     )
-    app = faust.App(
-        settings.app_id,
-        broker="kafka://127.0.0.1:1",
-        store="memory://",
-        autodiscover=False,
-        datadir=str(tmp_path / "faust"),
-    )
+    app = _unit_app(settings, tmp_path)
     cache = FlakyCache()
     scorer = RecordingScorer()
     parts = register_live_path(app, settings, scorer=scorer, cache=cache)
