@@ -11,8 +11,9 @@ tested) and ``stream_app.cache`` (the Redis adapter). The agent only
 - writes each affected user's history to the ``history`` table once per batch (one changelog
   message per user per batch, not per event);
 - runs the batch's Redis work and scoring (``LivePath.process``) on the event loop, or in a
-  thread while a session model serves (Keras inference must not block the loop) or when
-  ``Settings.batch_in_thread`` asks: see "Where a batch runs" in docs/stream.md;
+  thread while a session model serves (Keras inference must not block the loop), after a
+  batch whose Redis work failed, or when ``Settings.batch_in_thread`` asks: see "Where a batch
+  runs" in docs/stream.md;
 - sends the batch's item co-occurrence increments, one message per touched item, to the
   internal ``<app_id>-item-deltas`` topic keyed by item;
 
