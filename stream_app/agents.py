@@ -506,7 +506,7 @@ DELTA_ACK_TIMEOUT_S = 60.0
 
 async def _all_acked(pending: Sequence[Any]) -> None:
     """Wait on the event loop for the sends' acknowledgements (``pending``: what
-    ``Topic.send`` returned), as long as :func:`_acks` would."""
+    ``Topic.send`` returned), at most ``DELTA_ACK_TIMEOUT_S``."""
     futures = [f for f in pending if isinstance(f, asyncio.Future)]
     if futures:
         await asyncio.wait_for(asyncio.gather(*futures), DELTA_ACK_TIMEOUT_S)
@@ -514,15 +514,12 @@ async def _all_acked(pending: Sequence[Any]) -> None:
 
 def _acks(pending: Sequence[Any], loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
     """A blocking wait, for a worker thread, on the sends' acknowledgements (``pending``:
-    what ``Topic.send`` returned; futures of the event loop ``loop``)."""
-    futures = [f for f in pending if isinstance(f, asyncio.Future)]
-
-    async def gathered() -> None:
-        await asyncio.gather(*futures)
+    what ``Topic.send`` returned; futures of the event loop ``loop``): :func:`_all_acked`, run
+    on that loop."""
 
     def wait() -> None:
-        if futures:
-            asyncio.run_coroutine_threadsafe(gathered(), loop).result(DELTA_ACK_TIMEOUT_S)
+        if any(isinstance(f, asyncio.Future) for f in pending):
+            asyncio.run_coroutine_threadsafe(_all_acked(pending), loop).result()
 
     return wait
 

@@ -3,10 +3,11 @@ transitions from the lists the item side published, trending for cold users, and
 session model blended in.
 
 It runs inside ``LivePath.process``: in a worker thread whenever a session model serves (its
-batched Keras inference must not block the event loop), and otherwise on the event loop unless
-``Settings.batch_in_thread`` says so (its per-batch Redis reads, an MGET of the neighbour lists of
-every affected user's recent items and one of the successor lists of their last items, are
-sub-millisecond round trips; handing the GIL to a thread and back cost more). The session model
+batched Keras inference must not block the event loop) or the last batch's Redis work failed,
+and otherwise on the event loop unless ``Settings.batch_in_thread`` says so (its per-batch
+Redis reads, an MGET of the neighbour lists of every affected user's recent items and one of the
+successor lists of their last items, are sub-millisecond round trips; handing the GIL to a
+thread and back cost more). The session model
 is taken from the ``ModelSlot`` once per batch: a swap lands between batches, never inside one.
 """
 
