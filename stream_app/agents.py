@@ -181,21 +181,35 @@ def item_partition(item: str, partitions: int) -> int:
 
 
 def pack_deltas(deltas: dict[tuple[str, int], ItemDelta], partitions: int) -> dict[int, bytes]:
-    """One message value per target partition: ``[[item, delta], ...]`` as JSON.
+    """One message value per target partition: ``[row, ...]`` as JSON, a row per delta
+    (:meth:`ItemDelta.to_row`: a flat list, so neither side builds a dict per delta).
 
     >>> packed = pack_deltas({("a", 0): ItemDelta(1.0, {"b": 1.0}, (0, 3))}, 4)
-    >>> [(i, d.pairs) for i, d in unpack_deltas(next(iter(packed.values())))]
-    [('a', {'b': 1.0})]
+    >>> [(i, d.pairs, d.src) for i, d in unpack_deltas(next(iter(packed.values())))]
+    [('a', {'b': 1.0}, (0, 3))]
     """
     groups: dict[int, list[list[object]]] = {}
     for (item, _), delta in deltas.items():
-        groups.setdefault(item_partition(item, partitions), []).append([item, delta.to_dict()])
+        part = item_partition(item, partitions)
+        rows = groups.get(part)
+        if rows is None:
+            rows = groups[part] = []
+        rows.append(delta.to_row(item))
     return {p: orjson.dumps(rows) for p, rows in groups.items()}
 
 
 def unpack_deltas(raw: bytes | str) -> list[tuple[str, ItemDelta]]:
-    """Inverse of :func:`pack_deltas` (a batch keeps its per-item order)."""
-    return [(str(item), ItemDelta.from_dict(body)) for item, body in orjson.loads(raw)]
+    """Inverse of :func:`pack_deltas` (a batch keeps its per-item order). Also reads the
+    earlier ``[[item, {"n", "p", "s", "x"}], ...]`` form, which a worker upgraded from a
+    version before the flat rows may find still waiting in the topic.
+
+    >>> unpack_deltas(b'[["a", {"n": 1.0, "p": {"b": 1.0}, "s": [0, 3]}]]')
+    [('a', ItemDelta(norm=1.0, pairs={'b': 1.0}, src=(0, 3), succ={}))]
+    """
+    return [
+        (str(row[0]), ItemDelta.from_dict(row[1])) if len(row) == 2 else ItemDelta.from_row(row)
+        for row in orjson.loads(raw)
+    ]
 
 
 def batch_deltas(
