@@ -33,9 +33,10 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.Ti
 #: ``ZINCRBY KEYS[1] ARGV[i+1] ARGV[i]`` for every (member, increment) pair of ARGV. The
 #: per-batch writes are hundreds of one-key commands, and redis-py spends ~10 us of Python per
 #: pipelined command (queueing, encoding, packing, reading its reply); as one EVAL the batch is
-#: one command with many arguments: 500 ZINCRBYs took 1.8 against 5.7 ms of client CPU, 500
-#: 1-KiB SETs 4.4 against 9.8 ms (bench/results/compare-redis-bulk-writes/README.md). EVAL, not
-#: EVALSHA: the text is short, and a restarted Redis needs no SCRIPT LOAD round trip.
+#: one command with many arguments: 500 ZINCRBYs took 0.8 against 3.3 ms of client CPU, 500
+#: 1-KiB SETs 2.3 against 5.8 ms (``python bench/redis_writes.py`` ->
+#: bench/results/redis_writes.json). EVAL, not EVALSHA: the text is short, and a restarted
+#: Redis needs no SCRIPT LOAD round trip.
 ZINCRBY_MANY = """
 for i = 1, #ARGV, 2 do
   redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], ARGV[i])

@@ -195,3 +195,17 @@ def test_unexpected_error_is_json_500_and_server_keeps_serving() -> None:
     status, body, after = call(store, scenario)
     assert status == 500 and body["error"] == "internal"
     assert after == 200
+
+
+def test_stored_recs_and_api_items_have_one_json_shape() -> None:
+    """``UserRecs.to_json`` writes each item inline (the worker's hot path) and the API serves
+    ``Recommendation.to_json_dict``: the two must stay the same shape, rounding included."""
+    import orjson
+
+    recs = UserRecs(
+        "u1",
+        (Recommendation("i1", 0.123456789, "because you viewed i0"), Recommendation("i2", 2, "r")),
+    )
+    stored = orjson.loads(recs.to_json())["items"]
+    assert stored == [r.to_json_dict() for r in recs.items]
+    assert stored[0] == {"item_id": "i1", "score": 0.123457, "reason": "because you viewed i0"}
