@@ -30,6 +30,9 @@ mkdir -p "$OUT"
 TREE=$(mktemp -d)/base
 git worktree add --detach -q "$TREE" "$BASE"
 trap 'git worktree remove --force "$TREE"' EXIT
+run_side() {  # run_side TREE NAME: one bench/e2e.py run of TREE, results in $OUT/NAME.json
+  (cd "$1" && "$PY" bench/e2e.py "${ARGS[@]}" --out "$OUT/$2.json")
+}
 for round in $(seq 1 "$ROUNDS"); do
   pids=()
   for side in base head; do
@@ -37,11 +40,10 @@ for round in $(seq 1 "$ROUNDS"); do
     [[ $side == base ]] && dir=$TREE
     echo "[compare] round $round: $side ($(git -C "$dir" rev-parse --short HEAD))" >&2
     if [[ ${COMPARE_MODE:-alternate} == concurrent ]]; then
-      (cd "$dir" && "$PY" bench/e2e.py "${ARGS[@]}" --out "$OUT/${side}_${round}.json") \
-        >"$OUT/${side}_${round}.log" 2>&1 &
+      run_side "$dir" "${side}_${round}" >"$OUT/${side}_${round}.log" 2>&1 &
       pids+=($!)
     else
-      (cd "$dir" && "$PY" bench/e2e.py "${ARGS[@]}" --out "$OUT/${side}_${round}.json")
+      run_side "$dir" "${side}_${round}"
     fi
   done
   for pid in "${pids[@]}"; do wait "$pid"; done

@@ -32,8 +32,7 @@ class Recommendation(NamedTuple):
     reason: str
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The JSON object of one item, as the API serves it (``UserRecs.to_json`` writes the
-        same shape inline; a test keeps the two equal)."""
+        """The JSON object of one item, as stored in ``UserRecs.to_json`` and served by the API."""
         return {"item_id": self.item_id, "score": round(self.score, 6), "reason": self.reason}
 
 
@@ -60,11 +59,7 @@ class UserRecs:
         return orjson.dumps(
             {
                 "user_id": self.user_id,
-                # to_json_dict inlined: this runs for every recommendation the worker writes
-                "items": [
-                    {"item_id": item, "score": round(score, 6), "reason": reason}
-                    for item, score, reason in self.items
-                ],
+                "items": [r.to_json_dict() for r in self.items],
                 "model_versions": dict(self.model_versions),
                 "computed_at": self.computed_at,
             }

@@ -198,8 +198,8 @@ def test_unexpected_error_is_json_500_and_server_keeps_serving() -> None:
 
 
 def test_stored_recs_and_api_items_have_one_json_shape() -> None:
-    """``UserRecs.to_json`` writes each item inline (the worker's hot path) and the API serves
-    ``Recommendation.to_json_dict``: the two must stay the same shape, rounding included."""
+    """What the worker stores (``UserRecs.to_json``) and what the API serves
+    (``Recommendation.to_json_dict``) are the same item objects, scores rounded to 6 places."""
     import orjson
 
     recs = UserRecs(
