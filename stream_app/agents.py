@@ -50,6 +50,7 @@ from stream_app.live_path import (
 )
 from stream_app.model_slot import ModelSlot
 from stream_app.model_updates import InvalidUpdate, parse_update
+from stream_app.raw_schema import RawSchema
 from stream_app.records import DeadLetter, dead_letter
 from stream_app.session_blend import OnlineScorer
 from stream_app.settings import Settings
@@ -274,13 +275,10 @@ def register_live_path(
     ``settings.redis_url``, opened when the agent starts (a given one is used as is and left
     open, for tests).
     """
+    # RawSchema: key and value bytes as Kafka delivered them, with none of Faust's per-message
+    # codec lookups (the validation that matters is ``parse_message``'s).
     events_topic = app.topic(
-        settings.topic_events,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.event_partitions,
+        settings.topic_events, schema=RawSchema(), partitions=settings.event_partitions
     )
     dlq_topic = app.topic(settings.topic_dlq, value_type=DeadLetter, key_serializer="raw")
     # Keyed by the user id *bytes* (key_type=bytes -> raw serializer; a str key would be
@@ -299,10 +297,7 @@ def register_live_path(
     # changelog partitions follow the item, and recovery after a restart restores the right rows.
     deltas_topic = app.topic(
         settings.topic_item_deltas,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        schema=RawSchema(),
         partitions=settings.event_partitions,
         internal=True,
     )
@@ -437,7 +432,7 @@ def register_live_path(
             # and republishes) every item its deltas name, so fewer, larger batches cost far
             # less per event; the lists lag by at most the window.
             async for events in stream.take_events(  # type: ignore[attr-defined]
-                settings.batch_max_events, within=settings.item_batch_delay_s
+                settings.item_batch_max_deltas, within=settings.item_batch_delay_s
             ):
                 rows: dict[bytes, dict] = {}
                 try:

@@ -152,10 +152,16 @@ class Settings:
         "SESSION_GAP_S", _positive_float, 1800.0, "Inactivity gap that ends a session"
     )
     batch_max_events: int = _env(
-        "BATCH_MAX_EVENTS", _positive_int, 500, "Max events per worker micro-batch"
+        "BATCH_MAX_EVENTS", _positive_int, 1000, "Max events per worker micro-batch"
     )
     batch_max_delay_s: float = _env(
         "BATCH_MAX_DELAY_S", _positive_float, 0.05, "Max wait to fill a micro-batch"
+    )
+    item_batch_max_deltas: int = _env(
+        "ITEM_BATCH_MAX_DELTAS",
+        _positive_int,
+        1000,
+        "Max item-delta messages (one per user-side batch and partition) per item-side batch",
     )
     item_batch_delay_s: float = _env(
         "ITEM_BATCH_DELAY_S",
