@@ -362,6 +362,13 @@ def mean_batch(client: Any, keys: CacheKeys) -> float | None:
     return int(events) / int(batches) if events and batches and int(batches) else None
 
 
+def mean_batch_users(client: Any, keys: CacheKeys) -> float | None:
+    """Users scored per micro-batch over the phase (one list written per user and batch): the
+    per-user work (history row, scoring, one ``SET``) follows this, not the event count."""
+    users, batches = client.mget([keys.stat("recs_written"), keys.stat("batches")])
+    return int(users) / int(batches) if users and batches and int(batches) else None
+
+
 def wait_item_side(settings: Settings, app_id: str, timeout_s: float) -> float | None:
     """Seconds until the item side has committed every delta (its lag is 0), or None.
 
@@ -483,6 +490,7 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
         "startup_s": ready_t - started,
         "complete": done >= total,
         "mean_batch_events": mean_batch(client, keys),
+        "mean_batch_users": mean_batch_users(client, keys),
         # CPU the workers used per event in the measured window (their cost, whatever the
         # contention), and how busy the whole machine was meanwhile.
         "worker_cpu_ms_per_event": 1000 * (cpu1 - cpu0) / in_window
