@@ -14,7 +14,6 @@ writes bench/results/encode_lists.json (microseconds per list, best of ``--repea
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import sys
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
+from results_file import command_line, write_results  # noqa: E402
 
 from stream_app.cache.base import encode_neighbors  # noqa: E402
 
@@ -76,14 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "encode_bytes_mismatches": mismatches,
         "lists": n,
         "entries_per_list": args.length,
-        "command": " ".join(
-            ["python bench/encode_lists.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
+        "command": command_line("bench/encode_lists.py", argv),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_results(args.out, result, echo=True)
     return 0 if mismatches == 0 else 1
 
 

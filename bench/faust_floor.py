@@ -126,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     import e2e
+    from results_file import command_line, write_results
 
     from models.datasets import load_dataset
     from stream_app.settings import Settings
@@ -147,14 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rounds": rounds,
         "events": len(events),
         "batch_max_events": settings.batch_max_events,
-        "command": " ".join(
-            ["python bench/faust_floor.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
+        "command": command_line("bench/faust_floor.py", argv),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_results(args.out, result, echo=True)
     return 0
 
 

@@ -15,10 +15,10 @@ After learning the whole synthetic stream, for every item with statistics:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+from results_file import write_results
 
 from models.datasets import load_dataset
 from models.online.recommender import OnlineRecommender
@@ -80,9 +80,7 @@ def main() -> int:
             "chance": float(np.mean(chance_share)),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(output, indent=2) + "\n")
-    print(json.dumps(output, indent=2))
+    write_results(args.out, output, echo=True)
     return 0
 
 

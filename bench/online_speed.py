@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import platform
 import pstats
 import time
 from pathlib import Path
 from typing import Any
+
+from results_file import write_results
 
 from models.datasets import load_dataset
 from models.online.baselines import ItemKNNBaseline, OnlineRanker, PopularityBaseline
@@ -110,8 +111,7 @@ def main() -> int:
         },
         "profile_top": profile,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(output, indent=2) + "\n")
+    write_results(args.out, output)
     print(f"wrote {args.out}")
     return 0
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from results_file import write_results
 
 from models.datasets import load_dataset
 from models.datasets.synthetic import SyntheticConfig
@@ -94,8 +95,7 @@ def main() -> int:
             for m in ("recall@20", "mrr@20", "recall@10", "mrr@10", "ndcg@10")
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_results(args.out, results)
     for name, metrics in models.items():
         print(f"{name:15s} Recall@20 {metrics['recall@20']:.4f}  MRR@20 {metrics['mrr@20']:.4f}")
     print(f"wrote {args.out}")

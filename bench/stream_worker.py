@@ -19,7 +19,6 @@ writes bench/results/stream_worker_movielens100k.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 from models.datasets import load_dataset  # noqa: E402
 from models.events import decode_event  # noqa: E402
@@ -233,8 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.out, result)
     log(f"wrote {args.out}: {median_rate:.0f} events/s, {median_cpu:.0f} events per CPU-s")
     return 0
 
