@@ -105,6 +105,23 @@ class SortedBatch:
         return out
 
 
+def letter_for(event: Any, reason: str) -> tuple[bytes | None, DeadLetter]:
+    """(message key, DLQ record) for a rejected Faust event: its bytes, where it came from."""
+    message = event.message
+    raw = event.value if isinstance(event.value, bytes | bytearray) else None
+    return (
+        message.key if isinstance(message.key, bytes) else None,
+        dead_letter(
+            raw,
+            reason,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            message_timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+        ),
+    )
+
+
 def sort_batch(events: Sequence[Any]) -> SortedBatch:
     """Validate each Faust event of a batch; never raises on bad input."""
     valid: list[Interaction] = []
@@ -116,22 +133,7 @@ def sort_batch(events: Sequence[Any]) -> SortedBatch:
         try:
             parsed = parse_message(event.value)
         except InvalidEvent as exc:
-            raw = event.value if isinstance(event.value, bytes | bytearray) else None
-            dead.append(
-                (
-                    message.key if isinstance(message.key, bytes) else None,
-                    dead_letter(
-                        raw,
-                        str(exc),
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        message_timestamp_ms=int(message.timestamp * 1000)
-                        if message.timestamp
-                        else None,
-                    ),
-                )
-            )
+            dead.append(letter_for(event, str(exc)))
             continue
         valid.append(parsed)
         stamps.append(int(message.timestamp * 1000) if message.timestamp else parsed.timestamp_ms)
@@ -439,7 +441,13 @@ def register_live_path(
                     # The decoding and row arithmetic run in a thread: done on the event loop, a
                     # 0.5 s batch stalled the user side for tens of ms. Only the table reads
                     # (dict lookups) and writes (changelog sends) stay on the loop.
-                    deltas = await asyncio.to_thread(_unpacked, [e.value for e in events])
+                    deltas, rejected = await asyncio.to_thread(_unpacked, [e.value for e in events])
+                    for index, reason in rejected:
+                        # Only our user side writes here: a bad message is a bug or version
+                        # skew. It goes to the DLQ; the batch's good deltas are still applied.
+                        log.warning("item delta message to the DLQ: %s", reason)
+                        key, letter = letter_for(events[index], reason)
+                        await dlq_topic.send(key=key, value=letter)
                     current = {key: item_stats.get(key) for key in {key for key, _ in deltas}}
                     rows = await asyncio.to_thread(_folded, deltas, current)
                     await write_paced(item_stats, rows, app.producer.buffer)
@@ -575,9 +583,45 @@ def _read_marks(store: RecCache, topic: str) -> dict[int, int]:
         return {}
 
 
-def _unpacked(values: Sequence[bytes]) -> list[tuple[bytes, ItemDelta]]:
-    """Every (item key, delta) of a batch of packed delta messages, in order."""
-    return [(item.encode(), delta) for value in values for item, delta in unpack_deltas(value)]
+def _unpacked(
+    values: Sequence[object],
+) -> tuple[list[tuple[bytes, ItemDelta]], list[tuple[int, str]]]:
+    """Every (item key, delta) of a batch of packed delta messages, in order, and (position,
+    reason) of each message that is not one (its deltas are left out, the others kept).
+
+    >>> good = pack_deltas({("a", 0): ItemDelta(1.0, {"b": 1.0}, (0, 3))}, 1)[0]
+    >>> deltas, rejected = _unpacked([b"{not json", good, b'[["a", "1", {}, 0, 3, {}]]'])
+    >>> [(key, d.pairs) for key, d in deltas], [i for i, _ in rejected]
+    ([(b'a', {'b': 1.0})], [0, 2])
+    """
+    deltas: list[tuple[bytes, ItemDelta]] = []
+    rejected: list[tuple[int, str]] = []
+    for position, value in enumerate(values):
+        try:
+            if not isinstance(value, bytes | bytearray):
+                raise TypeError(f"value is {type(value).__name__}, not bytes")
+            unpacked = unpack_deltas(value)
+            for _, delta in unpacked:
+                check_delta(delta)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            rejected.append((position, f"undecodable item deltas: {type(exc).__name__}: {exc}"))
+            continue
+        deltas.extend((item.encode(), delta) for item, delta in unpacked)
+    return deltas, rejected
+
+
+def check_delta(delta: ItemDelta) -> None:
+    """Raise TypeError unless the delta's fields have the types the item side adds up (their
+    contents are trusted: only our user side writes the topic, and checking every pair would
+    cost what :meth:`ItemDelta.from_row` saves by not converting them)."""
+    src = delta.src
+    if not (
+        isinstance(delta.norm, int | float)
+        and isinstance(delta.pairs, dict)
+        and isinstance(delta.succ, dict)
+        and (src is None or (isinstance(src[0], int) and isinstance(src[1], int)))
+    ):
+        raise TypeError(f"malformed delta fields: {delta!r}"[:300])
 
 
 def _folded(

@@ -164,6 +164,30 @@ def test_user_side_sends_one_delta_per_touched_item_and_item_side_publishes_neig
     assert neighbors["a"] == [("b", 1.0), ("c", 1.0)]
 
 
+def test_item_side_sends_an_undecodable_delta_message_to_the_dlq_and_applies_the_rest(harness):
+    from stream_app.agents import pack_deltas
+    from stream_app.topology import ItemDelta
+
+    good = pack_deltas({("a", 0): ItemDelta(1.0, {"b": 1.0}, (0, 3))}, 1)[0]
+    good_b = pack_deltas({("b", 0): ItemDelta(1.0, {"a": 1.0}, (0, 3))}, 1)[0]
+    bad = [b"{truncated", b'[["a", "one", {}, 0, 4, {}]]']
+
+    async def item_side():
+        async with harness.parts.item_agent.test_context(channel=harness.raw) as agent:
+            for value in [good, bad[0], good_b, bad[1]]:
+                await agent.put(value, key=b"deltas", wait=False)
+            for _ in range(200):
+                if len(harness.dead) == 2 and harness.cache.get_neighbors(["a"]):
+                    break
+                await asyncio.sleep(0.01)
+
+    asyncio.run(item_side())
+    assert [letter.payload() for _, letter in harness.dead] == bad
+    assert all("undecodable item deltas" in letter.reason for _, letter in harness.dead)
+    assert harness.cache.get_neighbors(["a"])["a"] == [("b", 1.0)]
+    assert dict(harness.item_changelog)[b"a"]["p"] == {"b": 1.0}
+
+
 def test_a_worker_thread_waits_for_the_delta_acks_on_the_event_loop():
     from stream_app.agents import _acks
 
