@@ -590,9 +590,10 @@ def _unpacked(
     reason) of each message that is not one (its deltas are left out, the others kept).
 
     >>> good = pack_deltas({("a", 0): ItemDelta(1.0, {"b": 1.0}, (0, 3))}, 1)[0]
-    >>> deltas, rejected = _unpacked([b"{not json", good, b'[["a", "1", {}, 0, 3, {}]]'])
+    >>> deltas, rejected = _unpacked(
+    ...     [b"{not json", good, b'[["a", "1", {}, 0, 3, {}]]', b'[["a", 5]]'])
     >>> [(key, d.pairs) for key, d in deltas], [i for i, _ in rejected]
-    ([(b'a', {'b': 1.0})], [0, 2])
+    ([(b'a', {'b': 1.0})], [0, 2, 3])
     """
     deltas: list[tuple[bytes, ItemDelta]] = []
     rejected: list[tuple[int, str]] = []
@@ -603,7 +604,8 @@ def _unpacked(
             unpacked = unpack_deltas(value)
             for _, delta in unpacked:
                 check_delta(delta)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            # AttributeError: an old-form row (``[item, {...}]``) whose body is no object
             rejected.append((position, f"undecodable item deltas: {type(exc).__name__}: {exc}"))
             continue
         deltas.extend((item.encode(), delta) for item, delta in unpacked)

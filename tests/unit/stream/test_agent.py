@@ -170,14 +170,14 @@ def test_item_side_sends_an_undecodable_delta_message_to_the_dlq_and_applies_the
 
     good = pack_deltas({("a", 0): ItemDelta(1.0, {"b": 1.0}, (0, 3))}, 1)[0]
     good_b = pack_deltas({("b", 0): ItemDelta(1.0, {"a": 1.0}, (0, 3))}, 1)[0]
-    bad = [b"{truncated", b'[["a", "one", {}, 0, 4, {}]]']
+    bad = [b"{truncated", b'[["a", "one", {}, 0, 4, {}]]', b'[["a", 5]]']
 
     async def item_side():
         async with harness.parts.item_agent.test_context(channel=harness.raw) as agent:
-            for value in [good, bad[0], good_b, bad[1]]:
+            for value in [good, bad[0], good_b, bad[1], bad[2]]:
                 await agent.put(value, key=b"deltas", wait=False)
             for _ in range(200):
-                if len(harness.dead) == 2 and harness.cache.get_neighbors(["a"]):
+                if len(harness.dead) == 3 and harness.cache.get_neighbors(["a"]):
                     break
                 await asyncio.sleep(0.01)
 
