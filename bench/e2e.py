@@ -62,6 +62,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results_file import command_line  # noqa: E402
+
 from models.events import Interaction  # noqa: E402
 from stream_app.cache.keys import STAT_NAMES, CacheKeys  # noqa: E402
 from stream_app.producer import PRODUCER_CONFIG, encode_message  # noqa: E402
@@ -182,13 +184,18 @@ def create_topic(settings: Settings, topic: str) -> None:
 
 
 def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
+    """Delete every topic whose name starts with one of ``topics``; a failure is logged (the
+    run's numbers stand without the clean-up), not raised."""
     from stream_app.admin import admin_client
 
-    with contextlib.suppress(Exception), admin_client(settings) as admin:
-        existing = set(admin.list_topics())  # type: ignore[attr-defined]
-        mine = [t for t in existing if any(t.startswith(p) for p in topics)]
-        if mine:
-            admin.delete_topics(mine, timeout_ms=30_000)  # type: ignore[attr-defined]
+    try:
+        with admin_client(settings) as admin:
+            existing = set(admin.list_topics())  # type: ignore[attr-defined]
+            mine = [t for t in existing if any(t.startswith(p) for p in topics)]
+            if mine:
+                admin.delete_topics(mine, timeout_ms=30_000)  # type: ignore[attr-defined]
+    except Exception as exc:
+        log(f"topics starting with {list(topics)} not deleted: {exc!r}")
 
 
 def retire_topics(args: argparse.Namespace, run: Run) -> None:
@@ -882,7 +889,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs.append(bench_dataset(args, settings, dataset))
     out = dict(runs[0])
     out["runs"] = runs
-    out["command"] = "python bench/e2e.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    out["command"] = command_line("bench/e2e.py", argv)
     out["machine"] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

@@ -28,7 +28,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+
+import e2e  # noqa: E402  (bench/, this script's folder, is on the path)
+from results_file import command_line, write_results  # noqa: E402
 
 SCHEMAS = ("raw_schema", "faust_raw")
 
@@ -81,31 +83,32 @@ def run_agent(
     app.main()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def one_round(topic: str, events: int, state: Path, timeout_s: float) -> list[dict[str, Any]]:
+def one_round(
+    topic: str, events: int, state: Path, app_prefix: str, timeout_s: float
+) -> list[dict[str, Any]]:
+    """Both agents at once, each in its own consumer group ``<app_prefix>-<schema>``; their
+    results, in ``SCHEMAS`` order. An agent still running after ``timeout_s`` is killed."""
     procs = []
-    for schema in SCHEMAS:
-        env = {**os.environ, "STREAMREC_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1"}
-        result_path = state / f"{schema}-{uuid.uuid4().hex[:8]}.json"
-        cmd = [sys.executable, __file__, "--agent", schema, "--topic", topic]
-        cmd += ["--events", str(events), "--app-id", f"floor-{uuid.uuid4().hex[:8]}"]
-        cmd += ["--port", str(free_port()), "--result", str(result_path)]
-        log = (state / f"{result_path.stem}.log").open("wb")
-        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=log), result_path))
-    results = []
-    for proc, result_path in procs:
-        proc.wait(timeout=timeout_s)
-        if not result_path.exists():
-            raise RuntimeError(f"a floor agent gave no result (exit {proc.returncode})")
-        results.append(json.loads(result_path.read_text()))
-    return results
+    try:
+        for schema in SCHEMAS:
+            env = {**os.environ, "STREAMREC_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1"}
+            result_path = state / f"{app_prefix}-{schema}.json"
+            cmd = [sys.executable, __file__, "--agent", schema, "--topic", topic]
+            cmd += ["--events", str(events), "--app-id", f"{app_prefix}-{schema}"]
+            cmd += ["--port", str(e2e.free_port()), "--result", str(result_path)]
+            with (state / f"{app_prefix}-{schema}.log").open("wb") as log:
+                procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=log), result_path))
+        results = []
+        for proc, result_path in procs:
+            proc.wait(timeout=timeout_s)
+            if not result_path.exists():
+                raise RuntimeError(f"a floor agent gave no result (exit {proc.returncode})")
+            results.append(json.loads(result_path.read_text()))
+        return results
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,14 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_agent(args.agent, args.topic, args.events, args.app_id, args.port, args.result)
         return 0
 
-    import e2e
-    from results_file import command_line, write_results
-
     from models.datasets import load_dataset
     from stream_app.settings import Settings
 
     settings = Settings.from_env()
-    topic = f"bench.floor.{uuid.uuid4().hex[:8]}"
+    run_id = uuid.uuid4().hex[:8]
+    topic = f"bench.floor.{run_id}"
     e2e.create_topic(settings, topic)
     events = list(load_dataset("synthetic", synthetic_events=args.events, seed=args.seed).events)
     e2e.produce(settings, topic, events)
@@ -140,10 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="streamrec-floor-") as state:
             for n in range(args.rounds):
-                rounds.append(one_round(topic, len(events), Path(state), args.timeout_s))
+                prefix = f"floor-{run_id}-{n + 1}"
+                rounds.append(one_round(topic, len(events), Path(state), prefix, args.timeout_s))
                 print(f"round {n + 1}: {rounds[-1]}", file=sys.stderr)
     finally:
-        e2e.delete_topics(settings, [topic, "floor-"])
+        # The topic and the agents' own (Faust's leader topics start with the app id).
+        e2e.delete_topics(settings, [topic, f"floor-{run_id}-"])
     result = {
         "rounds": rounds,
         "events": len(events),

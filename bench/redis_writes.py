@@ -14,7 +14,6 @@ deletes them.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -25,6 +24,8 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from results_file import command_line, write_results  # noqa: E402
 
 from stream_app.cache.redis_backend import queue_set_many, queue_zincrby_many  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
@@ -93,13 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         client.delete(zset, *recs)
     out = {
-        "command": "python bench/redis_writes.py " + " ".join(argv or sys.argv[1:]),
+        "command": command_line("bench/redis_writes.py", argv),
         "keys_per_call": args.n,
         "value_bytes": len(next(iter(recs.values()))),
         "calls": args.calls,
         "results": results,
     }
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    write_results(args.out, out)
     for name, r in results.items():
         print(f"{name:28s} cpu {r['cpu_ms']:6.2f} ms  wall {r['wall_ms']:6.2f} ms")
 

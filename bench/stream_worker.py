@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
-from results_file import write_results  # noqa: E402
+from results_file import command_line, write_results  # noqa: E402
 
 from models.datasets import load_dataset  # noqa: E402
 from models.events import decode_event  # noqa: E402
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     median_rate = statistics.median(r["events_per_s"] for r in runs)
     median_cpu = statistics.median(r["events_per_cpu_s"] for r in runs)
     result: dict[str, Any] = {
-        "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
+        "command": command_line("bench/stream_worker.py", argv),
         "dataset": "movielens100k",
         "events": len(messages),
         "settings": {
