@@ -38,31 +38,30 @@ import faust
 import orjson
 
 from models.events import Interaction, InvalidEvent, event_weight
-from stream_app.cache import CacheKeys, RecCache, open_cache
-from stream_app.cache.base import CacheUnavailable
-from stream_app.live_path import (
-    LivePath,
-    Scorer,
-    TrendingScorer,
-    items_by_user,
-    merge_history,
-    parse_message,
-)
-from stream_app.model_slot import ModelSlot
-from stream_app.model_updates import InvalidUpdate, parse_update
-from stream_app.raw_schema import RawSchema
-from stream_app.records import DeadLetter, dead_letter
-from stream_app.session_blend import OnlineScorer
-from stream_app.settings import Settings
-from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
-from stream_app.topology import (
+from models.online.stream.deltas import (
+    MAX_ROW_PAIRS,
+    MAX_SUCCESSORS,
+    NEIGHBORS_M,
+    PAIR_WINDOW,
     ItemDelta,
     apply_deltas,
     deltas_by_item,
+    merge_history,
     published_lists,
     transitions,
     user_side_batch,
 )
+from models.online.stream.partitions import key_partition
+from stream_app.cache import CacheKeys, RecCache, open_cache
+from stream_app.cache.base import CacheUnavailable
+from stream_app.live_path import LivePath, Scorer, items_by_user, parse_message
+from stream_app.model_slot import ModelSlot
+from stream_app.model_updates import InvalidUpdate, parse_update
+from stream_app.online_scorer import OnlineScorer
+from stream_app.raw_schema import RawSchema
+from stream_app.records import DeadLetter, dead_letter
+from stream_app.settings import Settings
+from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
 
 log = logging.getLogger(__name__)
 
@@ -156,31 +155,10 @@ class LivePathParts:
     slot: ModelSlot
 
 
-#: Co-occurrence window (distinct recent items an event pairs with), as in the online model.
-PAIR_WINDOW = 10
-#: Co-occurrence entries kept per item row (the memory bound of the item table).
-MAX_ROW_PAIRS = 200
-#: Neighbours published per item (the online model's ``max_neighbors``).
-NEIGHBORS_M = 100
-#: Transition counts kept per item row, and successors published per item (the online
-#: model's ``max_successors``).
-MAX_SUCCESSORS = 50
-
-
-@functools.lru_cache(maxsize=1 << 18)
 def item_partition(item: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as aiokafka and kafka-python) gives
-    the key ``item``: where the item table's changelog row for it lives.
-
-    Cached: kafka-python's murmur2 is pure Python, and every batch asks again for most of the
-    catalogue (2-3% of the samples in a py-spy profile of the worker).
-
-    >>> item_partition("242", 4) == item_partition("242", 4) < 4
-    True
-    """
-    from kafka.partitioner.default import murmur2
-
-    return (murmur2(item.encode()) & 0x7FFFFFFF) % partitions
+    """The partition of the item table's changelog row for ``item``: the one Kafka's default
+    partitioner gives the key (:func:`key_partition`)."""
+    return key_partition(item, partitions)
 
 
 def pack_deltas(deltas: dict[tuple[str, int], ItemDelta], partitions: int) -> dict[int, bytes]:
@@ -313,7 +291,6 @@ def register_live_path(
         use_partitioner=True,
     )
     slot = ModelSlot()
-    _ = TrendingScorer  # the previous default, still importable for tests and benchmarks
 
     async def load_session_model(reason: str) -> None:
         try:
@@ -339,7 +316,7 @@ def register_live_path(
         )
         path = LivePath(
             store,
-            scorer or OnlineScorer(store, slot),
+            scorer or OnlineScorer(store, slot, partitions=settings.event_partitions, keys=keys),
             top_n=settings.top_n,
             half_life_s=settings.popularity_half_life_s,
             rec_ttl_s=settings.rec_ttl_s,

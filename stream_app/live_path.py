@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from models.events import Interaction, InvalidEvent, decode_event, event_weight
+from models.online.stream.deltas import merge_history
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
 from stream_app.settings import Settings
-from stream_app.telemetry import HIT_K, BatchTelemetry, is_hit, online_hits, sampled
+from stream_app.telemetry import HIT_K, BatchTelemetry, Trials, judge, online_hits, sampled
 
 log = logging.getLogger(__name__)
 
@@ -104,22 +105,6 @@ def sequential_key(user_id: str, position: int) -> str:
     return f"{user_id}\x00{position}"
 
 
-def merge_history(old: Sequence[str], new_items: Sequence[str], max_len: int) -> list[str]:
-    """Distinct items, most recent last, at most ``max_len`` (a re-seen item moves to the end).
-
-    Distinct so that ``max_len`` bounds the *seen set* used for exclusion, not the raw event count.
-
-    >>> merge_history(["a", "b", "c"], ["b", "d"], 3)
-    ['c', 'b', 'd']
-    """
-    merged = dict.fromkeys(old)
-    for item in new_items:
-        merged.pop(item, None)
-        merged[item] = None
-    items = list(merged)
-    return items[-max_len:] if len(items) > max_len else items
-
-
 def trending_top_n(
     trending: Sequence[tuple[str, float]],
     seen: Iterable[str],
@@ -161,6 +146,24 @@ class Scorer(Protocol):
         n: int,
     ) -> dict[str, list[Recommendation]]: ...
 
+    def learn_batch(
+        self,
+        events: Sequence[Interaction],
+        before: Mapping[str, Sequence[str]],
+        partitions: Sequence[int],
+    ) -> None:
+        """Learn the batch's events (``partitions``: each event's), given the users'
+        histories before it; called before the batch is scored."""
+        ...
+
+    def checkpoint(self) -> Mapping[str, bytes]:
+        """Learned state to write together with the batch's counted marks."""
+        ...
+
+    def checkpointed(self) -> None:
+        """The last :meth:`checkpoint` was written."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class TrendingScorer:
@@ -184,6 +187,20 @@ class TrendingScorer:
     def candidates_needed(self, n: int, history_len: int) -> int:
         return n + history_len
 
+    def learn_batch(
+        self,
+        events: Sequence[Interaction],
+        before: Mapping[str, Sequence[str]],
+        partitions: Sequence[int],
+    ) -> None:
+        return None
+
+    def checkpoint(self) -> Mapping[str, bytes]:
+        return {}
+
+    def checkpointed(self) -> None:
+        return None
+
     def recommend_batch(
         self,
         histories: Mapping[str, Sequence[str]],
@@ -198,17 +215,16 @@ class TrendingScorer:
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
-    """A batch's online HitRate@10 trials, as far as they can be judged before it is scored.
+    """A batch's online HitRate@10 / MRR@10 trials, as far as they can be judged before it is
+    scored: ``cached`` (every event), ``seq`` (the sampled first-of-user events).
 
     ``later`` holds the sampled events that are not their user's first of the batch: synthetic
     key (``sequential_key``) -> (the user's history just before the event, the event's item).
     They are judged once the batch's trending list is known (``LivePath._judge_later``).
     """
 
-    hits: int
-    trials: int
-    seq_hits: int
-    seq_trials: int
+    cached: Trials
+    seq: Trials
     later: Mapping[str, tuple[list[str], str]]
 
 
@@ -316,6 +332,10 @@ class LivePath:
             self.pending_cache_errors += 1
             return BatchResult(len(events), len(histories), 0, degraded=True)
         self._served_trending = [item for item, _ in trending[:HIT_K]]
+        if before is not None and hwm is not None:
+            # Exactly the events the counted marks are about to count (``events`` are past
+            # them): the rankers' checkpoint below moves with those marks.
+            self.scorer.learn_batch(events, before, [p for p, _ in hwm[1]])
         ranked = self.scorer.recommend_batch(histories, trending, self.top_n)
         computed_at = int(time.time() * 1000)
         versions = dict(self.scorer.versions)
@@ -325,19 +345,24 @@ class LivePath:
         counted = (hwm[0] + ":counted", hwm[1]) if hwm else None
         if durable is not None:
             durable()
-        result = self._write(recs, stats, len(histories), len(events), counted)
+        state = self.scorer.checkpoint()
+        result = self._write(recs, stats, len(histories), len(events), counted, state)
+        if not result.degraded:
+            self.scorer.checkpointed()
         if judged is not None and not result.degraded:
             # After the write, so the extra scorer call never delays the recommendations.
-            seq_hits, seq_trials = self._judge_later(judged, trending)
+            seq = self._judge_later(judged, trending)
             stamps = kafka_ts_ms if kafka_ts_ms is not None else [e.timestamp_ms for e in events]
             self._report(
                 BatchTelemetry.from_batch(
                     stamps,
                     computed_at,
-                    hits=judged.hits,
-                    trials=judged.trials,
-                    seq_hits=seq_hits,
-                    seq_trials=seq_trials,
+                    hits=judged.cached.hits,
+                    trials=judged.cached.trials,
+                    rr=judged.cached.rr,
+                    seq_hits=seq.hits,
+                    seq_trials=seq.trials,
+                    seq_rr=seq.rr,
                     model_versions=versions,
                 )
             )
@@ -359,50 +384,45 @@ class LivePath:
             tops = self.cache.get_many_items(list(histories))
         except CacheUnavailable:
             return None
-        hits, trials = online_hits(
-            ((e.user_id, e.item_id) for e in events), tops, self._served_trending
-        )
-        seq_hits = seq_trials = 0
+        cached = online_hits(((e.user_id, e.item_id) for e in events), tops, self._served_trending)
         later: dict[str, tuple[list[str], str]] = {}
         if before is None or self.hitrate_sample <= 0.0:
-            return Judgement(hits, trials, 0, 0, later)
+            return Judgement(cached, Trials(), later)
         batch_items = items_by_user(events)
+        firsts: list[tuple[str, Sequence[str]]] = []
         for event, j in positions_in_batch(events):
             user, item = event.user_id, event.item_id
             if not sampled(user, item, event.timestamp_ms, self.hitrate_sample):
                 continue
             if j == 1:
-                seq_trials += 1
-                seq_hits += is_hit(item, tops.get(user, self._served_trending))
+                firsts.append((item, tops.get(user, self._served_trending)))
             else:
                 prior = merge_history(
                     before.get(user, ()), batch_items[user][: j - 1], self.history_len
                 )
                 later[sequential_key(user, j)] = (prior, item)
-        return Judgement(hits, trials, seq_hits, seq_trials, later)
+        return Judgement(cached, judge(firsts), later)
 
-    def _judge_later(
-        self, judged: Judgement, trending: Sequence[tuple[str, float]]
-    ) -> tuple[int, int]:
-        """Sequential ``(hits, trials)`` of the batch, scoring the sampled later events' prior
-        histories in ONE extra ``recommend_batch`` (synthetic keys, so the protocol is unchanged)
-        with the batch's trending list. If that call fails the batch's whole sample is dropped:
-        keeping only its first-of-user events would bias the rate toward the cached one.
+    def _judge_later(self, judged: Judgement, trending: Sequence[tuple[str, float]]) -> Trials:
+        """The batch's sequential trials, scoring the sampled later events' prior histories in
+        ONE extra ``recommend_batch`` (synthetic keys, so the protocol is unchanged) with the
+        batch's trending list. If that call fails the batch's whole sample is dropped: keeping
+        only its first-of-user events would bias the rates toward the cached ones.
         """
         if not judged.later:
-            return judged.seq_hits, judged.seq_trials
+            return judged.seq
         try:
             ranked = self.scorer.recommend_batch(
                 {key: prior for key, (prior, _) in judged.later.items()}, trending, self.top_n
             )
         except Exception as exc:  # best effort: metrics must never cost recommendations
             log.warning("sequential HitRate sample of a batch dropped: %r", exc)
-            return 0, 0
-        hits = sum(
-            is_hit(item, [r.item_id for r in ranked.get(key, ())])
+            return Trials()
+        later = judge(
+            (item, [r.item_id for r in ranked.get(key, ())])
             for key, (_, item) in judged.later.items()
         )
-        return judged.seq_hits + hits, judged.seq_trials + len(judged.later)
+        return judged.seq + later
 
     def _report(self, batch: BatchTelemetry) -> None:
         assert self.telemetry is not None
@@ -418,14 +438,12 @@ class LivePath:
         users: int,
         events: int,
         hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+        state: Mapping[str, bytes] | None = None,
     ) -> BatchResult:
         stats["recs_written"] = len(recs)
         stats["redis_errors"] = self.pending_cache_errors
         try:
-            if hwm is None:
-                self.cache.write_batch(recs, self.rec_ttl_s, stats)
-            else:
-                self.cache.write_batch(recs, self.rec_ttl_s, stats, hwm=hwm)
+            self.cache.write_batch(recs, self.rec_ttl_s, stats, hwm=hwm, state=state or None)
         except CacheUnavailable as exc:
             log.warning("batch of %d recs not written, cache unavailable: %s", len(recs), exc)
             self.pending_cache_errors += 1

@@ -1,4 +1,9 @@
-"""``streamrec evaluate``: prequential comparison of our blend with the four baselines.
+"""``streamrec evaluate``: prequential comparison of the served model with the baselines.
+
+``streamrec`` is :class:`models.online.stream.StreamModel`, the model the worker runs (the
+same scoring and learning functions, one event at a time). ``dense_reference`` is the earlier
+offline-only model (:class:`OnlineRecommender`: dense features over the whole catalog, content
+and session-boundary features), kept beside it to show what the stream form gives up.
 
 Writes ``--out FILE`` as JSON (``dataset``, ``protocol``, ``models``) and a PNG of HitRate@10
 over the stream next to it. Protocol: :mod:`models.evaluation.prequential`.
@@ -11,6 +16,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +25,22 @@ from models.evaluation.prequential import plot_curves, prequential
 from models.online.baselines import ItemKNNBaseline, OnlineRanker, baseline_models
 from models.online.oracle import PlantedOracle
 from models.online.recommender import OnlineRecommender
+from models.online.stream import StreamModel
 
 log = logging.getLogger(__name__)
 
-#: Our model's extra variants, for the ablations in docs/online-models.md (``--variants``).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "streamrec_fixed_blend": {"reranker": None},
-    "streamrec_fm": {"reranker": "fm"},
-    "streamrec_with_usercf": {"user_cf": True},
-    "streamrec_session_pop": {"session_popularity": True},
+#: Extra variants beside ``streamrec`` (``--variants``): the served model without its ranker,
+#: and the dense offline model with its ablations (docs/online-models.md).
+VARIANTS: dict[str, Callable[[dict[str, dict[str, Any]], int], OnlineRanker]] = {
+    "streamrec_fixed_blend": lambda catalog, seed: StreamModel(min_trained=2**62),
+    "dense_reference": lambda catalog, seed: OnlineRecommender(catalog=catalog, seed=seed),
+    "dense_fixed_blend": lambda catalog, seed: OnlineRecommender(
+        catalog=catalog, seed=seed, reranker=None
+    ),
+    "dense_fm": lambda catalog, seed: OnlineRecommender(catalog=catalog, seed=seed, reranker="fm"),
+    "dense_with_usercf": lambda catalog, seed: OnlineRecommender(
+        catalog=catalog, seed=seed, user_cf=True
+    ),
 }
 
 
@@ -43,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument(
         "--variants",
-        default="streamrec_fixed_blend,streamrec_with_usercf,streamrec_session_pop",
+        default="streamrec_fixed_blend,dense_reference",
         help=f"comma list of extra model variants ('' for none): {', '.join(VARIANTS)}",
     )
     parser.add_argument("--no-baselines", action="store_true", help="only our model(s)")
@@ -55,11 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_models(
     catalog: dict[str, dict[str, Any]], variants: list[str], baselines: bool = True, seed: int = 0
 ) -> dict[str, OnlineRanker]:
-    models: dict[str, OnlineRanker] = {"streamrec": OnlineRecommender(catalog=catalog, seed=seed)}
+    models: dict[str, OnlineRanker] = {"streamrec": StreamModel()}
     for name in variants:
         if name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
-        models[name] = OnlineRecommender(catalog=catalog, seed=seed, **VARIANTS[name])
+        models[name] = VARIANTS[name](catalog, seed)
     if baselines:
         models.update(baseline_models())
         # The windowed co-occurrence is the stronger item-kNN on MovieLens; both are baselines.
@@ -86,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     result = prequential(events, models, k=args.k, warmup=args.warmup)
     k = args.k
     baselines = [
-        n for n in result["models"] if not n.startswith("streamrec") and n not in references
+        n
+        for n in result["models"]
+        if not n.startswith(("streamrec", "dense_")) and n not in references
     ]
     comparison: dict[str, Any] = {}
     if baselines:

@@ -81,9 +81,9 @@ class DecayedPopularity:
     def top(self, k: int, now_ms: float) -> list[tuple[str, float]]:
         stored = self.vector()
         order = np.argsort(-stored, kind="stable")[:k]
-        return [
-            (self.vocab.items[i], float(self._decayed(float(stored[i]), now_ms))) for i in order
-        ]
+        values = np.asarray(self._decayed(stored[order], now_ms), np.float64).tolist()
+        items = self.vocab.items
+        return [(items[i], v) for i, v in zip(order.tolist(), values, strict=True)]
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         meta = {"half_life_s": self.half_life_s, "epoch_ms": self._epoch_ms}

@@ -56,8 +56,12 @@ class LinearReranker:
         top-k list needs, and needs no intercept (so ``(d, True)`` and ``(-d, False)`` have the
         same gradient: one of them is enough).
         """
-        for row in negatives:
-            self.model.learn_one(self._row(positive - row), True)
+        self.learn_pairs(positive - negatives)
+
+    def learn_pairs(self, differences: Sequence[Sequence[float]] | np.ndarray) -> None:
+        """One event's pairs, given as ``positive - negative`` feature rows."""
+        for row in differences:
+            self.model.learn_one(self._row(row), True)
         self.n_learned += 1
 
     def weight_vector(self) -> np.ndarray:

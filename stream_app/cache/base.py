@@ -10,31 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import orjson
 
+from models.online.stream.scoring import Recommendation
+
+__all__ = ["CacheUnavailable", "RecCache", "Recommendation", "UserRecs"]
+
 
 class CacheUnavailable(RuntimeError):
     """The cache could not be reached after retries; the caller should degrade, not crash."""
-
-
-class Recommendation(NamedTuple):
-    """One recommended item with the score it was ranked by and a human-readable reason.
-
-    A named tuple, not a frozen dataclass: the worker builds top-N of them for every user of
-    every batch (10,000 a batch on the synthetic stream), and a frozen dataclass's ``__init__``
-    pays one ``object.__setattr__`` call per field where a tuple is built in one step.
-    """
-
-    item_id: str
-    score: float
-    reason: str
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """The JSON object of one item, as stored in ``UserRecs.to_json`` and served by the API."""
-        return {"item_id": self.item_id, "score": round(self.score, 6), "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +175,18 @@ class RecCache(Protocol):
         ttl_s: int,
         stats: Mapping[str, int],
         hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+        state: Mapping[str, bytes] | None = None,
     ) -> None:
         """Store every user's top-N with a TTL and add ``stats`` to the counters, in one go.
 
         With ``hwm=(name, positions)`` this is one atomic step guarded by its own high-water
         marks (as in :meth:`update_trending`): the ``events`` counter becomes the number of
-        positions not counted before."""
+        positions not counted before. ``state`` (key -> bytes, no TTL) is written in the same
+        step: learned state that must move exactly with the counted marks."""
+        ...
+
+    def read_state(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The values of those ``state`` keys that exist (one round trip)."""
         ...
 
     def get_recs(self, user_id: str) -> UserRecs | None: ...

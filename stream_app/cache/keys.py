@@ -16,6 +16,8 @@ Keys (``{p}`` is the prefix):
 - ``{p}:hwm:{name}`` (hash): partition -> last source offset counted (``{topic}`` for
   trending, ``{topic}:counted`` for the counters written with the recs)
 - ``{p}:stats:{name}`` (integer): counters ``events``, ``dlq``, ``batches``, ...
+- ``{p}:ranker:{partition}`` (string): JSON state of a user-side partition's River ranker,
+  written in the same transaction as the counted marks (``StreamRanker.to_json``)
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ class CacheKeys:
     def hwm(self, topic: str) -> str:
         """Hash partition -> last offset of ``topic`` already counted (idempotent counters)."""
         return f"{self.prefix}:hwm:{topic}"
+
+    def ranker(self, partition: int) -> str:
+        """A user-side partition's ranker state (JSON), checkpointed with the counted marks."""
+        return f"{self.prefix}:ranker:{partition}"
 
     def stat(self, name: str) -> str:
         """An integer counter, one of :data:`STAT_NAMES`."""

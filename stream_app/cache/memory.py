@@ -37,6 +37,10 @@ class MemoryCache:
         self._neighbors: dict[str, list[tuple[str, float]]] = {}
         self._norms: dict[str, float] = {}
         self._successors: dict[str, list[tuple[str, float]]] = {}
+        self._state: dict[str, bytes] = {}
+
+    def read_state(self, keys: Sequence[str]) -> dict[str, bytes]:
+        return {k: self._state[k] for k in keys if k in self._state}
 
     def read_hwm(self, topic: str) -> dict[int, int]:
         return dict(self._hwm.get(topic, {}))
@@ -102,7 +106,9 @@ class MemoryCache:
         ttl_s: int,
         stats: Mapping[str, int],
         hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+        state: Mapping[str, bytes] | None = None,
     ) -> None:
+        self._state.update(state or {})
         if hwm is not None:
             keep, self._hwm[hwm[0]] = fresh_positions(hwm[1], self._hwm.get(hwm[0], {}))
             stats = {**stats, "events": len(keep)}

@@ -198,12 +198,14 @@ class RedisCache:
         ttl_s: int,
         stats: Mapping[str, int],
         hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+        state: Mapping[str, bytes] | None = None,
     ) -> None:
         if hwm is None:
 
             def write() -> None:
                 pipe = self._redis.pipeline(transaction=False)
                 self._queue_writes(pipe, recs, ttl_s, stats)
+                queue_set_many(pipe, dict(state or {}))
                 pipe.execute()
 
             self._call(write)
@@ -219,6 +221,7 @@ class RedisCache:
             if marks:
                 pipe.hset(marks_key, mapping={str(p): o for p, o in marks.items()})
             self._queue_writes(pipe, recs, ttl_s, {**stats, "events": len(keep)})
+            queue_set_many(pipe, dict(state or {}))
 
         self._call(lambda: self._redis.transaction(transaction, marks_key))  # type: ignore[arg-type]
 
@@ -229,6 +232,12 @@ class RedisCache:
         for name, count in stats.items():
             if count:
                 pipe.incrby(self.keys.stat(name), int(count))
+
+    def read_state(self, keys: Sequence[str]) -> dict[str, bytes]:
+        if not keys:
+            return {}
+        values = self._call(lambda: self._redis.mget(list(keys)))
+        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
 
     def read_hwm(self, topic: str) -> dict[int, int]:
         raw = self._call(lambda: self._redis.hgetall(self.keys.hwm(topic)))

@@ -26,7 +26,7 @@ from stream_app.cache import CacheKeys, UserRecs
 from stream_app.model_slot import quality_gate
 from stream_app.model_updates import ModelUpdate, publish_update
 from stream_app.settings import Settings
-from stream_app.topology import SESSION_REASON
+from models.online.stream import SESSION_REASON
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,301 @@
+"""The stream model: the one scoring path of the worker and of ``streamrec evaluate``.
+
+``StreamScorer`` is the ranking stage given the published lists: candidates and features for a
+batch of users (:mod:`models.online.stream.scoring`), one River ranker per user-side partition
+(:class:`StreamRanker`) that learns from every event, and the ranked top-N with reasons. The
+worker feeds it lists read from Redis, a micro-batch at a time; ``StreamModel`` feeds it lists
+it keeps in process, one event at a time, behind the evaluator's ``learn_one`` / ``rank``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from models.events import Interaction, event_weight
+from models.online.popularity import DecayedPopularity
+from models.online.stream.arrays import ListIndex
+from models.online.stream.deltas import (
+    MAX_ROW_PAIRS,
+    MAX_SUCCESSORS,
+    NEIGHBORS_M,
+    PAIR_WINDOW,
+    apply_delta,
+    deltas_by_item,
+    merge_history,
+    published_lists,
+    transitions,
+    user_side_batch,
+)
+from models.online.stream.partitions import key_partition
+from models.online.stream.ranker import StreamRanker
+from models.online.stream.scoring import (
+    Candidates,
+    Recommendation,
+    ScoringParams,
+    candidates,
+    recommendations,
+    training_pairs,
+)
+
+Lists = Mapping[str, Sequence[tuple[str, float]]]
+
+
+def event_seed(user_id: str, item_id: str, timestamp_ms: int) -> int:
+    """The seed of an event's negative picks: the same event always teaches the same pairs.
+
+    >>> event_seed("u", "i", 1) == event_seed("u", "i", 1) != event_seed("u", "i", 2)
+    True
+    """
+    return zlib.crc32(f"{user_id}\x1f{item_id}\x1f{timestamp_ms}".encode())
+
+
+class StreamScorer:
+    """The ranking stage over published lists, with one learner per partition.
+
+    Examples
+    --------
+    >>> scorer = StreamScorer(partitions=1)
+    >>> nb, nexts, trending = {"a": [("x", 0.9)]}, {}, [("t", 1.0)]
+    >>> _ = scorer.learn({"u": ["a"]}, [("u", "x", 5, 0)], nb, nexts, trending)
+    >>> scorer.rankers[0].n_updates
+    1
+    >>> [r.item_id for r in scorer.recommend({"v": ["a"]}, nb, nexts, trending, 2)["v"]]
+    ['x', 't']
+    """
+
+    def __init__(
+        self,
+        *,
+        params: ScoringParams | None = None,
+        partitions: int = 1,
+        learning_rate: float = 0.05,
+        min_trained: int = 1_000,
+        n_negatives: int = 4,
+        hard_pool: int = 50,
+    ) -> None:
+        self.params = params or ScoringParams()
+        self.partitions = partitions
+        self.learning_rate = learning_rate
+        self.min_trained = min_trained
+        self.n_negatives = n_negatives
+        self.hard_pool = hard_pool
+        #: partition -> its learner (created on first use)
+        self.rankers: dict[int, StreamRanker] = {}
+        #: the published lists as arrays, converted once per list object
+        self.index = ListIndex()
+
+    def ranker(self, partition: int) -> StreamRanker:
+        found = self.rankers.get(partition)
+        if found is None:
+            found = self.rankers[partition] = StreamRanker(
+                learning_rate=self.learning_rate, min_trained=self.min_trained
+            )
+        return found
+
+    def partition_of(self, user_id: str) -> int:
+        """The user-side partition of a user (the producer keys events by the user id)."""
+        return key_partition(user_id, self.partitions) if self.partitions > 1 else 0
+
+    def list_owners(self, histories: Iterable[Sequence[str]]) -> tuple[list[str], list[str]]:
+        """The items whose neighbour lists and successor lists scoring these histories reads."""
+        near: set[str] = set()
+        nexts: set[str] = set()
+        for history in histories:
+            near.update(self.params.neighbor_sources(history))
+            nexts.update(self.params.successor_sources(history))
+        return sorted(near), sorted(nexts)
+
+    def candidates(
+        self,
+        histories: Sequence[Sequence[str]],
+        neighbors: Lists,
+        successors: Lists,
+        trending: Sequence[tuple[str, float]],
+    ) -> Candidates:
+        return candidates(histories, neighbors, successors, trending, self.index, self.params)
+
+    def weights(self, partitions: Sequence[int]) -> np.ndarray:
+        """One weight vector per row: the partition's ranker."""
+        return np.array([self.ranker(p).weights() for p in partitions])
+
+    def learn_from(
+        self,
+        cands: Candidates,
+        row_partitions: Sequence[int],
+        events: Sequence[tuple[int, str, int, int]],
+        seen: Sequence[Sequence[str]] = (),
+    ) -> int:
+        """Each event ``(row, item, seed, partition)`` teaches its partition's ranker, unless
+        its item is in ``seen[row]`` (a repeat: seen items are never candidates, so a repeat
+        would teach that an item without features beats the candidates); returns the pairs
+        learned. Every event counts in its ranker's ``n_events``."""
+        for _, _, _, part in events:
+            self.ranker(part).n_events += 1
+        if seen:
+            events = [e for e in events if e[1] not in seen[e[0]]]
+        weights = self.weights(row_partitions)
+        pairs = training_pairs(
+            cands,
+            weights,
+            [(row, item, seed) for row, item, seed, _ in events],
+            self.index,
+            n_negatives=self.n_negatives,
+            hard_pool=self.hard_pool,
+        )
+        learned = 0
+        for at, differences in pairs:
+            self.ranker(events[at][3]).learn(differences.tolist())
+            learned += differences.shape[0]
+        return learned
+
+    def learn(
+        self,
+        before: Mapping[str, Sequence[str]],
+        events: Sequence[tuple[str, str, int, int]],
+        neighbors: Lists,
+        successors: Lists,
+        trending: Sequence[tuple[str, float]],
+    ) -> int:
+        """The rankers learn a batch: each event ``(user, item, timestamp, partition)`` against
+        the features of its user's history *before* the batch (``before``)."""
+        users = list(before)
+        rows = {user: row for row, user in enumerate(users)}
+        cands = self.candidates([before[u] for u in users], neighbors, successors, trending)
+        part_of_row = [self.partition_of(u) for u in users]
+        for user, _, _, part in events:
+            part_of_row[rows[user]] = part
+        return self.learn_from(
+            cands,
+            part_of_row,
+            [(rows[u], item, event_seed(u, item, ts), part) for u, item, ts, part in events],
+            [set(before[u]) for u in users],
+        )
+
+    def recommend_from(
+        self,
+        cands: Candidates,
+        histories: Sequence[Sequence[str]],
+        row_partitions: Sequence[int],
+        trending: Sequence[tuple[str, float]],
+        n: int,
+    ) -> list[list[Recommendation]]:
+        weights = self.weights(row_partitions)
+        return recommendations(cands, histories, weights, trending, n, self.index)
+
+    def recommend(
+        self,
+        histories: Mapping[str, Sequence[str]],
+        neighbors: Lists,
+        successors: Lists,
+        trending: Sequence[tuple[str, float]],
+        n: int,
+        partition_of: Callable[[str], int] | None = None,
+    ) -> dict[str, list[Recommendation]]:
+        """Every user's top-``n``, each ranked by her partition's ranker."""
+        users = list(histories)
+        lists = [histories[u] for u in users]
+        cands = self.candidates(lists, neighbors, successors, trending)
+        part = partition_of or self.partition_of
+        ranked = self.recommend_from(cands, lists, [part(u) for u in users], trending, n)
+        return dict(zip(users, ranked, strict=True))
+
+    def versions(self, partitions: Iterable[int]) -> dict[str, str]:
+        """``{"ranker": ...}`` naming the learners that ranked (model and update counts)."""
+        parts = sorted(set(partitions))
+        if not parts:
+            return {}
+        counts = ",".join(f"p{p}:{self.ranker(p).n_updates}" for p in parts)
+        return {"ranker": f"{self.ranker(parts[0]).version.split('@')[0]}@{counts}"}
+
+
+class StreamModel:
+    """The stream model in one process, one event at a time: the evaluator's ``streamrec``.
+
+    The item side's rows and lists are kept here instead of in a Faust table and Redis; the
+    scoring and the learning are the worker's own (:class:`StreamScorer`), sharded into as
+    many learners as the worker's user-side partitions.
+
+    Examples
+    --------
+    >>> model = StreamModel(partitions=1)
+    >>> t = 1_700_000_000_000
+    >>> for n, (u, i) in enumerate([("a", "x"), ("a", "y"), ("b", "x")]):
+    ...     model.learn_one(Interaction(u, i, "view", t + n))
+    >>> model.rank("b", k=2)
+    ['y']
+    """
+
+    def __init__(
+        self,
+        *,
+        partitions: int = 4,
+        history_len: int = 200,
+        popularity_half_life_s: float = 3_600.0,
+        top_n: int = 20,
+        trending_depth: int = 500,
+        params: ScoringParams | None = None,
+        min_trained: int = 1_000,
+    ) -> None:
+        self.history_len = history_len
+        self.top_n = top_n
+        self.trending_depth = trending_depth
+        self.scorer = StreamScorer(params=params, partitions=partitions, min_trained=min_trained)
+        self.histories: dict[str, list[str]] = {}
+        self.rows: dict[str, dict] = {}
+        self.norms: dict[str, float] = {}
+        self.neighbors: dict[str, list[tuple[str, float]]] = {}
+        self.successors: dict[str, list[tuple[str, float]]] = {}
+        self.popularity = DecayedPopularity(popularity_half_life_s)
+        self._now_ms = 0
+        self._version = 0
+        self._cached: tuple[str, int, int, Candidates, list] | None = None
+
+    def _scored(self, user_id: str, now_ms: int) -> tuple[Candidates, list]:
+        cached = self._cached
+        if cached is not None and cached[:3] == (user_id, self._version, now_ms):
+            return cached[3], cached[4]
+        trending = self.popularity.top(self.trending_depth, now_ms)
+        cands = self.scorer.candidates(
+            [self.histories.get(user_id, [])], self.neighbors, self.successors, trending
+        )
+        self._cached = (user_id, self._version, now_ms, cands, trending)
+        return cands, trending
+
+    def learn_one(self, event: Interaction) -> None:
+        user, item, ts = event.user_id, event.item_id, event.timestamp_ms
+        cands, _ = self._scored(user, ts)
+        part = self.scorer.partition_of(user)
+        history = self.histories.get(user, [])
+        self.scorer.learn_from(
+            cands, [part], [(0, item, event_seed(user, item, ts), part)], [set(history)]
+        )
+        weight = event_weight(event)
+        learned = user_side_batch(history, [(item, weight)], window=PAIR_WINDOW)
+        touched = {}
+        for key, delta in deltas_by_item(learned, transitions(history, [item])).items():
+            row = apply_delta(self.rows.get(key), delta, MAX_ROW_PAIRS, MAX_SUCCESSORS)
+            touched[key] = row
+            self.norms[key] = float(row.get("n", 0.0))
+        self.rows.update(touched)
+        lists, nexts = published_lists(touched, self.norms, NEIGHBORS_M, MAX_SUCCESSORS)
+        self.neighbors.update(lists)
+        self.successors.update(nexts)
+        self.histories[user] = merge_history(history, [item], self.history_len)
+        self.popularity.learn_one(item, weight, ts)
+        self._now_ms = max(self._now_ms, ts)
+        self._version += 1
+
+    def recommend(
+        self, user_id: str, k: int = 10, now_ms: int | None = None
+    ) -> list[Recommendation]:
+        now = now_ms if now_ms is not None else self._now_ms
+        cands, trending = self._scored(user_id, now)
+        part = self.scorer.partition_of(user_id)
+        history = self.histories.get(user_id, [])
+        return self.scorer.recommend_from(cands, [history], [part], trending, k)[0]
+
+    def rank(self, user_id: str, k: int = 10, now_ms: int | None = None) -> list[str]:
+        return [r.item_id for r in self.recommend(user_id, k, now_ms)]

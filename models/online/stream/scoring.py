@@ -1,0 +1,529 @@
+"""The stream model's scoring: a batch's candidates, their features, the ranker's order, reasons.
+
+Candidates come from the lists the item side publishes (each recent item's neighbours, the
+successors of the last items) and from the trending list; each gets one value per feature of
+:data:`FEATURES`, and a per-user weight vector (a partition's River ranker, or the fixed blend
+while it is young) orders them. The worker scores a micro-batch of users with one call,
+``StreamModel`` one user per event: the same function either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from models.online.stream.arrays import ListIndex, groups, scaled, segments, top_n
+
+SESSION_REASON = "based on your current session"
+TRENDING_REASON = "trending now"
+
+#: The ranking features, in the order of a weight vector. ``knn``: sum over the user's recent
+#: items of ``recency_decay ** age * cosine``; ``markov``: P(next | last item); both scaled to
+#: max 1 per user. ``markov_p``: the same probability unscaled (a confident transition against
+#: a weak one); ``markov_skip``: transitions from the items before the last (``skip_decay`` per
+#: step back) and from the user's path position (:func:`path_position`) when that is not the
+#: last item; ``popularity``: ``log1p(trending / mean trending)``, scaled to max 1.
+FEATURES: tuple[str, ...] = ("knn", "markov", "markov_p", "markov_skip", "popularity")
+#: Weights used until a ranker has learned enough (``StreamRanker.min_trained``).
+FIXED_BLEND: tuple[float, ...] = (1.0, 0.3, 0.0, 0.0, 0.15)
+
+
+class Recommendation(NamedTuple):
+    """One recommended item with the score it was ranked by and a human-readable reason.
+
+    A named tuple: the worker builds top-N of them for every user of every batch, and a
+    frozen dataclass's ``__init__`` costs one ``object.__setattr__`` per field.
+    """
+
+    item_id: str
+    score: float
+    reason: str
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON object of one item, as cached and served by the API."""
+        return {"item_id": self.item_id, "score": round(self.score, 6), "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringParams:
+    """How many of a user's items each feature reads (the constructor is the configuration)."""
+
+    recent: int = 20
+    recency_decay: float = 0.9
+    skip_steps: int = 3
+    skip_decay: float = 0.5
+    resume_window: int = 10
+    #: top trending items every user gets as candidates
+    trending_candidates: int = 50
+
+    def neighbor_sources(self, history: Sequence[str]) -> Sequence[str]:
+        """The items whose neighbour lists score ``history``."""
+        return history[-self.recent :]
+
+    def successor_sources(self, history: Sequence[str]) -> Sequence[str]:
+        """The items whose successor lists score ``history`` (the last, the skipped, the path)."""
+        return history[-max(self.resume_window, self.skip_steps + 1) :]
+
+
+def path_position(
+    items: Sequence[str], successors: Mapping[str, Sequence[tuple[str, float]]]
+) -> str:
+    """Where a sequence stands on its learned path, skipping detours.
+
+    The first item is the position; an item that is the position's top successor moves it
+    there, any other item is a detour that leaves it (a session that detours often resumes).
+
+    >>> nexts = {"a": [("b", 0.9)], "b": [("c", 0.8)]}
+    >>> path_position(["a", "b", "x"], nexts), path_position(["a", "b", "c"], nexts)
+    ('b', 'c')
+    """
+    position = items[0]
+    for item in items[1:]:
+        nexts = successors.get(position)
+        if nexts and nexts[0][0] == item:
+            position = item
+    return position
+
+
+def popularity_values(trending: Sequence[tuple[str, float]]) -> np.ndarray:
+    """The ``popularity`` feature of each trending item: ``log1p(score / mean)``, max 1.
+
+    >>> popularity_values([("a", 3.0), ("b", 1.0)]).round(3).tolist()
+    [1.0, 0.443]
+    """
+    scores = np.maximum(np.array([s for _, s in trending], np.float64), 0.0)
+    if not scores.shape[0] or scores.max() <= 0:
+        return np.zeros(scores.shape[0])
+    values = np.log1p(scores / scores.mean())
+    return values / values.max()
+
+
+@dataclass(slots=True)
+class _Pieces:
+    """A batch's list pieces, user by user (``rows``), before the array pass."""
+
+    knn_ids: list[np.ndarray] = field(default_factory=list)
+    knn_sims: list[np.ndarray] = field(default_factory=list)
+    knn_decay: list[float] = field(default_factory=list)
+    knn_rows: list[int] = field(default_factory=list)
+    knn_sources: list[str] = field(default_factory=list)
+    markov_ids: list[np.ndarray] = field(default_factory=list)
+    markov_probs: list[np.ndarray] = field(default_factory=list)
+    markov_rows: list[int] = field(default_factory=list)
+    skip_ids: list[np.ndarray] = field(default_factory=list)
+    skip_probs: list[np.ndarray] = field(default_factory=list)
+    skip_scale: list[float] = field(default_factory=list)
+    skip_rows: list[int] = field(default_factory=list)
+
+
+def _gather(
+    histories: Sequence[Sequence[str]],
+    neighbors: Mapping[str, Sequence[tuple[str, float]]],
+    successors: Mapping[str, Sequence[tuple[str, float]]],
+    params: ScoringParams,
+    index: ListIndex,
+) -> _Pieces:
+    out = _Pieces()
+    decay, skip_decay = params.recency_decay, params.skip_decay
+    for row, history in enumerate(histories):
+        if not history:
+            continue
+        for age, source in enumerate(reversed(params.neighbor_sources(history))):
+            lst = neighbors.get(source)
+            if lst:
+                ids, sims = index.arrays(source, lst)
+                out.knn_ids.append(ids)
+                out.knn_sims.append(sims)
+                out.knn_decay.append(decay**age)
+                out.knn_rows.append(row)
+                out.knn_sources.append(source)
+        last = history[-1]
+        nexts = successors.get(last)
+        if nexts:
+            ids, probs = index.arrays("\x00next:" + last, nexts)
+            out.markov_ids.append(ids)
+            out.markov_probs.append(probs)
+            out.markov_rows.append(row)
+        earlier = list(history[-1 - params.skip_steps : -1][::-1])
+        scales = [skip_decay**age for age in range(len(earlier))]
+        position = path_position(history[-params.resume_window :], successors)
+        if position != last:
+            earlier.append(position)
+            scales.append(1.0)
+        for item, scale in zip(earlier, scales, strict=True):
+            lst = successors.get(item)
+            if lst:
+                ids, probs = index.arrays("\x00next:" + item, lst)
+                out.skip_ids.append(ids)
+                out.skip_probs.append(probs)
+                out.skip_scale.append(scale)
+                out.skip_rows.append(row)
+    return out
+
+
+def _int64(values: Iterable[int]) -> np.ndarray:
+    return np.fromiter(values, np.int64)
+
+
+def _flat(pieces: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(pieces) if pieces else np.empty(0, dtype)
+
+
+@dataclass(slots=True)
+class Candidates:
+    """A batch's candidate (user row, item) entries, by row then item id, with their features.
+
+    ``features`` is ``(len(FEATURES), len(ids))``; row ``r``'s entries are
+    ``bounds[r]:bounds[r + 1]``. The knn fields keep what a reason needs (which recent item
+    contributed most).
+    """
+
+    users: int
+    vocab: int
+    rows: np.ndarray
+    ids: np.ndarray
+    features: np.ndarray
+    bounds: np.ndarray
+    groups: np.ndarray  # each entry's group among all the batch's (row, item) keys
+    knn_group: np.ndarray
+    knn_weights: np.ndarray
+    knn_lengths: np.ndarray
+    knn_sources: list[str]
+    popularity: np.ndarray  # the popularity feature by item id (0 outside the trending list)
+
+    @property
+    def size(self) -> int:
+        return int(self.ids.shape[0])
+
+    def segments(self) -> tuple[np.ndarray, np.ndarray]:
+        """(start, length) of each row that has candidates."""
+        lengths = np.diff(self.bounds)
+        return self.bounds[:-1][lengths > 0], lengths[lengths > 0]
+
+    def totals(self, weights: np.ndarray) -> np.ndarray:
+        """Each entry's score under its row's weight vector (``weights``: users x features)."""
+        return np.einsum("fc,cf->c", self.features, weights[self.rows])
+
+    def position(self, row: int, item_id: int | None) -> int | None:
+        """The entry of ``(row, item)``, or None when the item is no candidate of the row."""
+        if item_id is None:
+            return None
+        lo, hi = int(self.bounds[row]), int(self.bounds[row + 1])
+        at = lo + int(np.searchsorted(self.ids[lo:hi], item_id))
+        return at if at < hi and int(self.ids[at]) == item_id else None
+
+
+def candidates(
+    histories: Sequence[Sequence[str]],
+    neighbors: Mapping[str, Sequence[tuple[str, float]]],
+    successors: Mapping[str, Sequence[tuple[str, float]]],
+    trending: Sequence[tuple[str, float]],
+    index: ListIndex,
+    params: ScoringParams = ScoringParams(),
+) -> Candidates:
+    """Every user's candidates and features, in a fixed number of array calls for the batch.
+
+    >>> index = ListIndex()
+    >>> c = candidates([["a"]], {"a": [("x", 0.5)]}, {"a": [("y", 1.0)]}, [("t", 2.0)], index)
+    >>> [index.items[i] for i in c.ids], c.features[:, 0].tolist()   # x: knn only
+    (['x', 'y', 't'], [1.0, 0.0, 0.0, 0.0, 0.0])
+    """
+    pieces = _gather(histories, neighbors, successors, params, index)
+    trend_ids, _ = index.arrays("\x00trending", trending)
+    users = len(histories)
+    # After every list is converted: a seen item without an id is in no list (nothing to drop).
+    known = index.ids.get
+    seen_rows: list[int] = []
+    seen_ids: list[int] = []
+    for row, history in enumerate(histories):
+        found = [i for i in map(known, set(history)) if i is not None]
+        seen_ids.extend(found)
+        seen_rows.extend([row] * len(found))
+    vocab = len(index.items)
+    popularity = np.zeros(vocab)
+    popularity[trend_ids] = popularity_values(trending)
+    shown = trend_ids[: params.trending_candidates]
+    knn_lengths = _int64(ids.shape[0] for ids in pieces.knn_ids)
+    markov_lengths = _int64(ids.shape[0] for ids in pieces.markov_ids)
+    skip_lengths = _int64(ids.shape[0] for ids in pieces.skip_ids)
+    n_knn, n_markov, n_skip = (int(x.sum()) for x in (knn_lengths, markov_lengths, skip_lengths))
+    n_trend = users * shown.shape[0]
+    ids = np.concatenate(
+        [
+            _flat(pieces.knn_ids, np.int64),
+            _flat(pieces.markov_ids, np.int64),
+            _flat(pieces.skip_ids, np.int64),
+            np.tile(shown, users),
+            _int64(seen_ids),
+        ]
+    )
+    rows = np.concatenate(
+        [
+            np.repeat(_int64(pieces.knn_rows), knn_lengths),
+            np.repeat(_int64(pieces.markov_rows), markov_lengths),
+            np.repeat(_int64(pieces.skip_rows), skip_lengths),
+            np.repeat(np.arange(users, dtype=np.int64), shown.shape[0]),
+            _int64(seen_rows),
+        ]
+    )
+    group, keys = groups(rows * vocab + ids, max(users * vocab, 1))
+    size = keys.shape[0]
+    cut = np.cumsum([n_knn, n_markov, n_skip, n_trend])
+    knn_group, markov_group, skip_group = (
+        group[: cut[0]],
+        group[cut[0] : cut[1]],
+        group[cut[1] : cut[2]],
+    )
+    knn_weights = _flat(pieces.knn_sims, np.float64) * np.repeat(
+        np.array(pieces.knn_decay, np.float64), knn_lengths
+    )
+    knn = np.bincount(knn_group, weights=knn_weights, minlength=size)
+    markov = np.bincount(
+        markov_group, weights=_flat(pieces.markov_probs, np.float64), minlength=size
+    )
+    skip = np.bincount(
+        skip_group,
+        weights=_flat(pieces.skip_probs, np.float64)
+        * np.repeat(np.array(pieces.skip_scale, np.float64), skip_lengths),
+        minlength=size,
+    )
+    has_knn, has_markov = np.zeros(size, bool), np.zeros(size, bool)
+    listed, seen = np.zeros(size, bool), np.zeros(size, bool)
+    has_knn[knn_group] = True
+    has_markov[markov_group] = True
+    listed[group[: cut[3]]] = True
+    seen[group[cut[3] :]] = True
+    chosen = np.flatnonzero(listed & ~seen)
+    keys = keys[chosen]
+    bounds = np.searchsorted(keys, np.arange(users + 1) * vocab)
+    lengths = np.diff(bounds)
+    cand_rows = np.repeat(np.arange(users, dtype=np.int64), lengths)
+    cand_ids = keys - cand_rows * vocab
+    features = np.zeros((len(FEATURES), chosen.shape[0]))
+    if chosen.shape[0]:
+        starts, counts = bounds[:-1][lengths > 0], lengths[lengths > 0]
+        features[0] = scaled(knn[chosen], has_knn[chosen], starts, counts, 1.0)
+        features[1] = scaled(markov[chosen], has_markov[chosen], starts, counts, 1.0)
+        features[2] = markov[chosen]
+        features[3] = skip[chosen]
+        features[4] = popularity[cand_ids]
+    return Candidates(
+        users,
+        vocab,
+        cand_rows,
+        cand_ids,
+        features,
+        bounds,
+        chosen,
+        knn_group,
+        knn_weights,
+        knn_lengths,
+        pieces.knn_sources,
+        popularity,
+    )
+
+
+def _strongest_sources(cands: Candidates, wanted: np.ndarray) -> np.ndarray:
+    """For each ``wanted`` group, the knn list (its position among the batch's lists)
+    contributing most to it, the first (a user's newest) on a tie; ``len(knn_lengths)`` for a
+    group no list contributes to."""
+    size = int(cands.groups.max()) + 1 if cands.groups.shape[0] else 0
+    size = max(size, int(cands.knn_group.max()) + 1 if cands.knn_group.shape[0] else 0)
+    slot = np.full(size, -1, np.int64)
+    slot[wanted] = np.arange(wanted.shape[0])
+    slots = slot[cands.knn_group]
+    entries = np.flatnonzero(slots >= 0)
+    slots, weights = slots[entries], cands.knn_weights[entries]
+    top = np.full(wanted.shape[0], -np.inf)
+    np.maximum.at(top, slots, weights)
+    tied = weights == top[slots]
+    starts = np.cumsum(cands.knn_lengths) - cands.knn_lengths
+    lists = np.searchsorted(starts, entries[tied], side="right") - 1
+    first = np.full(wanted.shape[0], cands.knn_lengths.shape[0], np.int64)
+    np.minimum.at(first, slots[tied], lists)
+    return first
+
+
+def ranked(cands: Candidates, weights: np.ndarray, n: int, index: ListIndex) -> np.ndarray:
+    """Positions of each row's ``n`` best entries (score descending, then item id), by row."""
+    if not cands.size or n <= 0:
+        return np.empty(0, np.int64)
+    return top_n(cands.rows, cands.totals(weights), cands.ids, index.items, n, cands.segments())
+
+
+def recommendations(
+    cands: Candidates,
+    histories: Sequence[Sequence[str]],
+    weights: np.ndarray,
+    trending: Sequence[tuple[str, float]],
+    n: int,
+    index: ListIndex,
+) -> list[list[Recommendation]]:
+    """Each row's top-``n`` with scores and reasons, filled up with unseen trending items.
+
+    The reason names the feature that contributed most: the recent item with the largest
+    neighbour contribution ("because you viewed a"), the last item ("often next after a"), the
+    one before it ("often after a"), or "trending now".
+
+    >>> index = ListIndex()
+    >>> hist = [["b", "a"]]
+    >>> c = candidates(hist, {"a": [("x", 0.9)], "b": [("x", 0.5)]}, {}, [("t", 3.0)], index)
+    >>> w = np.array([FIXED_BLEND])
+    >>> [(r.item_id, r.reason) for r in recommendations(c, hist, w, [("t", 3.0)], 3, index)[0]]
+    [('x', 'because you viewed a'), ('t', 'trending now')]
+    """
+    out: list[list[Recommendation]] = [[] for _ in histories]
+    best = ranked(cands, weights, n, index)
+    if best.shape[0]:
+        rows = cands.rows[best]
+        contributions = weights[rows] * cands.features[:, best].T
+        strongest = np.argmax(contributions, axis=1)
+        useless = contributions.max(axis=1) <= 0
+        totals = contributions.sum(axis=1)
+        knn_lists = _strongest_sources(cands, cands.groups[best])
+        sources = cands.knn_sources
+        items = index.items
+        reasons: dict[tuple[int, int], str] = {}  # a batch's entries share few reasons
+        for j, (row, item, feature) in enumerate(
+            zip(rows.tolist(), cands.ids[best].tolist(), strongest.tolist(), strict=True)
+        ):
+            history = histories[row]
+            if useless[j] or feature == 4:
+                reason = TRENDING_REASON
+            elif feature == 0 and knn_lists[j] < len(sources):
+                key = (0, int(knn_lists[j]))
+                reason = reasons.get(key) or reasons.setdefault(
+                    key, f"because you viewed {sources[key[1]]}"
+                )
+            elif feature == 3 and len(history) >= 2:
+                reason = f"often after {history[-2]}"
+            else:
+                reason = f"often next after {history[-1]}"
+            out[row].append(Recommendation(items[item], float(totals[j]), reason))
+    for row, recs in enumerate(out):
+        if len(recs) >= n:
+            continue
+        taken = set(histories[row]) | {r.item_id for r in recs}
+        for item, score in trending:
+            if len(recs) >= n:
+                break
+            if item not in taken:
+                recs.append(Recommendation(item, score, TRENDING_REASON))
+                taken.add(item)
+    return out
+
+
+def _mixed(seed: int, j: int) -> int:
+    """The ``j``-th 64-bit pseudo-random number of ``seed`` (SplitMix64's finaliser)."""
+    x = (seed + (j + 1) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
+
+
+def training_pairs(
+    cands: Candidates,
+    weights: np.ndarray,
+    events: Sequence[tuple[int, str, int]],
+    index: ListIndex,
+    *,
+    n_negatives: int = 4,
+    hard_pool: int = 50,
+) -> list[tuple[int, np.ndarray]]:
+    """``(event position, positive - negative feature rows)`` for each event ``(row, item,
+    seed)`` of ``events``.
+
+    An item that is no candidate of its row has no list feature: its row is its popularity
+    alone. Half the negatives come from the row's current top ``hard_pool``, half uniformly
+    from all its candidates (hard ones alone teach that a high neighbour score means "not
+    chosen"). The picks are a pure function of ``seed`` (a hash of the event), so a replayed
+    event teaches the same pairs. A row with no other candidate teaches nothing.
+
+    >>> index = ListIndex()
+    >>> c = candidates([["a"]], {"a": [("x", 0.9), ("y", 0.5)]}, {}, [("t", 1.0)], index)
+    >>> [(at, d.shape) for at, d in
+    ...  training_pairs(c, np.array([FIXED_BLEND]), [(0, "y", 7), (0, "zz", 8)], index)]
+    [(0, (4, 5)), (1, (4, 5))]
+    """
+    if not cands.size:
+        return []
+    hard = ranked(cands, weights, hard_pool, index)
+    hard_rows = cands.rows[hard]
+    by_row: dict[int, list[int]] = {}
+    if hard.shape[0]:
+        firsts, counts = segments(hard_rows)
+        for s, c in zip(firsts.tolist(), counts.tolist(), strict=True):
+            by_row[int(hard_rows[s])] = hard[s : s + c].tolist()
+    out: list[tuple[int, np.ndarray]] = []
+    n_hard = n_negatives // 2
+    features = cands.features
+    for at, (row, item, seed) in enumerate(events):
+        item_id = index.ids.get(item)
+        positive = cands.position(row, item_id)
+        lo, hi = int(cands.bounds[row]), int(cands.bounds[row + 1])
+        if hi - lo < (1 if positive is None else 2):
+            continue
+        if positive is None:
+            own = np.zeros(features.shape[0])
+            if item_id is not None and item_id < cands.popularity.shape[0]:
+                own[FEATURES.index("popularity")] = cands.popularity[item_id]
+        else:
+            own = features[:, positive]
+        pool = [p for p in by_row.get(row, ()) if p != positive]
+        negatives = [pool[_mixed(seed, j) % len(pool)] for j in range(n_hard)] if pool else []
+        j = len(negatives)
+        while len(negatives) < n_negatives:
+            pick = lo + _mixed(seed, j) % (hi - lo)
+            j += 1
+            if pick != positive:
+                negatives.append(pick)
+        out.append((at, own[None, :] - features[:, negatives].T))
+    return out
+
+
+def blend_session(
+    cf: Sequence[Recommendation],
+    session: Sequence[tuple[str, float]],
+    seen: Iterable[str],
+    n: int,
+    slots: int,
+) -> list[Recommendation]:
+    """Interleave up to ``slots`` session-model items into the CF list (positions 1, 3, 5, ...).
+
+    Session items already in the CF list keep their place but take the session reason only
+    if the CF reason was the trending fallback. Scores are the position's rank score
+    ``1 / (1 + position)``, so the blended list stays sorted.
+
+    >>> cf = [Recommendation("x", 2.0, "because you viewed a"),
+    ...       Recommendation("t", 1.0, "trending now")]
+    >>> [(r.item_id, r.reason) for r in blend_session(cf, [("s", 0.4)], ["a"], 3, 2)]
+    [('x', 'because you viewed a'), ('s', 'based on your current session'), ('t', 'trending now')]
+    """
+    excluded = set(seen)
+    cf_ids = {r.item_id for r in cf}
+    extra = [item for item, _ in session if item not in excluded and item not in cf_ids][:slots]
+    merged: list[tuple[str, str]] = []
+    cf_iter = iter(cf)
+    extra_iter = iter(extra)
+    session_ids = {item for item, _ in session}
+    while len(merged) < n:
+        pick_session = len(merged) % 2 == 1
+        nxt = next(extra_iter, None) if pick_session else None
+        if nxt is not None:
+            merged.append((nxt, SESSION_REASON))
+            continue
+        rec = next(cf_iter, None)
+        if rec is None:
+            rest = next(extra_iter, None)
+            if rest is None:
+                break
+            merged.append((rest, SESSION_REASON))
+            continue
+        reason = rec.reason
+        if reason == TRENDING_REASON and rec.item_id in session_ids:
+            reason = SESSION_REASON
+        merged.append((rec.item_id, reason))
+    return [Recommendation(item, 1.0 / (1 + i), reason) for i, (item, reason) in enumerate(merged)]

@@ -1,0 +1,206 @@
+"""``OnlineScorer``: the worker's ``Scorer``, the stream model fed from Redis.
+
+Per batch it reads the published neighbour and successor lists the scoring needs, lets each
+user-side partition's River ranker learn the batch's events (``learn_batch``), ranks every
+affected user with :class:`models.online.stream.StreamScorer` and blends in the serving session
+model. The rankers' states are checkpointed with the counted marks (``checkpoint``), so the
+events counted and the events learned are one set: see "Learned state" in docs/stream.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from models.events import Interaction
+from models.online.stream import StreamRanker, StreamScorer
+from models.online.stream.partitions import key_partition
+from models.online.stream.scoring import blend_session
+from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation
+from stream_app.cache.keys import CacheKeys
+
+log = logging.getLogger(__name__)
+
+CF_VERSION = "stream-v3"
+#: Trending items fetched per batch: the popularity feature of every candidate among them.
+TRENDING_DEPTH = 500
+
+
+class OnlineScorer:
+    """Scores a batch's users from the published lists with the partitions' rankers.
+
+    ``slot`` is anything with ``current()`` and ``version`` (a ``ModelSlot``); its model must
+    offer ``recommend(prefixes, k, exclude)``. ``session_len`` recent items form the session
+    prefix; ``session_slots`` of the ``n`` places go to the session model.
+
+    Examples
+    --------
+    >>> from stream_app.cache import MemoryCache
+    >>> cache = MemoryCache()
+    >>> cache.publish_neighbors({"a": [("x", 0.9)]}, {"a": 1.0, "x": 1.0})
+    >>> scorer = OnlineScorer(cache, partitions=1)
+    >>> recs = scorer.recommend_batch({"u": ["a"]}, [("t", 2.0)], n=2)
+    >>> [(r.item_id, r.reason) for r in recs["u"]], sorted(scorer.versions)
+    ([('x', 'because you viewed a'), ('t', 'trending now')], ['cf', 'ranker'])
+    """
+
+    def __init__(
+        self,
+        cache: RecCache,
+        slot: Any = None,
+        *,
+        partitions: int = 4,
+        keys: CacheKeys | None = None,
+        model: StreamScorer | None = None,
+        session_len: int = 10,
+        session_slots: int = 5,
+    ) -> None:
+        self.cache = cache
+        self.slot = slot
+        self.keys = keys or CacheKeys()
+        self.model = model or StreamScorer(partitions=partitions)
+        self.session_len = session_len
+        self.session_slots = session_slots
+        self._versions: dict[str, str] = {"cf": CF_VERSION}
+        #: partition -> update count of its state as last read from or written to the cache
+        self._persisted: dict[int, int] = {}
+        #: partitions whose rankers learned since their last checkpoint
+        self._dirty: set[int] = set()
+        #: user -> partition of her events in the current batch
+        self._partition: dict[str, int] = {}
+        #: the trending list of the previous batch: the popularity the batch's events saw
+        self._trending_before: Sequence[tuple[str, float]] = ()
+
+    @property
+    def versions(self) -> Mapping[str, str]:
+        """Versions used by the last batch (the session model's only when it served it)."""
+        return dict(self._versions)
+
+    def candidates_needed(self, n: int, history_len: int) -> int:
+        return max(n + history_len, TRENDING_DEPTH)
+
+    def partition_of(self, key: str) -> int:
+        """A user's partition: her events' in this batch, else the producer's key rule (a
+        sequential-HitRate key ``user\\x00position`` counts as its user)."""
+        found = self._partition.get(key)
+        if found is not None:
+            return found
+        user = key.rsplit("\x00", 1)[0] if "\x00" in key else key
+        found = self._partition.get(user)
+        return found if found is not None else key_partition(user, self.model.partitions)
+
+    def _lists(
+        self, histories: Sequence[Sequence[str]]
+    ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, list[tuple[str, float]]]]:
+        near, nexts = self.model.list_owners(histories)
+        return self.cache.get_neighbors(near), self.cache.get_successors(nexts)
+
+    def restore(self, partitions: Sequence[int]) -> None:
+        """Load each partition's checkpoint that another worker (or a previous life of this
+        one) wrote since this one last read or wrote it: after a restart or a rebalance the
+        learner continues from there, never from zero."""
+        wanted = sorted(set(partitions))
+        stored = self.cache.read_state([self.keys.ranker(p) for p in wanted])
+        for p in wanted:
+            raw = stored.get(self.keys.ranker(p))
+            if raw is None:
+                continue
+            try:
+                ranker = StreamRanker.from_json(
+                    raw,
+                    learning_rate=self.model.learning_rate,
+                    min_trained=self.model.min_trained,
+                )
+            except ValueError as exc:
+                log.warning("ranker state of partition %d refused, kept in memory: %s", p, exc)
+                continue
+            if self._persisted.get(p) != ranker.n_updates or p not in self.model.rankers:
+                if p in self.model.rankers:
+                    log.info("partition %d: ranker reloaded at %d updates", p, ranker.n_updates)
+                self.model.rankers[p] = ranker
+                self._persisted[p] = ranker.n_updates
+                self._dirty.discard(p)
+
+    def learn_batch(
+        self,
+        events: Sequence[Interaction],
+        before: Mapping[str, Sequence[str]],
+        partitions: Sequence[int],
+    ) -> None:
+        """Every event of the batch teaches its partition's ranker, against its user's
+        history before the batch (``before``) and the trending list before it."""
+        self._partition = {e.user_id: p for e, p in zip(events, partitions, strict=True)}
+        if not events:
+            return
+        try:
+            self.restore(partitions)
+            users = list(before)
+            neighbors, successors = self._lists([before[u] for u in users])
+        except CacheUnavailable as exc:
+            log.warning("ranker did not learn a batch of %d events: %s", len(events), exc)
+            return
+        self.model.learn(
+            before,
+            [
+                (e.user_id, e.item_id, e.timestamp_ms, p)
+                for e, p in zip(events, partitions, strict=True)
+            ],
+            neighbors,
+            successors,
+            self._trending_before,
+        )
+        self._dirty.update(partitions)
+
+    def checkpoint(self) -> dict[str, bytes]:
+        """The states of the rankers that learned since their last checkpoint (cache key ->
+        JSON), to be written with the batch's counted marks."""
+        return {self.keys.ranker(p): self.model.ranker(p).to_json() for p in sorted(self._dirty)}
+
+    def checkpointed(self) -> None:
+        """The last :meth:`checkpoint` is durable."""
+        for p in self._dirty:
+            self._persisted[p] = self.model.ranker(p).n_updates
+        self._dirty.clear()
+
+    def recommend_batch(
+        self,
+        histories: Mapping[str, Sequence[str]],
+        trending: Sequence[tuple[str, float]],
+        n: int,
+    ) -> dict[str, list[Recommendation]]:
+        users = list(histories)
+        lists = [histories[u] for u in users]
+        try:
+            neighbors, successors = self._lists(lists)
+        except CacheUnavailable as exc:
+            log.warning("neighbour lists unavailable, trending only: %s", exc)
+            neighbors, successors = {}, {}
+        cands = self.model.candidates(lists, neighbors, successors, trending)
+        parts = [self.partition_of(u) for u in users]
+        ranked = self.model.recommend_from(cands, lists, parts, trending, n)
+        out = dict(zip(users, ranked, strict=True))
+        versions = {"cf": CF_VERSION, **self.model.versions(parts)}
+        if not any("\x00" in u for u in users):
+            self._trending_before = trending
+        model = self.slot.current() if self.slot is not None else None
+        if model is not None and histories:
+            prefixes = [list(histories[u][-self.session_len :]) for u in users]
+            try:
+                session = model.recommend(
+                    prefixes, self.session_slots, exclude=[histories[u] for u in users]
+                )
+            except Exception as exc:  # a model bug must not cost the CF recommendations
+                log.warning("session model failed on a batch, CF only: %r", exc)
+            else:
+                for user, items in zip(users, session, strict=True):
+                    out[user] = blend_session(
+                        out[user], items, histories[user], n, self.session_slots
+                    )
+                version = getattr(model, "version", None) or self.slot.version
+                versions["session"] = str(version)
+        self._versions = versions
+        return out
+
+
+__all__ = ["CF_VERSION", "OnlineScorer"]
