@@ -303,12 +303,13 @@ class LivePath:
         Decay is in event time: "now" is the batch's latest event, so a replay of old data
         ranks as it would have live. A cache outage degrades (logged, counted on the next
         successful write) instead of raising. With ``telemetry`` set, the batch's freshness
-        (write time minus ``kafka_ts_ms``, the events' Kafka timestamps) and two online
-        HitRate@10 counts are reported: *cached* (every event against its user's list cached
-        before the batch) and *sequential* (a sample of events, each against the list the
-        worker would have cached right before it; see ``stream_app.telemetry``). Without
-        ``before`` the lists before a user's later events cannot be computed, and judging her
-        first events alone would bias the sample, so the sequential count is skipped.
+        (write time minus ``kafka_ts_ms``, the events' Kafka timestamps) and two forms of the
+        online HitRate@10 and MRR@10 counts are reported: *cached* (every event against its
+        user's list cached before the batch) and *sequential* (a sample of events, each against
+        the list the worker would have cached right before it; see ``stream_app.telemetry``).
+        Without ``before`` the lists before a user's later events cannot be computed, and
+        judging her first events alone would bias the sample, so the sequential count is
+        skipped.
         ``hwm`` = (topic, each event's (partition, offset)): trending and the counters then
         count each event once, even if a restart or a rebalance hands it over twice.
         ``durable`` is called (and may raise) right before the counted marks move with the

@@ -3,19 +3,23 @@ the same numbers and the read API (``GET /metrics``) can expose them without tal
 
 What is measured, and how it is counted:
 
-- **Online HitRate@10, sequential** (``hit_rate_at_10``; the production form of prequential,
+- **Online HitRate@10 and MRR@10, sequential** (``hit_rate_at_10``, ``mrr_at_10``; the
+  production form of prequential,
   test-then-train HitRate@10, comparable with the offline figure): a deterministic sample of
   events (``STREAMREC_HITRATE_SAMPLE``, by a hash of user, item and timestamp, so a reprocessed
   event is sampled the same way and first-in-batch events are as likely as any) is judged against
   the list the worker would have cached right *before that event*: for a user's first event of
   the batch, the list cached before the batch; for her j-th, the scorer's top-10 for her history
   before the batch plus her batch's first j-1 items (one extra scorer call per batch).
-- **Online HitRate@10, cached** (``hit_rate_at_10_cached``): every event judged against the list
+- **Online HitRate@10 and MRR@10, cached** (``hit_rate_at_10_cached``, ``mrr_at_10_cached``):
+  every event judged against the list
   cached *before its batch*, i.e. what the user literally saw given micro-batches. Two events of
   one user in the same batch are both judged against that list (recommendations are rewritten
   once per batch), so this is lower than the sequential number when users' events share a batch
   (bursty replays). In both, a user with no cached list is judged against the fallback the API
-  would have served (trending); with no fallback that trial is a miss.
+  would have served (trending); with no fallback that trial is a miss. MRR@10 sums each trial's
+  reciprocal rank at 10 (``1/rank`` in the top 10, else 0; ``models.evaluation.metrics``' rule)
+  over the same trials as the HitRate it stands next to.
 - **Freshness**: for each event, ``written_at_ms - kafka_timestamp_ms`` where ``written_at_ms``
   is when its user's recommendations were written to Redis. Kept as a fixed-bucket histogram
   (Prometheus ``le`` semantics: a value equal to a bound falls in that bound's bucket); p50/p99
@@ -33,13 +37,22 @@ key                                        type    value
 =========================================  ======  =============================================
 ``{prefix}:telemetry:hitrate``             hash    ``hits``, ``trials`` (cached, every event),
                                                    ``seq_hits``, ``seq_trials`` (sequential,
-                                                   sampled events); integers
+                                                   sampled events): integers; ``rr``,
+                                                   ``seq_rr``: reciprocal-rank sums (floats)
 ``{prefix}:telemetry:freshness``           hash    one field per bucket bound (``"5"``, ...,
                                                    ``"+Inf"``, non-cumulative counts), ``sum_ms``
 ``{prefix}:telemetry:worker:{worker_id}``  hash    ``versions`` (JSON name -> version),
                                                    ``seen_at`` (epoch ms); expires after 60 s
 ``{prefix}:telemetry:workers``             zset    worker_id -> ``seen_at`` (the registry)
 =========================================  ======  =============================================
+
+``rr`` and ``seq_rr`` came after the hit counts: a hash without them reads as a sum of 0, so a
+hash that counted trials before they existed under-reads MRR (window differences, as
+``bench/e2e.py`` takes them, are exact).
+
+The workers' ranker states (``CacheKeys.ranker(p)``, JSON checkpoints of each user-side
+partition's River ranker) are read here too, for ``/metrics`` and the benchmark: only the
+counters, parsed without River (:func:`parse_ranker_state`), so the API never loads a model.
 """
 
 from __future__ import annotations
@@ -47,6 +60,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,6 +69,8 @@ from typing import Any
 
 from models.evaluation.metrics import rank_in_list
 from stream_app.cache.keys import CacheKeys
+
+log = logging.getLogger(__name__)
 
 #: Upper bounds (ms) of the freshness buckets; a final ``+Inf`` bucket is implied.
 FRESHNESS_BUCKETS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -149,30 +165,69 @@ def hit_rate(hits: int, trials: int) -> float | None:
     return hits / trials if trials else None
 
 
+def mean_reciprocal_rank(rr: float, trials: int) -> float | None:
+    """MRR: the reciprocal-rank sum ``rr`` over ``trials``, or None before the first trial.
+
+    >>> mean_reciprocal_rank(1.5, 6), mean_reciprocal_rank(0.0, 0)
+    (0.25, None)
+    """
+    return rr / trials if trials else None
+
+
+@dataclass(frozen=True, slots=True)
+class Trials:
+    """Judged events of one online form: HitRate@10's hits and trials, and MRR@10's numerator
+    (``rr``, the sum of ``1/rank`` over the hits), counted together so they share their trials.
+
+    >>> Trials(1, 2, 0.5) + Trials(1, 1, 1.0)
+    Trials(hits=2, trials=3, rr=1.5)
+    """
+
+    hits: int = 0
+    trials: int = 0
+    rr: float = 0.0
+
+    def __add__(self, other: Trials) -> Trials:
+        return Trials(self.hits + other.hits, self.trials + other.trials, self.rr + other.rr)
+
+
+def judge(cases: Iterable[tuple[str, Sequence[str]]], k: int = HIT_K) -> Trials:
+    """One trial per ``(item_id, ranked)`` (an event's item, the list it is judged against): a
+    hit if the item is in the first ``k``, adding ``1/rank`` to ``rr``; a miss adds 0.
+
+    >>> judge([("b", ["a", "b"]), ("z", ["a"]), ("a", ["a"])])
+    Trials(hits=2, trials=3, rr=1.5)
+    >>> judge([("b", ["a", "b"])], k=1)
+    Trials(hits=0, trials=1, rr=0.0)
+    """
+    hits = trials = 0
+    rr = 0.0
+    for item_id, ranked in cases:
+        trials += 1
+        rank = rank_in_list(item_id, list(ranked[:k]))
+        if rank is not None:
+            hits += 1
+            rr += 1.0 / rank
+    return Trials(hits, trials, rr)
+
+
 def online_hits(
     events: Iterable[tuple[str, str]],
     cached_top: Mapping[str, Sequence[str]],
     fallback: Sequence[str] = (),
     k: int = HIT_K,
-) -> tuple[int, int]:
-    """``(hits, trials)`` of a batch of ``(user_id, item_id)`` events against the lists cached
-    before the batch. A user without a cached list is judged against ``fallback`` (what the API
-    would have served her, normally trending); every event is one trial.
+) -> Trials:
+    """The trials of a batch of ``(user_id, item_id)`` events against the lists cached before
+    the batch. A user without a cached list is judged against ``fallback`` (what the API would
+    have served her, normally trending); every event is one trial.
 
     >>> cached = {"u1": ["a", "b"], "u2": ["c"]}
     >>> online_hits([("u1", "b"), ("u1", "z"), ("u2", "c"), ("u3", "t")], cached, ["t"])
-    (3, 4)
+    Trials(hits=3, trials=4, rr=2.5)
     >>> online_hits([("u1", "b")], cached, k=1)
-    (0, 1)
+    Trials(hits=0, trials=1, rr=0.0)
     """
-    hits = trials = 0
-    for user_id, item_id in events:
-        ranked = cached_top.get(user_id)
-        if ranked is None:
-            ranked = fallback
-        trials += 1
-        hits += is_hit(item_id, ranked, k)
-    return hits, trials
+    return judge(((item_id, cached_top.get(user_id, fallback)) for user_id, item_id in events), k)
 
 
 def sampled(user_id: str, item_id: str, timestamp_ms: int, rate: float) -> bool:
@@ -221,17 +276,20 @@ class BatchTelemetry:
     Examples
     --------
     >>> b = BatchTelemetry.from_batch([1_000, 1_100], written_at_ms=1_120, hits=1, trials=2,
-    ...                               seq_hits=1, seq_trials=1, model_versions={"session": "v3"})
+    ...                               rr=0.5, seq_hits=1, seq_trials=1, seq_rr=1.0,
+    ...                               model_versions={"session": "v3"})
     >>> b.freshness_counts[:4], b.freshness_sum_ms
     ((0, 0, 1, 0), 140.0)
     """
 
-    #: cached HitRate@10: every event against its user's list cached before the batch
+    #: cached HitRate@10 and MRR@10: every event against its user's list cached before the batch
     hits: int = 0
     trials: int = 0
-    #: sequential HitRate@10: sampled events against the list cached right before each
+    rr: float = 0.0
+    #: sequential HitRate@10 and MRR@10: sampled events against the list cached right before each
     seq_hits: int = 0
     seq_trials: int = 0
+    seq_rr: float = 0.0
     freshness_counts: tuple[int, ...] = (0,) * (len(FRESHNESS_BUCKETS_MS) + 1)
     freshness_sum_ms: float = 0.0
     model_versions: Mapping[str, str] = field(default_factory=dict)
@@ -244,16 +302,20 @@ class BatchTelemetry:
         *,
         hits: int,
         trials: int,
+        rr: float = 0.0,
         seq_hits: int = 0,
         seq_trials: int = 0,
+        seq_rr: float = 0.0,
         model_versions: Mapping[str, str],
     ) -> BatchTelemetry:
         delays = freshness_ms(event_timestamps_ms, written_at_ms)
         return cls(
             hits=hits,
             trials=trials,
+            rr=rr,
             seq_hits=seq_hits,
             seq_trials=seq_trials,
+            seq_rr=seq_rr,
             freshness_counts=tuple(bucket_counts(delays)),
             freshness_sum_ms=float(sum(delays)),
             model_versions=dict(model_versions),
@@ -269,8 +331,10 @@ class TelemetrySnapshot:
     stats: Mapping[str, int] = field(default_factory=dict)
     hits: int = 0
     trials: int = 0
+    rr: float = 0.0
     seq_hits: int = 0
     seq_trials: int = 0
+    seq_rr: float = 0.0
     freshness_counts: tuple[int, ...] = (0,) * (len(FRESHNESS_BUCKETS_MS) + 1)
     freshness_sum_ms: float = 0.0
     workers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -284,6 +348,16 @@ class TelemetrySnapshot:
     def hit_rate_at_10_cached(self) -> float | None:
         """Every event against the list cached before its batch: what users literally saw."""
         return hit_rate(self.hits, self.trials)
+
+    @property
+    def mrr_at_10(self) -> float | None:
+        """Sequential online MRR@10, over the trials of :attr:`hit_rate_at_10`."""
+        return mean_reciprocal_rank(self.seq_rr, self.seq_trials)
+
+    @property
+    def mrr_at_10_cached(self) -> float | None:
+        """Cached online MRR@10, over the trials of :attr:`hit_rate_at_10_cached`."""
+        return mean_reciprocal_rank(self.rr, self.trials)
 
     def freshness_quantile(self, q: float) -> float | None:
         return quantile_from_buckets(self.freshness_counts, q)
@@ -374,10 +448,14 @@ class TelemetryRecorder:
             pipe.hincrby(keys.hitrate, "hits", batch.hits)
         if batch.trials:
             pipe.hincrby(keys.hitrate, "trials", batch.trials)
+        if batch.rr:
+            pipe.hincrbyfloat(keys.hitrate, "rr", batch.rr)
         if batch.seq_hits:
             pipe.hincrby(keys.hitrate, "seq_hits", batch.seq_hits)
         if batch.seq_trials:
             pipe.hincrby(keys.hitrate, "seq_trials", batch.seq_trials)
+        if batch.seq_rr:
+            pipe.hincrbyfloat(keys.hitrate, "seq_rr", batch.seq_rr)
         for i, count in enumerate(batch.freshness_counts):
             if count:
                 pipe.hincrby(keys.freshness, bucket_field(i), count)
@@ -436,6 +514,12 @@ def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+def _float(raw: Any) -> float:
+    """A float hash field; missing (a hash from before the field existed) or non-finite -> 0."""
+    value = float(_text(raw)) if raw is not None else 0.0
+    return value if math.isfinite(value) else 0.0
+
+
 def parse_snapshot(
     stats: Mapping[str, int],
     hitrate: Mapping[Any, Any],
@@ -447,11 +531,14 @@ def parse_snapshot(
     without Redis. Unknown or malformed worker entries are skipped, not fatal.
 
     >>> s = parse_snapshot({"events": 9, "dlq": 1},
-    ...                    {b"hits": b"3", b"trials": b"6", b"seq_hits": b"1", b"seq_trials": b"4"},
+    ...                    {b"hits": b"3", b"trials": b"6", b"seq_hits": b"1", b"seq_trials": b"4",
+    ...                     b"rr": b"1.5", b"seq_rr": b"0.5"},
     ...                    {b"5": b"2", b"+Inf": b"1", b"sum_ms": b"9000.5"},
     ...                    {"w1": {b"versions": b'{"session": "v2"}'}})
     >>> s.hit_rate_at_10, s.hit_rate_at_10_cached, s.freshness_counts[0], s.model_versions
     (0.25, 0.5, 2, {'session': ['v2']})
+    >>> s.mrr_at_10, s.mrr_at_10_cached
+    (0.125, 0.25)
     """
     h = {_text(k): v for k, v in hitrate.items()}
     f = {_text(k): v for k, v in freshness.items()}
@@ -465,17 +552,136 @@ def parse_snapshot(
             continue
         if isinstance(versions, dict):
             parsed_workers[worker_id] = {str(k): str(v) for k, v in versions.items()}
-    sum_raw = f.get("sum_ms")
-    sum_ms = float(_text(sum_raw)) if sum_raw is not None else 0.0
     return TelemetrySnapshot(
         events=int(stats.get("events", 0)),
         dlq=int(stats.get("dlq", 0)),
         stats=dict(stats),
         hits=_int(h.get("hits")),
         trials=_int(h.get("trials")),
+        rr=_float(h.get("rr")),
         seq_hits=_int(h.get("seq_hits")),
         seq_trials=_int(h.get("seq_trials")),
+        seq_rr=_float(h.get("seq_rr")),
         freshness_counts=counts,
-        freshness_sum_ms=sum_ms if math.isfinite(sum_ms) else 0.0,
+        freshness_sum_ms=_float(f.get("sum_ms")),
         workers=parsed_workers,
     )
+
+
+# --------------------------------------------------------------------------- ranker states
+
+
+@dataclass(frozen=True, slots=True)
+class RankerStats:
+    """The counters of one user-side partition's ranker state (``StreamRanker.to_json``).
+
+    The pairs are scored before they are learned (test-then-train), so the accuracy and the
+    loss are online figures. ``learn_s`` is the thread CPU of the ranker's own updates only.
+
+    >>> r = RankerStats(0, updates=4, pairs=10, pairs_correct=7, loss_sum=5.0, learn_s=0.002)
+    >>> r.pairwise_accuracy, r.mean_log_loss, r.learn_s_per_update
+    (0.7, 0.5, 0.0005)
+    """
+
+    partition: int
+    #: events learned (``n_learned``); each teaches a few pairs
+    updates: int
+    pairs: int
+    pairs_correct: int
+    loss_sum: float
+    learn_s: float
+
+    @property
+    def pairwise_accuracy(self) -> float | None:
+        return self.pairs_correct / self.pairs if self.pairs else None
+
+    @property
+    def mean_log_loss(self) -> float | None:
+        """Mean logistic loss per pair, in nats."""
+        return self.loss_sum / self.pairs if self.pairs else None
+
+    @property
+    def learn_s_per_update(self) -> float | None:
+        return self.learn_s / self.updates if self.updates else None
+
+
+def _count(data: Mapping[str, Any], name: str) -> int:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} is not a count: {value!r}")
+    return value
+
+
+def _amount(data: Mapping[str, Any], name: str) -> float:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} is not a finite number: {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} is negative: {value!r}")
+    return float(value)
+
+
+def parse_ranker_state(partition: int, raw: bytes | str) -> RankerStats:
+    """The counters of a stored ranker state; ValueError if it is not JSON or a counter is
+    missing or impossible (a count below 0, more correct pairs than pairs).
+
+    >>> parse_ranker_state(3, b'{"n_learned": 2, "n_pairs": 8, "pairs_correct": 6, '
+    ...                       b'"loss_sum": 4.0, "learn_s": 0.001}').pairwise_accuracy
+    0.75
+    >>> parse_ranker_state(3, b'{"n_learned": 2}')
+    Traceback (most recent call last):
+    ...
+    ValueError: damaged ranker state of partition 3: KeyError('n_pairs')
+    """
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        stats = RankerStats(
+            partition=partition,
+            updates=_count(data, "n_learned"),
+            pairs=_count(data, "n_pairs"),
+            pairs_correct=_count(data, "pairs_correct"),
+            loss_sum=_amount(data, "loss_sum"),
+            # older states had no learning time: 0, like a missing telemetry field
+            learn_s=_amount(data, "learn_s") if "learn_s" in data else 0.0,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"damaged ranker state of partition {partition}: {exc!r}") from None
+    if stats.pairs_correct > stats.pairs:
+        raise ValueError(f"damaged ranker state of partition {partition}: more correct than pairs")
+    return stats
+
+
+def ranker_stats(partitions: Sequence[int], raws: Sequence[Any]) -> list[RankerStats]:
+    """Each partition's stats from its raw state (an ``MGET`` reply, in ``partitions`` order).
+    A partition with no state yet is left out; so is a damaged one (logged), never fatal.
+
+    >>> ranker_stats([0, 1, 2], [b'{"n_learned": 1, "n_pairs": 2, "pairs_correct": 1, '
+    ...                          b'"loss_sum": 1.0, "learn_s": 0.5}', None, b"{broken"])
+    [RankerStats(partition=0, updates=1, pairs=2, pairs_correct=1, loss_sum=1.0, learn_s=0.5)]
+    """
+    out: list[RankerStats] = []
+    for partition, raw in zip(partitions, raws, strict=True):
+        if raw is None:
+            continue
+        try:
+            out.append(parse_ranker_state(partition, raw))
+        except ValueError as exc:
+            log.warning("%s", exc)
+    return out
+
+
+def read_ranker_stats(client: Any, keys: CacheKeys, partitions: int) -> list[RankerStats]:
+    """The stats of partitions ``0..partitions-1`` in one ``MGET`` (blocking client).
+
+    >>> class FakeRedis:
+    ...     def mget(self, names):
+    ...         return [None] * len(names)
+    >>> read_ranker_stats(FakeRedis(), CacheKeys(), 4)
+    []
+    """
+    parts = list(range(partitions))
+    if not parts:
+        return []
+    return ranker_stats(parts, client.mget([keys.ranker(p) for p in parts]))

@@ -14,11 +14,11 @@ import redis
 from kafka import KafkaConsumer
 
 from models.datasets import SyntheticConfig, generate_synthetic
+from models.online.stream import RANKER_NAME
 from stream_app.admin import ensure_topics
 from stream_app.cache import CacheKeys, UserRecs
-from stream_app.producer import malformed_messages
-from models.online.stream import RANKER_NAME
 from stream_app.online_scorer import CF_VERSION
+from stream_app.producer import malformed_messages
 from stream_app.telemetry import TelemetryKeys
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -149,8 +149,10 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
     # Telemetry (stream_app.telemetry) for the read API: one HitRate trial and one freshness
     # sample per event, and this worker's model versions in the registry.
     tkeys = TelemetryKeys(keys)
-    hitrate = {k.decode(): int(v) for k, v in client.hgetall(tkeys.hitrate).items()}
+    hitrate = {k.decode(): float(v) for k, v in client.hgetall(tkeys.hitrate).items()}
     assert hitrate["trials"] == 2000 and 0 <= hitrate.get("hits", 0) <= 2000
+    # MRR@10's reciprocal-rank sum: each hit adds 1/rank <= 1, each miss nothing
+    assert hitrate.get("hits", 0) / 10 <= hitrate.get("rr", 0.0) <= hitrate.get("hits", 0)
     freshness = client.hgetall(tkeys.freshness)
     assert sum(int(v) for k, v in freshness.items() if k != b"sum_ms") == 2000
     (worker_id,) = [w.decode() for w in client.zrange(tkeys.workers, 0, -1)]

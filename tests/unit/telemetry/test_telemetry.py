@@ -11,6 +11,7 @@ from stream_app.cache.keys import CacheKeys
 from stream_app.telemetry import (
     FRESHNESS_BUCKETS_MS,
     BatchTelemetry,
+    RankerStats,
     TelemetryKeys,
     TelemetryRecorder,
     bucket_counts,
@@ -18,8 +19,10 @@ from stream_app.telemetry import (
     bucket_index,
     cumulative,
     online_hits,
+    parse_ranker_state,
     parse_snapshot,
     quantile_from_buckets,
+    ranker_stats,
     sampled,
 )
 
@@ -87,8 +90,10 @@ def test_online_hits_judges_every_event_against_the_list_before_the_batch() -> N
         ("u2", "t1"),  # no cached list: judged on the fallback
         ("u3", "x"),  # no cached list, not in fallback
     ]
-    assert online_hits(events, cached, fallback=["t0", "t1"]) == (3, 5)
-    assert online_hits(events, cached) == (2, 5)
+    judged = online_hits(events, cached, fallback=["t0", "t1"])
+    assert (judged.hits, judged.trials) == (3, 5)
+    judged = online_hits(events, cached)
+    assert (judged.hits, judged.trials) == (2, 5)
 
 
 def test_batch_telemetry_from_batch_buckets_each_event() -> None:
@@ -217,3 +222,45 @@ def test_sampling_is_pinned_across_processes_and_machines() -> None:
     # would sample a reprocessed event differently. A fixed pattern pins the hash instead.
     drawn = "".join("1" if sampled("u", str(i), i, 0.5) else "0" for i in range(64))
     assert drawn == "1010100001101000111100100010111010110110000111101001011101101111"
+
+
+def test_ranker_counters_read_back_from_the_workers_own_state() -> None:
+    from models.online.stream import FEATURES, StreamRanker
+
+    ranker = StreamRanker(min_trained=1)
+    ranker.learn([[1.0] + [0.0] * (len(FEATURES) - 1)] * 3)
+    ranker.learn([[-1.0] + [0.0] * (len(FEATURES) - 1)] * 2)
+    stats = parse_ranker_state(5, ranker.to_json())
+    assert stats == RankerStats(
+        partition=5,
+        updates=ranker.n_updates,
+        pairs=ranker.n_pairs,
+        pairs_correct=ranker.pairs_correct,
+        loss_sum=ranker.loss_sum,
+        learn_s=ranker.learn_s,
+    )
+    assert (stats.updates, stats.pairs) == (2, 5)
+    # the first 3 pairs meet zero weights (margin 0: not right), loss log(2) each
+    assert stats.pairs_correct == ranker.pairs_correct < 5
+    assert stats.mean_log_loss == pytest.approx(ranker.loss_sum / 5)
+    assert stats.learn_s_per_update == pytest.approx(ranker.learn_s / 2)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"n_learned": 1, "n_pairs": 2, "pairs_correct": 1}',  # no loss_sum
+        b'{"n_learned": -1, "n_pairs": 2, "pairs_correct": 1, "loss_sum": 1.0}',
+        b'{"n_learned": 1, "n_pairs": 2, "pairs_correct": 3, "loss_sum": 1.0}',
+        b'{"n_learned": 1.5, "n_pairs": 2, "pairs_correct": 1, "loss_sum": 1.0}',
+        b'{"n_learned": 1, "n_pairs": 2, "pairs_correct": 1, "loss_sum": "x"}',
+        b'{"n_learned": 1, "n_pairs": 2, "pairs_correct": 1, "loss_sum": NaN}',
+    ],
+)
+def test_a_damaged_ranker_state_is_refused_and_left_out(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="damaged ranker state of partition 1"):
+        parse_ranker_state(1, raw)
+    good = b'{"n_learned": 1, "n_pairs": 2, "pairs_correct": 1, "loss_sum": 1.0}'
+    assert [s.partition for s in ranker_stats([0, 1, 2], [good, raw, None])] == [0]
