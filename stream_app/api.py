@@ -15,8 +15,9 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": ..., "detail": ...
   ``trending now (no history for this user yet)``.
 - ``GET /similar/{item_id}?n=10``: the item's neighbours; 404 when none are published.
 - ``GET /health``: Redis PING and the model versions the live workers report; 503 if Redis is down.
-- ``GET /metrics``: Prometheus text format (counters, the freshness histogram, HitRate@10, the
-  worker group's consumer lag).
+- ``GET /metrics``: Prometheus text format (counters, the freshness histogram, online HitRate@10
+  and MRR@10, the worker group's consumer lag, and each user-side partition's ranker: updates,
+  pairs, online pairwise accuracy and log loss, learning CPU per update).
 
 ``n`` must be an integer 1..100 (400 otherwise). Redis down or timing out gives 503, never a crash.
 
@@ -42,11 +43,13 @@ from stream_app.cache.trending import decayed_ranking
 from stream_app.telemetry import (
     FRESHNESS_BUCKETS_MS,
     WORKER_TTL_S,
+    RankerStats,
     TelemetryKeys,
     TelemetrySnapshot,
     bucket_field,
     cumulative,
     parse_snapshot,
+    ranker_stats,
 )
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ MAX_N = 100
 UNKNOWN_USER_REASON = "trending now (no history for this user yet)"
 STORE_KEY: web.AppKey[ReadStore] = web.AppKey("store")
 LAG_KEY: web.AppKey[LagProbe | None] = web.AppKey("lag_probe")
+PARTITIONS_KEY: web.AppKey[int] = web.AppKey("ranker_partitions")
 
 
 class BadRequest(ValueError):
@@ -153,6 +157,10 @@ class ReadStore(Protocol):
     async def ping(self) -> bool: ...
 
     async def snapshot(self) -> TelemetrySnapshot: ...
+
+    async def ranker_states(self, partitions: Sequence[int]) -> list[RankerStats]:
+        """The rankers' counters of these partitions; none stored yet or damaged: left out."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -266,6 +274,13 @@ class RedisReadStore:
 
         return await self._call(read)
 
+    async def ranker_states(self, partitions: Sequence[int]) -> list[RankerStats]:
+        parts = list(partitions)
+        if not parts:
+            return []
+        raws = await self._call(lambda: self._redis.mget([self.keys.ranker(p) for p in parts]))
+        return ranker_stats(parts, raws)
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -336,6 +351,7 @@ class _SnapshotCollector:
     snapshot: TelemetrySnapshot | None
     lag: Mapping[str, int] | None = None
     group: str = ""
+    rankers: Sequence[RankerStats] = ()
 
     def collect(self) -> Any:
         from prometheus_client.core import (
@@ -367,24 +383,47 @@ class _SnapshotCollector:
         # each against the list cached right before it) is the headline, comparable with the
         # offline prequential figure; "cached" (every event against the list cached before its
         # micro-batch) is what users literally saw. With no trials yet a rate reads 0.
+        # MRR@10 stands beside each form over the same trials (rr: sum of 1/rank in the top 10).
         counters = (
             ("seq_hits", "Sampled events whose item was in the top-10 cached right before it"),
             ("seq_trials", "Sampled events judged for the sequential online HitRate@10"),
+            ("seq_rr", "Sum over the sequential trials of 1/rank in the top-10 (0 if absent)"),
             ("hits", "Events whose item was in the top-10 cached before their batch"),
             ("trials", "Events judged for the cached online HitRate@10"),
+            ("rr", "Sum over the cached trials of 1/rank in the top-10 (0 if absent)"),
         )
         for name, help_text in counters:
             yield CounterMetricFamily(
                 f"streamrec_online_{name}", help_text, value=getattr(snap, name)
             )
         rates = (
-            ("", snap.hit_rate_at_10, "seq_hits / seq_trials, comparable with offline prequential"),
-            ("_cached", snap.hit_rate_at_10_cached, "hits / trials, lists cached before the batch"),
+            (
+                "hit_rate_at_10",
+                snap.hit_rate_at_10,
+                "seq_hits / seq_trials, comparable with offline prequential",
+            ),
+            (
+                "hit_rate_at_10_cached",
+                snap.hit_rate_at_10_cached,
+                "hits / trials, lists cached before the batch",
+            ),
+            (
+                "mrr_at_10",
+                snap.mrr_at_10,
+                "seq_rr / seq_trials, comparable with offline prequential MRR@10",
+            ),
+            (
+                "mrr_at_10_cached",
+                snap.mrr_at_10_cached,
+                "rr / trials, lists cached before the batch",
+            ),
         )
-        for suffix, value, help_text in rates:
-            rate = GaugeMetricFamily(f"streamrec_online_hit_rate_at_10{suffix}", help_text)
+        for name, value, help_text in rates:
+            rate = GaugeMetricFamily(f"streamrec_online_{name}", help_text)
             rate.add_metric([], value if value is not None else 0.0)
             yield rate
+        if self.rankers:
+            yield from _ranker_families(self.rankers)
         running = cumulative(snap.freshness_counts)
         buckets = [
             (bucket_field(i), float(running[i])) for i in range(len(FRESHNESS_BUCKETS_MS) + 1)
@@ -416,13 +455,61 @@ class _SnapshotCollector:
         yield versions
 
 
+#: Per-partition ranker series: (kind, name after ``streamrec_ranker_``, ``RankerStats`` field,
+#: help). Counters get Prometheus' ``_total`` suffix.
+RANKER_METRICS: tuple[tuple[str, str, str, str], ...] = (
+    ("counter", "updates", "updates", "Events the partition's ranker learned"),
+    ("counter", "pairs", "pairs", "Training pairs the partition's ranker learned"),
+    (
+        "gauge",
+        "pairwise_accuracy",
+        "pairwise_accuracy",
+        "Share of pairs the ranker ordered right just before learning them (online)",
+    ),
+    (
+        "gauge",
+        "log_loss",
+        "mean_log_loss",
+        "Mean logistic loss per pair, scored just before learning it (online, nats)",
+    ),
+    (
+        "gauge",
+        "learn_cpu_seconds_per_update",
+        "learn_s_per_update",
+        "Worker thread CPU seconds of the ranker's own learning, per update",
+    ),
+    (
+        "counter",
+        "learn_cpu_seconds",
+        "learn_s",
+        "Worker thread CPU seconds of the ranker's own learning",
+    ),
+)
+
+
+def _ranker_families(rankers: Sequence[RankerStats]) -> Any:
+    """One sample per partition and family; a ratio with no denominator yet has no sample."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    for kind, name, attr, help_text in RANKER_METRICS:
+        cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+        family = cls(f"streamrec_ranker_{name}", help_text, labels=["partition"])
+        for ranker in rankers:
+            value = getattr(ranker, attr)
+            if value is not None:
+                family.add_metric([str(ranker.partition)], float(value))
+        yield family
+
+
 def render_metrics(
     snapshot: TelemetrySnapshot | None,
     lag: Mapping[str, int] | None = None,
     group: str = "",
+    rankers: Sequence[RankerStats] = (),
 ) -> bytes:
     """Prometheus text exposition (format 0.0.4) of a snapshot; ``None`` means Redis is down.
-    ``lag``: topic -> the worker group's (``group``) consumer lag, from :class:`LagProbe`.
+    ``lag``: topic -> the worker group's (``group``) consumer lag, from :class:`LagProbe`;
+    ``rankers``: the partitions' ranker counters (``ReadStore.ranker_states``).
 
     >>> from stream_app.telemetry import TelemetrySnapshot
     >>> snap = TelemetrySnapshot(stats={"events": 7}, hits=1, trials=4, seq_hits=1, seq_trials=2)
@@ -430,6 +517,10 @@ def render_metrics(
     >>> "streamrec_events_total 7.0" in lines, "streamrec_online_hit_rate_at_10 0.5" in lines
     (True, True)
     >>> "streamrec_online_hit_rate_at_10_cached 0.25" in lines
+    True
+    >>> r = RankerStats(2, updates=10, pairs=40, pairs_correct=30, loss_sum=20.0, learn_s=0.01)
+    >>> 'streamrec_ranker_pairwise_accuracy{partition="2"} 0.75' in render_metrics(
+    ...     snap, rankers=[r]).decode().splitlines()
     True
     >>> render_metrics(None).decode().splitlines()[-1]
     'streamrec_redis_up 0.0'
@@ -440,7 +531,7 @@ def render_metrics(
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snapshot, lag, group))  # type: ignore[arg-type]
+    registry.register(_SnapshotCollector(snapshot, lag, group, rankers))  # type: ignore[arg-type]
     return generate_latest(registry)
 
 
@@ -501,18 +592,27 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     # Redis down still answers 200 with streamrec_redis_up 0, so the alert can say why.
+    store = request.app[STORE_KEY]
     try:
-        snap: TelemetrySnapshot | None = await request.app[STORE_KEY].snapshot()
+        snap: TelemetrySnapshot | None = await store.snapshot()
     except CacheUnavailable as exc:
         log.warning("metrics scrape without Redis: %s", exc)
         snap = None
+    rankers: list[RankerStats] = []
+    partitions = request.app[PARTITIONS_KEY]
+    if snap is not None and partitions:
+        try:
+            rankers = await store.ranker_states(range(partitions))
+        except CacheUnavailable as exc:  # Redis went between the two reads: the rest stands
+            log.warning("ranker states not read: %s", exc)
     from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
     probe = request.app[LAG_KEY]
     lag = await probe.lag() if probe is not None else None
     group = probe.group if probe is not None else ""
     return web.Response(
-        body=render_metrics(snap, lag, group), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        body=render_metrics(snap, lag, group, rankers),
+        headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
     )
 
 
@@ -537,12 +637,16 @@ async def errors_as_json(
         return _error(500, "internal", "unexpected error; see the API log")
 
 
-def make_app(store: ReadStore, lag_probe: LagProbe | None = None) -> web.Application:
+def make_app(
+    store: ReadStore, lag_probe: LagProbe | None = None, ranker_partitions: int = 0
+) -> web.Application:
     """The aiohttp application over a read store (closed when the app shuts down) and, for
-    ``/metrics``, an optional consumer-lag probe."""
+    ``/metrics``, an optional consumer-lag probe and the number of user-side partitions whose
+    ranker states to export (0: none)."""
     app = web.Application(middlewares=[errors_as_json])
     app[STORE_KEY] = store
     app[LAG_KEY] = lag_probe
+    app[PARTITIONS_KEY] = ranker_partitions
     app.router.add_get("/recommendations/{user_id}", recommendations)
     app.router.add_get("/similar/{item_id}", similar)
     app.router.add_get("/health", health)
@@ -582,5 +686,6 @@ def run(args: argparse.Namespace) -> int:
         [settings.topic_events, settings.topic_item_deltas],
     )
     log.info("read API on http://%s:%d (redis %s)", host, args.port, settings.redis_url)
-    web.run_app(make_app(store, probe), host=host, port=args.port, print=None, access_log=None)
+    app = make_app(store, probe, ranker_partitions=settings.event_partitions)
+    web.run_app(app, host=host, port=args.port, print=None, access_log=None)
     return 0

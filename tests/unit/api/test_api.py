@@ -6,21 +6,37 @@ The app runs in aiohttp's in-process test server (loopback only); no Redis is in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp.test_utils import TestClient as AioClient
 from aiohttp.test_utils import TestServer as AioServer
 
+from models.online.stream import StreamRanker
 from stream_app.api import UNKNOWN_USER_REASON, make_app
 from stream_app.cache.base import CacheUnavailable, Recommendation, UserRecs
-from stream_app.telemetry import TelemetrySnapshot
+from stream_app.telemetry import RankerStats, TelemetrySnapshot, ranker_stats
+
+
+def ranker_state(updates: int, pairs: int, correct: int, loss: float, learn_s: float) -> bytes:
+    """A stored ranker state with these counters, written by the worker's own ``to_json``."""
+    ranker = StreamRanker()
+    ranker.reranker.n_learned = updates
+    ranker.n_pairs = pairs
+    ranker.pairs_correct = correct
+    ranker.loss_sum = loss
+    ranker.learn_s = learn_s
+    return ranker.to_json()
 
 
 class FakeStore:
     def __init__(self, down: bool = False) -> None:
         self.down = down
+        self.rankers_down = False
         self.closed = False
+        #: partition -> raw stored state, as the Redis MGET would return it
+        self.ranker_raw: dict[int, bytes] = {}
+        self.ranker_reads: list[list[int]] = []
         self.recs = {
             "u1": UserRecs(
                 "u1",
@@ -61,18 +77,30 @@ class FakeStore:
             stats={"events": 10, "dlq": 1},
             hits=3,
             trials=10,
+            rr=1.5,
             seq_hits=2,
             seq_trials=5,
+            seq_rr=1.25,
             workers={"w1": {"session": "s-7"}},
         )
+
+    async def ranker_states(self, partitions: Sequence[int]) -> list[RankerStats]:
+        self._check()
+        if self.rankers_down:
+            raise CacheUnavailable("redis unavailable: connection reset")
+        parts = list(partitions)
+        self.ranker_reads.append(parts)
+        return ranker_stats(parts, [self.ranker_raw.get(p) for p in parts])
 
     async def close(self) -> None:
         self.closed = True
 
 
-def call(store: FakeStore, scenario: Callable[[AioClient], Awaitable[Any]]) -> Any:
+def call(
+    store: FakeStore, scenario: Callable[[AioClient], Awaitable[Any]], partitions: int = 0
+) -> Any:
     async def main() -> Any:
-        async with AioClient(AioServer(make_app(store))) as client:
+        async with AioClient(AioServer(make_app(store, ranker_partitions=partitions))) as client:
             return await scenario(client)
 
     return asyncio.run(main())
@@ -161,8 +189,55 @@ def test_metrics_are_prometheus_text() -> None:
     assert "streamrec_online_seq_trials_total 5.0" in lines
     assert "streamrec_online_hits_total 3.0" in lines
     assert "streamrec_online_trials_total 10.0" in lines
+    # MRR@10 beside each HitRate, over the same trials
+    assert "streamrec_online_mrr_at_10 0.25" in lines
+    assert "streamrec_online_mrr_at_10_cached 0.15" in lines
+    assert "streamrec_online_seq_rr_total 1.25" in lines
+    assert "streamrec_online_rr_total 1.5" in lines
     assert 'streamrec_model_version{model="session",version="s-7"} 1.0' in lines
     assert "streamrec_redis_up 1.0" in lines
+    assert not any(line.startswith("streamrec_ranker_") for line in lines)  # no partitions
+
+
+def test_metrics_export_each_partitions_ranker_and_skip_what_they_cannot_read() -> None:
+    store = FakeStore()
+    store.ranker_raw = {
+        0: ranker_state(100, 400, 300, 200.0, 0.05),
+        # 1: nothing stored yet
+        2: b'{"n_learned": 5, "n_pairs": "many"',  # damaged
+        3: ranker_state(2, 0, 0, 0.0, 0.001),  # learned, but no pairs yet
+        4: ranker_state(9, 9, 9, 1.0, 0.0),  # beyond the partitions asked for
+    }
+    status, _, text = call(store, lambda c: get_text(c, "/metrics"), partitions=4)
+    assert status == 200
+    assert store.ranker_reads == [[0, 1, 2, 3]]  # one read for partitions 0..3
+    lines = set(text.splitlines())
+    assert 'streamrec_ranker_updates_total{partition="0"} 100.0' in lines
+    assert 'streamrec_ranker_pairs_total{partition="0"} 400.0' in lines
+    assert 'streamrec_ranker_pairwise_accuracy{partition="0"} 0.75' in lines
+    assert 'streamrec_ranker_log_loss{partition="0"} 0.5' in lines
+    assert 'streamrec_ranker_learn_cpu_seconds_per_update{partition="0"} 0.0005' in lines
+    assert 'streamrec_ranker_learn_cpu_seconds_total{partition="0"} 0.05' in lines
+    assert 'streamrec_ranker_updates_total{partition="3"} 2.0' in lines
+    ranker_lines = [line for line in lines if line.startswith("streamrec_ranker_")]
+    assert not [line for line in ranker_lines if 'partition="1"' in line or 'partition="2"' in line]
+    assert not [line for line in ranker_lines if 'partition="4"' in line]
+    # a ratio without a denominator has no sample rather than a made-up 0
+    assert not any(
+        "accuracy" in line or "log_loss" in line for line in ranker_lines if '"3"' in line
+    )
+    assert "streamrec_events_total 10.0" in lines  # the rest of the scrape is there
+
+
+def test_metrics_without_ranker_states_still_scrape() -> None:
+    store = FakeStore()
+    store.rankers_down = True
+    store.ranker_raw = {0: ranker_state(1, 1, 1, 0.1, 0.0)}
+    status, _, text = call(store, lambda c: get_text(c, "/metrics"), partitions=2)
+    lines = text.splitlines()
+    assert status == 200 and "streamrec_redis_up 1.0" in lines
+    assert "streamrec_online_hit_rate_at_10 0.4" in lines
+    assert not any(line.startswith("streamrec_ranker_") for line in lines)
 
 
 def test_metrics_with_redis_down_still_scrape_with_redis_up_zero() -> None:
