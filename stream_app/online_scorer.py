@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 CF_VERSION = "stream-v3"
 #: Trending items fetched per batch: the popularity feature of every candidate among them.
-TRENDING_DEPTH = 500
+TRENDING_DEPTH = 220
 
 
 class OnlineScorer:

@@ -235,7 +235,7 @@ class StreamModel:
         history_len: int = 200,
         popularity_half_life_s: float = 3_600.0,
         top_n: int = 20,
-        trending_depth: int = 500,
+        trending_depth: int = 220,
         params: ScoringParams | None = None,
         min_trained: int = 1_000,
     ) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 
 import faust
 import pytest
 
+from models.events import Interaction
 from stream_app.agents import register_live_path, unpack_deltas
 from stream_app.cache import MemoryCache
 from stream_app.records import DeadLetter
@@ -165,8 +167,8 @@ def test_user_side_sends_one_delta_per_touched_item_and_item_side_publishes_neig
 
 
 def test_item_side_sends_an_undecodable_delta_message_to_the_dlq_and_applies_the_rest(harness):
+    from models.online.stream.deltas import ItemDelta
     from stream_app.agents import pack_deltas
-    from stream_app.topology import ItemDelta
 
     good = pack_deltas({("a", 0): ItemDelta(1.0, {"b": 1.0}, (0, 3))}, 1)[0]
     good_b = pack_deltas({("b", 0): ItemDelta(1.0, {"a": 1.0}, (0, 3))}, 1)[0]
@@ -280,6 +282,20 @@ def test_a_batch_runs_on_the_loop_until_redis_fails_then_in_a_thread_until_it_wr
 
         def candidates_needed(self, n: int, history_len: int) -> int:
             return self.inner.candidates_needed(n, history_len)
+
+        def learn_batch(
+            self,
+            events: Sequence[Interaction],
+            before: Mapping[str, Sequence[str]],
+            partitions: Sequence[int],
+        ) -> None:
+            self.inner.learn_batch(events, before, partitions)
+
+        def checkpoint(self) -> Mapping[str, bytes]:
+            return self.inner.checkpoint()
+
+        def checkpointed(self) -> None:
+            self.inner.checkpointed()
 
         def recommend_batch(self, histories, trending, n):
             self.threads.append(threading.current_thread() is threading.main_thread())

@@ -1,11 +1,15 @@
 """The worker's per-batch logic without Faust or Redis: validation, history, scoring, degrade."""
 
+from __future__ import annotations
+
 import json
+from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 
 import pytest
 
 from models.events import MAX_ID_LENGTH, Interaction, InvalidEvent
+from models.online.stream.deltas import merge_history
 from stream_app.agents import sort_batch
 from stream_app.cache import CacheUnavailable, MemoryCache, Recommendation, UserRecs
 from stream_app.live_path import (
@@ -13,7 +17,6 @@ from stream_app.live_path import (
     LivePath,
     TrendingScorer,
     items_by_user,
-    merge_history,
     parse_message,
     positions_in_batch,
     sequential_key,
@@ -154,11 +157,18 @@ class _DownCache(MemoryCache):
 class _FlakyWrites(MemoryCache):
     fail_next = True
 
-    def write_batch(self, recs, ttl_s, stats):
+    def write_batch(
+        self,
+        recs: Sequence[UserRecs],
+        ttl_s: int,
+        stats: Mapping[str, int],
+        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+        state: Mapping[str, bytes] | None = None,
+    ) -> None:
         if self.fail_next:
             self.fail_next = False
             raise CacheUnavailable("timeout")
-        super().write_batch(recs, ttl_s, stats)
+        super().write_batch(recs, ttl_s, stats, hwm=hwm, state=state)
 
 
 def test_a_cache_outage_degrades_instead_of_raising():
@@ -263,6 +273,20 @@ class _ChainScorer:
 
     def candidates_needed(self, n, history_len):
         return n
+
+    def learn_batch(
+        self,
+        events: Sequence[Interaction],
+        before: Mapping[str, Sequence[str]],
+        partitions: Sequence[int],
+    ) -> None:
+        return None
+
+    def checkpoint(self) -> Mapping[str, bytes]:
+        return {}
+
+    def checkpointed(self) -> None:
+        return None
 
     def recommend_batch(self, histories, trending, n):
         self.calls.append({user: list(h) for user, h in histories.items()})
