@@ -316,7 +316,14 @@ def register_live_path(
         )
         path = LivePath(
             store,
-            scorer or OnlineScorer(store, slot, partitions=settings.event_partitions, keys=keys),
+            scorer
+            or OnlineScorer(
+                store,
+                slot,
+                partitions=settings.event_partitions,
+                keys=keys,
+                history_len=settings.history_len,
+            ),
             top_n=settings.top_n,
             half_life_s=settings.popularity_half_life_s,
             rec_ttl_s=settings.rec_ttl_s,

@@ -55,6 +55,7 @@ class OnlineScorer:
         model: StreamScorer | None = None,
         session_len: int = 10,
         session_slots: int = 5,
+        history_len: int = 200,
     ) -> None:
         self.cache = cache
         self.slot = slot
@@ -62,6 +63,8 @@ class OnlineScorer:
         self.model = model or StreamScorer(partitions=partitions)
         self.session_len = session_len
         self.session_slots = session_slots
+        #: the worker's ``HISTORY_LEN``: how the batch's events extend a learning history
+        self.history_len = history_len
         self._versions: dict[str, str] = {"cf": CF_VERSION}
         #: partition -> update count of its state as last read from or written to the cache
         self._persisted: dict[int, int] = {}
@@ -129,27 +132,26 @@ class OnlineScorer:
         partitions: Sequence[int],
     ) -> None:
         """Every event of the batch teaches its partition's ranker, against its user's
-        history before the batch (``before``) and the trending list before it."""
+        history just before it (``before`` plus her earlier items of the batch), the lists as
+        published and the trending list of the previous batch."""
         self._partition = {e.user_id: p for e, p in zip(events, partitions, strict=True)}
         if not events:
             return
+        rows = [
+            (e.user_id, e.item_id, e.timestamp_ms, p)
+            for e, p in zip(events, partitions, strict=True)
+        ]
+        priors = self.model.event_histories(before, rows, self.history_len)
         try:
             self.restore(partitions)
-            users = list(before)
-            neighbors, successors = self._lists([before[u] for u in users])
+            # a repeat teaches nothing (StreamScorer.learn): no lists for its history
+            neighbors, successors = self._lists(
+                [prior for prior, row in zip(priors, rows, strict=True) if row[1] not in prior]
+            )
         except CacheUnavailable as exc:
             log.warning("ranker did not learn a batch of %d events: %s", len(events), exc)
             return
-        self.model.learn(
-            before,
-            [
-                (e.user_id, e.item_id, e.timestamp_ms, p)
-                for e, p in zip(events, partitions, strict=True)
-            ],
-            neighbors,
-            successors,
-            self._trending_before,
-        )
+        self.model.learn(before, rows, neighbors, successors, self._trending_before, priors=priors)
         self._dirty.update(partitions)
 
     def checkpoint(self) -> dict[str, bytes]:

@@ -147,9 +147,36 @@ class StreamScorer:
         )
         learned = 0
         for at, differences in pairs:
-            self.ranker(events[at][3]).learn(differences.tolist())
+            self.ranker(events[at][3]).learn(differences)
             learned += differences.shape[0]
         return learned
+
+    @staticmethod
+    def event_histories(
+        before: Mapping[str, Sequence[str]],
+        events: Sequence[tuple[str, str, int, int]],
+        history_len: int,
+    ) -> list[list[str]]:
+        """Each event's user history just before it: ``before[user]`` plus her earlier items of
+        the batch (event time, ties in batch order), as ``merge_history`` builds it.
+
+        A whole session often falls into one micro-batch: learning its events against the
+        history before the batch would teach the ranker that the last item says little about
+        the next one, which is wrong (the sequential features carry most of the signal).
+
+        >>> StreamScorer.event_histories({"u": ["a"]}, [("u", "c", 2, 0), ("u", "b", 1, 0)], 10)
+        [['a', 'b'], ['a']]
+        """
+        running: dict[str, list[str]] = {}
+        out: list[list[str]] = [[] for _ in events]
+        for at in sorted(range(len(events)), key=lambda i: events[i][2]):
+            user, item = events[at][0], events[at][1]
+            history = running.get(user)
+            if history is None:
+                history = list(before.get(user, ()))
+            out[at] = history
+            running[user] = merge_history(history, [item], history_len)
+        return out
 
     def learn(
         self,
@@ -158,20 +185,30 @@ class StreamScorer:
         neighbors: Lists,
         successors: Lists,
         trending: Sequence[tuple[str, float]],
+        history_len: int = 200,
+        priors: Sequence[Sequence[str]] | None = None,
     ) -> int:
         """The rankers learn a batch: each event ``(user, item, timestamp, partition)`` against
-        the features of its user's history *before* the batch (``before``)."""
-        users = list(before)
-        rows = {user: row for row, user in enumerate(users)}
-        cands = self.candidates([before[u] for u in users], neighbors, successors, trending)
-        part_of_row = [self.partition_of(u) for u in users]
-        for user, _, _, part in events:
-            part_of_row[rows[user]] = part
+        the features of its user's history just before it (``priors``, by default
+        :meth:`event_histories`), with the lists and the trending list as they were before the
+        batch. A repeat (its item in that history) is counted and skipped before any feature is
+        computed: seen items are never candidates, so it would teach nothing true."""
+        if priors is None:
+            priors = self.event_histories(before, events, history_len)
+        taught: list[int] = []
+        for at, (event, prior) in enumerate(zip(events, priors, strict=True)):
+            if event[1] in prior:
+                self.ranker(event[3]).n_events += 1
+            else:
+                taught.append(at)
+        cands = self.candidates([priors[at] for at in taught], neighbors, successors, trending)
         return self.learn_from(
             cands,
-            part_of_row,
-            [(rows[u], item, event_seed(u, item, ts), part) for u, item, ts, part in events],
-            [set(before[u]) for u in users],
+            [events[at][3] for at in taught],
+            [
+                (row, events[at][1], event_seed(*events[at][:3]), events[at][3])
+                for row, at in enumerate(taught)
+            ],
         )
 
     def recommend_from(

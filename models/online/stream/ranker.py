@@ -8,7 +8,6 @@ partition and survives a restart (docs/stream.md, "Learned state").
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 
@@ -65,20 +64,19 @@ class StreamRanker:
                 self._weights = np.array(FIXED_BLEND)
         return self._weights
 
-    def learn(self, differences: Sequence[Sequence[float]]) -> None:
+    def learn(self, differences: Sequence[Sequence[float]] | np.ndarray) -> None:
         """One event: each row is ``positive - negative`` features ("the positive wins").
 
         Before learning, each pair is scored with the learner's own weights: the online
         (test-then-train) pairwise accuracy and log loss.
         """
         started = time.thread_time()
-        learned = self.reranker.weight_vector()
-        for row in differences:
-            margin = float(np.dot(learned, row))
-            self.pairs_correct += margin > 0
-            self.loss_sum += math.log1p(math.exp(-margin)) if margin > -30 else -margin
-        self.n_pairs += len(differences)
-        self.reranker.learn_pairs(differences)
+        rows = np.asarray(differences, dtype=np.float64)
+        margins = rows @ self.reranker.weight_vector()
+        self.pairs_correct += int(np.count_nonzero(margins > 0))
+        self.loss_sum += float(np.logaddexp(0.0, -margins).sum())
+        self.n_pairs += rows.shape[0]
+        self.reranker.learn_pairs(rows.tolist())
         self._weights = None
         self.learn_s += time.thread_time() - started
 
