@@ -379,30 +379,44 @@ class LivePath:
 
         Cached: every event. Sequential: sampled first-of-user events are judged here (the
         list cached before the batch *is* the one before them); sampled later events are
-        returned in ``Judgement.later`` with the history the scorer needs.
+        returned in ``Judgement.later`` with the history the scorer needs. With ``before``, an
+        event on an item already in its user's history just before it is no trial in either
+        form: the offline protocol's rule (``models.evaluation.prequential``), since seen items
+        are never recommended.
         """
         try:
             tops = self.cache.get_many_items(list(histories))
         except CacheUnavailable:
             return None
-        cached = online_hits(((e.user_id, e.item_id) for e in events), tops, self._served_trending)
         later: dict[str, tuple[list[str], str]] = {}
-        if before is None or self.hitrate_sample <= 0.0:
-            return Judgement(cached, Trials(), later)
+        if before is None:
+            pairs = ((e.user_id, e.item_id) for e in events)
+            return Judgement(online_hits(pairs, tops, self._served_trending), Trials(), later)
         batch_items = items_by_user(events)
+        seen: dict[str, set[str]] = {}
+        cases: list[tuple[str, Sequence[str]]] = []
         firsts: list[tuple[str, Sequence[str]]] = []
         for event, j in positions_in_batch(events):
             user, item = event.user_id, event.item_id
+            own = seen.get(user)
+            if own is None:
+                own = seen[user] = set(before.get(user, ()))
+            repeat = item in own
+            own.add(item)
+            if repeat:
+                continue
+            top = tops.get(user, self._served_trending)
+            cases.append((item, top))
             if not sampled(user, item, event.timestamp_ms, self.hitrate_sample):
                 continue
             if j == 1:
-                firsts.append((item, tops.get(user, self._served_trending)))
+                firsts.append((item, top))
             else:
                 prior = merge_history(
                     before.get(user, ()), batch_items[user][: j - 1], self.history_len
                 )
                 later[sequential_key(user, j)] = (prior, item)
-        return Judgement(cached, judge(firsts), later)
+        return Judgement(judge(cases), judge(firsts), later)
 
     def _judge_later(self, judged: Judgement, trending: Sequence[tuple[str, float]]) -> Trials:
         """The batch's sequential trials, scoring the sampled later events' prior histories in

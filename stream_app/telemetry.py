@@ -19,7 +19,9 @@ What is measured, and how it is counted:
   (bursty replays). In both, a user with no cached list is judged against the fallback the API
   would have served (trending); with no fallback that trial is a miss. MRR@10 sums each trial's
   reciprocal rank at 10 (``1/rank`` in the top 10, else 0; ``models.evaluation.metrics``' rule)
-  over the same trials as the HitRate it stands next to.
+  over the same trials as the HitRate it stands next to. An event on an item already in its
+  user's history just before it is no trial in either form (the offline protocol's rule: seen
+  items are never recommended, so such an event says nothing about the ranking).
 - **Freshness**: for each event, ``written_at_ms - kafka_timestamp_ms`` where ``written_at_ms``
   is when its user's recommendations were written to Redis. Kept as a fixed-bucket histogram
   (Prometheus ``le`` semantics: a value equal to a bound falls in that bound's bucket); p50/p99

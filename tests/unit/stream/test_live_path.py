@@ -337,6 +337,34 @@ def test_sequential_judges_each_event_against_the_list_right_before_it():
     }
 
 
+def test_an_event_on_an_item_its_user_had_already_seen_is_no_trial():
+    """Offline prequential does not score repeats (seen items are never recommended); the
+    live counts follow the same rule, in both forms, for items seen before the batch or
+    earlier in it."""
+    cache = MemoryCache()
+    scorer = _ChainScorer({"x": "y", "y": "q", "z": "x"})
+    cache.write_batch([UserRecs("u", (Recommendation("x", 1.0, ""),), {}, T0)], 60, {})
+    reported = []
+    path = LivePath(
+        cache,
+        scorer,
+        top_n=3,
+        half_life_s=3600.0,
+        rec_ttl_s=60,
+        history_len=50,
+        telemetry=reported.append,
+        hitrate_sample=1.0,
+    )
+    # w was seen before the batch, x is seen again later in it: two repeats, x and y judged.
+    events = [Interaction("u", item, "view", T0 + i) for i, item in enumerate("wxyx")]
+    path.process(events, {"u": ["w", "y", "x"]}, dlq=0, before={"u": ["w"]})
+    batch = reported[0]
+    # Cached: x and y against ["x"]; sequential: x against the list after w (w has no chain:
+    # a miss), y against the list after x, ["y"] (a hit).
+    assert (batch.hits, batch.trials) == (1, 2)
+    assert (batch.seq_hits, batch.seq_trials) == (1, 2)
+
+
 def test_sample_rate_zero_or_no_before_means_no_sequential_trials_and_no_extra_call():
     for sample, before in ((0.0, {"u": ["w"]}), (1.0, None)):
         scorer = _ChainScorer({"x": "y"})
