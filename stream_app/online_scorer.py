@@ -10,7 +10,7 @@ events counted and the events learned are one set: see "Learned state" in docs/s
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from models.events import Interaction
@@ -25,6 +25,49 @@ log = logging.getLogger(__name__)
 CF_VERSION = "stream-v3"
 #: Trending items fetched per batch: the popularity feature of every candidate among them.
 TRENDING_DEPTH = 220
+
+
+ItemLists = dict[str, list[tuple[str, float]]]
+
+
+class BatchLists:
+    """The neighbour and successor lists one batch has read, by owner (absent ones too), so
+    the batch's learning and scoring ask Redis once for each list.
+
+    >>> from stream_app.cache import MemoryCache
+    >>> cache = MemoryCache()
+    >>> cache.publish_neighbors({"a": [("x", 0.9)]}, {"a": 1.0, "x": 1.0})
+    >>> lists = BatchLists()
+    >>> lists.neighbors(cache, ["a", "b"])
+    {'a': [('x', 0.9)]}
+    >>> cache.publish_neighbors({"a": [("y", 0.5)]}, {"a": 1.0, "y": 1.0})
+    >>> lists.neighbors(cache, ["a"])   # read once per batch
+    {'a': [('x', 0.9)]}
+    """
+
+    def __init__(self) -> None:
+        self._neighbors: ItemLists = {}
+        self._successors: ItemLists = {}
+        self._asked: tuple[set[str], set[str]] = (set(), set())
+
+    def neighbors(self, cache: RecCache, owners: Sequence[str]) -> ItemLists:
+        return self._read(cache.get_neighbors, self._neighbors, self._asked[0], owners)
+
+    def successors(self, cache: RecCache, owners: Sequence[str]) -> ItemLists:
+        return self._read(cache.get_successors, self._successors, self._asked[1], owners)
+
+    @staticmethod
+    def _read(
+        get: Callable[[Sequence[str]], Mapping[str, list[tuple[str, float]]]],
+        read: ItemLists,
+        asked: set[str],
+        owners: Sequence[str],
+    ) -> ItemLists:
+        missing = [owner for owner in owners if owner not in asked]
+        if missing:
+            read.update(get(missing))
+            asked.update(missing)
+        return {owner: read[owner] for owner in owners if owner in read}
 
 
 class OnlineScorer:
@@ -74,6 +117,11 @@ class OnlineScorer:
         self._partition: dict[str, int] = {}
         #: the trending list of the previous batch: the popularity the batch's events saw
         self._trending_before: Sequence[tuple[str, float]] = ()
+        #: the lists read for the current batch: its learning reads them, its scoring (and
+        #: the sequential HitRate's) reuses them instead of asking Redis again
+        self._batch_lists: BatchLists | None = None
+        #: the current batch's users were scored: the next scoring is another batch's
+        self._batch_scored = False
 
     @property
     def versions(self) -> Mapping[str, str]:
@@ -93,11 +141,14 @@ class OnlineScorer:
         found = self._partition.get(user)
         return found if found is not None else key_partition(user, self.model.partitions)
 
-    def _lists(
-        self, histories: Sequence[Sequence[str]]
-    ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, list[tuple[str, float]]]]:
+    def _lists(self, histories: Sequence[Sequence[str]]) -> tuple[ItemLists, ItemLists]:
+        """The neighbour and successor lists scoring ``histories`` reads: from the batch's
+        lists already read (:class:`BatchLists`), the rest from the cache."""
         near, nexts = self.model.list_owners(histories)
-        return self.cache.get_neighbors(near), self.cache.get_successors(nexts)
+        lists = self._batch_lists
+        if lists is None:
+            return self.cache.get_neighbors(near), self.cache.get_successors(nexts)
+        return lists.neighbors(self.cache, near), lists.successors(self.cache, nexts)
 
     def restore(self, partitions: Sequence[int]) -> None:
         """Load each partition's checkpoint that another worker (or a previous life of this
@@ -135,6 +186,7 @@ class OnlineScorer:
         history just before it (``before`` plus her earlier items of the batch), the lists as
         published and the trending list of the previous batch."""
         self._partition = {e.user_id: p for e, p in zip(events, partitions, strict=True)}
+        self._batch_lists, self._batch_scored = BatchLists(), False
         if not events:
             return
         rows = [
@@ -173,6 +225,10 @@ class OnlineScorer:
     ) -> dict[str, list[Recommendation]]:
         users = list(histories)
         lists = [histories[u] for u in users]
+        batch_users = not any("\x00" in u for u in users)  # not the sequential HitRate's keys
+        if batch_users and self._batch_scored:
+            self._batch_lists = None  # no learn_batch began this batch: read the lists anew
+        self._batch_scored = self._batch_scored or batch_users
         try:
             neighbors, successors = self._lists(lists)
         except CacheUnavailable as exc:
@@ -183,7 +239,7 @@ class OnlineScorer:
         ranked = self.model.recommend_from(cands, lists, parts, trending, n)
         out = dict(zip(users, ranked, strict=True))
         versions = {"cf": CF_VERSION, **self.model.versions(parts)}
-        if not any("\x00" in u for u in users):
+        if batch_users:
             self._trending_before = trending
         model = self.slot.current() if self.slot is not None else None
         if model is not None and histories:
@@ -205,4 +261,4 @@ class OnlineScorer:
         return out
 
 
-__all__ = ["CF_VERSION", "OnlineScorer"]
+__all__ = ["CF_VERSION", "BatchLists", "OnlineScorer"]

@@ -140,6 +140,26 @@ def string_ranks(ids: np.ndarray, items: Sequence[str]) -> np.ndarray:
     return ranks[group]
 
 
+def top_pool(totals: np.ndarray, n: int, bounds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Positions of the entries scoring at least their row's ``n``-th best (ties included), in
+    entry order: :func:`top_n`'s set without its order, for drawing hard negatives.
+
+    >>> rows, totals = np.array([0, 0, 0, 1]), np.array([1.0, 3.0, 3.0, 2.0])
+    >>> top_pool(totals, 1, segments(rows)).tolist()
+    [1, 2, 3]
+    """
+    starts, lengths = bounds
+    widest = int(lengths.max())
+    if widest <= n:
+        return np.arange(totals.shape[0])
+    negative = -totals
+    padded = np.full((starts.shape[0], widest), np.inf)
+    segment = np.repeat(np.arange(starts.shape[0]), lengths)
+    padded[segment, np.arange(totals.shape[0]) - starts[segment]] = negative
+    cut = np.partition(padded, n - 1, axis=1)[:, n - 1]
+    return np.flatnonzero(negative <= cut[segment])
+
+
 def top_n(
     rows: np.ndarray,
     totals: np.ndarray,

@@ -145,11 +145,12 @@ class StreamScorer:
             n_negatives=self.n_negatives,
             hard_pool=self.hard_pool,
         )
-        learned = 0
+        by_partition: dict[int, list[np.ndarray]] = {}
         for at, differences in pairs:
-            self.ranker(events[at][3]).learn(differences)
-            learned += differences.shape[0]
-        return learned
+            by_partition.setdefault(events[at][3], []).append(differences)
+        for part, learned in by_partition.items():
+            self.ranker(part).learn_events(learned)
+        return sum(differences.shape[0] for _, differences in pairs)
 
     @staticmethod
     def event_histories(
@@ -175,7 +176,10 @@ class StreamScorer:
             if history is None:
                 history = list(before.get(user, ()))
             out[at] = history
-            running[user] = merge_history(history, [item], history_len)
+            if item in history:  # a repeat moves to the end
+                running[user] = merge_history(history, [item], history_len)
+            else:  # histories are distinct: merge_history's result, without its dict
+                running[user] = [*history, item][-history_len:]
         return out
 
     def learn(

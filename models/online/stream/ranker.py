@@ -65,18 +65,26 @@ class StreamRanker:
         return self._weights
 
     def learn(self, differences: Sequence[Sequence[float]] | np.ndarray) -> None:
-        """One event: each row is ``positive - negative`` features ("the positive wins").
+        """One event: each row is ``positive - negative`` features ("the positive wins")."""
+        self.learn_events([np.asarray(differences, dtype=np.float64)])
 
-        Before learning, each pair is scored with the learner's own weights: the online
-        (test-then-train) pairwise accuracy and log loss.
+    def learn_events(self, events: Sequence[np.ndarray]) -> None:
+        """Several events in order, each a ``(pairs, features)`` array of differences.
+
+        Before learning, every pair is scored with the weights the learner had when the call
+        began (for one event: just before it): the online (test-then-train) pairwise accuracy
+        and log loss, in one matrix product instead of one per event.
         """
+        if not events:
+            return
         started = time.thread_time()
-        rows = np.asarray(differences, dtype=np.float64)
-        margins = rows @ self.reranker.weight_vector()
+        pairs = np.concatenate(events) if len(events) > 1 else events[0]
+        margins = pairs @ self.reranker.weight_vector()
         self.pairs_correct += int(np.count_nonzero(margins > 0))
         self.loss_sum += float(np.logaddexp(0.0, -margins).sum())
-        self.n_pairs += rows.shape[0]
-        self.reranker.learn_pairs(rows.tolist())
+        self.n_pairs += pairs.shape[0]
+        for rows in events:
+            self.reranker.learn_pairs(rows.tolist())
         self._weights = None
         self.learn_s += time.thread_time() - started
 

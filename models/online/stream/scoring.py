@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from models.online.stream.arrays import ListIndex, groups, scaled, segments, top_n
+from models.online.stream.arrays import ListIndex, groups, scaled, segments, top_n, top_pool
 
 SESSION_REASON = "based on your current session"
 TRENDING_REASON = "trending now"
@@ -437,7 +437,8 @@ def training_pairs(
     seed)`` of ``events``.
 
     An item that is no candidate of its row has no list feature: its row is its popularity
-    alone. Half the negatives come from the row's current top ``hard_pool``, half uniformly
+    alone. Half the negatives come from the row's current top ``hard_pool`` (ties at the cut
+    included, in entry order: :func:`top_pool`), half uniformly
     from all its candidates (hard ones alone teach that a high neighbour score means "not
     chosen"). The picks are a pure function of ``seed`` (a hash of the event), so a replayed
     event teaches the same pairs. A row with no other candidate teaches nothing.
@@ -450,28 +451,40 @@ def training_pairs(
     """
     if not cands.size:
         return []
-    hard = ranked(cands, weights, hard_pool, index)
+    hard = (
+        top_pool(cands.totals(weights), hard_pool, cands.segments())
+        if hard_pool > 0
+        else np.empty(0, np.int64)
+    )
     hard_rows = cands.rows[hard]
     by_row: dict[int, list[int]] = {}
     if hard.shape[0]:
         firsts, counts = segments(hard_rows)
         for s, c in zip(firsts.tolist(), counts.tolist(), strict=True):
             by_row[int(hard_rows[s])] = hard[s : s + c].tolist()
-    out: list[tuple[int, np.ndarray]] = []
     n_hard = n_negatives // 2
     features = cands.features
-    for at, (row, item, seed) in enumerate(events):
-        item_id = index.ids.get(item)
-        positive = cands.position(row, item_id)
-        lo, hi = int(cands.bounds[row]), int(cands.bounds[row + 1])
-        if hi - lo < (1 if positive is None else 2):
+    # Every event's positive entry at once: entries are sorted by (row, item id).
+    item_ids = [index.ids.get(item) for _, item, _ in events]
+    known = np.array([i is not None for i in item_ids], bool)
+    keys = np.array(
+        [row * cands.vocab + (i or 0) for (row, _, _), i in zip(events, item_ids, strict=True)],
+        np.int64,
+    )
+    entry_keys = cands.rows * cands.vocab + cands.ids
+    found = np.minimum(np.searchsorted(entry_keys, keys), max(entry_keys.shape[0] - 1, 0))
+    found_ok = known & (entry_keys[found] == keys)
+    bounds = cands.bounds.tolist()
+    taught: list[int] = []
+    positives: list[int] = []
+    picks: list[list[int]] = []
+    for at, ((row, _, seed), hit, position) in enumerate(
+        zip(events, found_ok.tolist(), found.tolist(), strict=True)
+    ):
+        positive = position if hit else -1
+        lo, hi = bounds[row], bounds[row + 1]
+        if hi - lo < (1 if positive < 0 else 2):
             continue
-        if positive is None:
-            own = np.zeros(features.shape[0])
-            if item_id is not None and item_id < cands.popularity.shape[0]:
-                own[FEATURES.index("popularity")] = cands.popularity[item_id]
-        else:
-            own = features[:, positive]
         pool = [p for p in by_row.get(row, ()) if p != positive]
         negatives = [pool[_mixed(seed, j) % len(pool)] for j in range(n_hard)] if pool else []
         j = len(negatives)
@@ -480,8 +493,24 @@ def training_pairs(
             j += 1
             if pick != positive:
                 negatives.append(pick)
-        out.append((at, own[None, :] - features[:, negatives].T))
-    return out
+        taught.append(at)
+        positives.append(positive)
+        picks.append(negatives)
+    if not taught:
+        return []
+    # An item that is no candidate has its popularity alone (0 if unknown or not trending).
+    chosen = np.array(positives, np.int64)
+    own = features[:, chosen].T.copy()
+    outside = chosen < 0
+    if outside.any():
+        own[outside] = 0.0
+        popular = FEATURES.index("popularity")
+        for k in np.flatnonzero(outside).tolist():
+            item_id = item_ids[taught[k]]
+            if item_id is not None and item_id < cands.popularity.shape[0]:
+                own[k, popular] = cands.popularity[item_id]
+    differences = own[:, None, :] - features[:, np.array(picks, np.int64)].transpose(1, 2, 0)
+    return list(zip(taught, differences, strict=True))
 
 
 def blend_session(

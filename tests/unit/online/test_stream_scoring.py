@@ -634,6 +634,9 @@ class _ZeroLagItemSide(OnlineScorer):
         rows = _folded(deltas, {key: self.rows.get(key) for key, _ in deltas})
         self.rows.update(rows)
         _publish_neighbors(self.cache, rows)
+        # The lists the batch read before it learned are stale now: its scoring reads anew,
+        # as StreamModel ranks the next event with the lists its own event updated.
+        self._batch_lists = None
 
 
 def test_the_worker_and_the_in_process_model_rank_and_learn_alike() -> None:
