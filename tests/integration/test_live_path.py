@@ -146,11 +146,14 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
         lambda: f"{published()} of {len(items)} published",
     )
 
-    # Telemetry (stream_app.telemetry) for the read API: one HitRate trial and one freshness
+    # Telemetry (stream_app.telemetry) for the read API: HitRate/MRR trials, one freshness
     # sample per event, and this worker's model versions in the registry.
     tkeys = TelemetryKeys(keys)
     hitrate = {k.decode(): float(v) for k, v in client.hgetall(tkeys.hitrate).items()}
-    assert hitrate["trials"] == 2000 and 0 <= hitrate.get("hits", 0) <= 2000
+    # one trial per event on an item new to its user (a repeat is no trial, as offline)
+    first_seen = sum(len(user_items) for user_items in seen.values())
+    assert first_seen < 2000  # the stream has repeats, so the rule is exercised
+    assert hitrate["trials"] == first_seen and 0 <= hitrate.get("hits", 0) <= first_seen
     # MRR@10's reciprocal-rank sum: each hit adds 1/rank <= 1, each miss nothing
     assert hitrate.get("hits", 0) / 10 <= hitrate.get("rr", 0.0) <= hitrate.get("hits", 0)
     freshness = client.hgetall(tkeys.freshness)
