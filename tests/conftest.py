@@ -18,3 +18,30 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped tests count as failures in this project: {reason}"
+
+
+@pytest.fixture
+def flaky_cache():
+    """A ``MemoryCache`` whose next ``write_batch`` raises ``CacheUnavailable`` once its
+    ``fail_next`` is set (a Redis blip), with the real method's signature."""
+    from collections.abc import Mapping, Sequence
+
+    from stream_app.cache import CacheUnavailable, MemoryCache, UserRecs
+
+    class FlakyWrites(MemoryCache):
+        fail_next = False
+
+        def write_batch(
+            self,
+            recs: Sequence[UserRecs],
+            ttl_s: int,
+            stats: Mapping[str, int],
+            hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
+            state: Mapping[str, bytes] | None = None,
+        ) -> None:
+            if self.fail_next:
+                self.fail_next = False
+                raise CacheUnavailable("timeout")
+            super().write_batch(recs, ttl_s, stats, hwm=hwm, state=state)
+
+    return FlakyWrites()

@@ -36,7 +36,7 @@ from models.online.stream.scoring import (
     training_pairs,
 )
 from stream_app.agents import SortedBatch, _folded, _publish_neighbors, batch_deltas
-from stream_app.cache import CacheKeys, CacheUnavailable, MemoryCache, UserRecs
+from stream_app.cache import CacheKeys, MemoryCache
 from stream_app.live_path import LivePath
 from stream_app.online_scorer import CF_VERSION, OnlineScorer
 
@@ -484,25 +484,6 @@ def test_a_failing_session_model_leaves_the_cf_list() -> None:
     assert [r.item_id for r in recs] == ["x", "t"] and "session" not in scorer.versions
 
 
-class _FlakyWrites(MemoryCache):
-    """Fails the next ``write_batch`` when told to."""
-
-    fail_next = False
-
-    def write_batch(
-        self,
-        recs: Sequence[UserRecs],
-        ttl_s: int,
-        stats: Mapping[str, int],
-        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
-        state: Mapping[str, bytes] | None = None,
-    ) -> None:
-        if self.fail_next:
-            self.fail_next = False
-            raise CacheUnavailable("timeout")
-        super().write_batch(recs, ttl_s, stats, hwm=hwm, state=state)
-
-
 class _Feed:
     """One user's events through ``LivePath`` as the agent hands them over: histories before
     and after, each event's (partition, offset)."""
@@ -586,8 +567,8 @@ def test_a_partition_continues_from_the_checkpoint_another_worker_wrote() -> Non
     assert _stored_updates(cache, part) == 6
 
 
-def test_a_failed_write_keeps_what_the_ranker_learned_in_memory() -> None:
-    cache = _with_lists(_FlakyWrites())
+def test_a_failed_write_keeps_what_the_ranker_learned_in_memory(flaky_cache) -> None:
+    cache = _with_lists(flaky_cache)
     scorer = OnlineScorer(cache)
     feed = _worker(cache, scorer)
     part = key_partition("u", 4)

@@ -154,23 +154,6 @@ class _DownCache(MemoryCache):
         raise CacheUnavailable("connection refused")
 
 
-class _FlakyWrites(MemoryCache):
-    fail_next = True
-
-    def write_batch(
-        self,
-        recs: Sequence[UserRecs],
-        ttl_s: int,
-        stats: Mapping[str, int],
-        hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
-        state: Mapping[str, bytes] | None = None,
-    ) -> None:
-        if self.fail_next:
-            self.fail_next = False
-            raise CacheUnavailable("timeout")
-        super().write_batch(recs, ttl_s, stats, hwm=hwm, state=state)
-
-
 def test_a_cache_outage_degrades_instead_of_raising():
     path = _path(_DownCache())
     result = path.process([Interaction("u", "i", "view", T0)], {"u": ["i"]}, dlq=0)
@@ -178,8 +161,9 @@ def test_a_cache_outage_degrades_instead_of_raising():
     assert path.pending_cache_errors == 1
 
 
-def test_failed_writes_are_counted_once_redis_is_back():
-    cache = _FlakyWrites()
+def test_failed_writes_are_counted_once_redis_is_back(flaky_cache):
+    cache = flaky_cache
+    cache.fail_next = True
     path = _path(cache)
     events = [Interaction("u", "i", "view", T0)]
     assert path.process(events, {"u": ["i"]}, dlq=0).degraded
