@@ -61,6 +61,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # results_file, also when imported (the doctests)
 
 from results_file import command_line  # noqa: E402
 
@@ -68,7 +69,7 @@ from models.events import Interaction  # noqa: E402
 from stream_app.cache.keys import STAT_NAMES, CacheKeys  # noqa: E402
 from stream_app.producer import PRODUCER_CONFIG, encode_message  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
-from stream_app.telemetry import TelemetryKeys, parse_snapshot  # noqa: E402
+from stream_app.telemetry import TelemetryKeys, parse_snapshot, read_ranker_stats  # noqa: E402
 
 READY_PATTERN = re.compile(r"\bReady\b")
 
@@ -119,6 +120,8 @@ class Run:
     dataset: str
     topics: list[str] = field(default_factory=list)
     timeout_s: float = 600.0
+    #: how long the DB's lock lives past each phase's start (``clear`` renews it)
+    lock_ttl_s: int = 3600
 
     @property
     def redis_url(self) -> str:
@@ -131,8 +134,11 @@ class Run:
         return redis.Redis.from_url(self.redis_url)
 
     def clear(self) -> None:
-        """Empty this run's Redis DB except the lock that reserves it for this run."""
+        """Empty this run's Redis DB except the lock that reserves it for this run, and renew
+        that lock: a long run (quality phases on both datasets) outlives one TTL."""
         client = self.redis()
+        if client.get(LOCK_KEY) == self.run_id.encode():
+            client.expire(LOCK_KEY, self.lock_ttl_s)
         batch: list[bytes] = []
         for key in client.scan_iter(count=5000):
             if key != LOCK_KEY.encode():
@@ -412,6 +418,33 @@ def machine_busy_s() -> tuple[float, float]:
     return (sum(values) - idle) / tick, sum(values) / tick
 
 
+def ranker_totals(run: Run, client: Any, keys: CacheKeys) -> tuple[float, int]:
+    """``(learn CPU s, updates)`` summed over the rankers' checkpoints in Redis now (every
+    user-side partition; a missing or damaged state counts 0)."""
+    stats = read_ranker_stats(client, keys, run.settings.event_partitions)
+    return sum(r.learn_s for r in stats), sum(r.updates for r in stats)
+
+
+def ranker_share(
+    before: tuple[float, int], after: tuple[float, int], worker_cpu_s: float
+) -> dict[str, Any]:
+    """The rankers' learning between two :func:`ranker_totals` reads, and its share of the
+    workers' CPU over the same window. The rankers time only their own River updates (thread
+    CPU), not the features of the pairs they learn from.
+
+    >>> ranker_share((0.5, 100), (2.5, 1100), worker_cpu_s=8.0)
+    {'ranker_learn_cpu_s': 2.0, 'ranker_updates': 1000, 'ranker_cpu_share': 0.25}
+    >>> ranker_share((0.0, 0), (0.0, 0), worker_cpu_s=0.0)["ranker_cpu_share"] is None
+    True
+    """
+    learn_s = after[0] - before[0]
+    return {
+        "ranker_learn_cpu_s": learn_s,
+        "ranker_updates": after[1] - before[1],
+        "ranker_cpu_share": learn_s / worker_cpu_s if worker_cpu_s > 0 else None,
+    }
+
+
 def wait_ready(workers: Sequence[WorkerProc], timeout_s: float) -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -440,6 +473,7 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
     load_before = os.getloadavg()
     cpu0 = cpu1 = cpu2 = 0.0
     busy0 = busy1 = (0.0, 0.0)
+    ranker0 = ranker1 = (0.0, 0)
     item_tail_s: float | None = None
     tk = TelemetryKeys(keys)
     warm_n = int(total * QUALITY_WARMUP)
@@ -451,6 +485,7 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
         produce(run.settings, topic, run.events)
         produced_t = time.perf_counter()
         cpu0 = sum(process_cpu_s(w.proc.pid) for w in workers)
+        ranker0 = ranker_totals(run, client, keys)
         busy0 = machine_busy_s()
         deadline = time.monotonic() + run.timeout_s
         while time.monotonic() < deadline:
@@ -461,6 +496,7 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
             if count >= total:
                 hit_end = client.hgetall(tk.hitrate)
                 cpu1 = sum(process_cpu_s(w.proc.pid) for w in workers)
+                ranker1 = ranker_totals(run, client, keys)
                 busy1 = machine_busy_s()
                 # The user side is done; the item side may still be working off its deltas.
                 item_tail_s = wait_item_side(run.settings, app_id, timeout_s=300)
@@ -503,6 +539,8 @@ def worker_throughput(run: Run, n_workers: int, keys: CacheKeys, settle_s: float
         "worker_cpu_ms_per_event": 1000 * (cpu1 - cpu0) / in_window
         if in_window and cpu1 > 0
         else None,
+        # the rankers' learning over the same window, and its share of that CPU
+        **ranker_share(ranker0, ranker1, cpu1 - cpu0 if cpu1 > 0 else 0.0),
         "machine_busy_fraction": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1])
         if busy1[1] > busy0[1]
         else None,
@@ -517,49 +555,84 @@ QUALITY_WARMUP = 0.1
 
 
 def live_hit_rates(warm: dict[bytes, bytes], end: dict[bytes, bytes]) -> dict[str, Any]:
-    """The worker's online HitRate@10 over the events after the warm-up (counter differences).
+    """The worker's online HitRate@10 and MRR@10 over the events after the warm-up (counter
+    differences, the MRR's reciprocal-rank sums over the same trials as the HitRate's).
 
     ``seq_*``: each sampled event judged against the list as of just before it (comparable with
-    offline prequential); ``hits``/``trials``: every event against its user's list cached
+    offline prequential); ``hits``/``trials``/``rr``: every event against its user's list cached
     before its micro-batch. The warm-up cut is at the first progress sample past
     ``QUALITY_WARMUP`` (a micro-batch's worth of events late at most).
 
-    >>> live_hit_rates({b"hits": b"1", b"trials": b"10"}, {b"hits": b"4", b"trials": b"40",
-    ...                 b"seq_hits": b"2", b"seq_trials": b"8"})
-    {'live_hit_rate_at_10': 0.25, 'live_hit_rate_trials': 8, 'live_hit_rate_at_10_cached': 0.1}
+    >>> live_hit_rates({b"hits": b"1", b"trials": b"10", b"rr": b"0.5"},
+    ...                {b"hits": b"4", b"trials": b"40", b"rr": b"2.0",
+    ...                 b"seq_hits": b"2", b"seq_trials": b"8", b"seq_rr": b"1.5"})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'live_hit_rate_at_10': 0.25, 'live_mrr_at_10': 0.1875, 'live_hit_rate_trials': 8,
+     'live_hit_rate_at_10_cached': 0.1, 'live_mrr_at_10_cached': 0.05}
     """
 
-    def delta(field: bytes) -> int:
-        return int(end.get(field, 0)) - int(warm.get(field, 0))
+    def delta(field: bytes) -> float:
+        return float(end.get(field, 0)) - float(warm.get(field, 0))
 
     out: dict[str, Any] = {}
     if not end:
         return out
-    seq_trials, trials = delta(b"seq_trials"), delta(b"trials")
+    seq_trials, trials = int(delta(b"seq_trials")), int(delta(b"trials"))
     if seq_trials > 0:
         out["live_hit_rate_at_10"] = delta(b"seq_hits") / seq_trials
+        out["live_mrr_at_10"] = delta(b"seq_rr") / seq_trials
         out["live_hit_rate_trials"] = seq_trials
     if trials > 0:
         out["live_hit_rate_at_10_cached"] = delta(b"hits") / trials
+        out["live_mrr_at_10_cached"] = delta(b"rr") / trials
     return out
 
 
-def offline_hit_rates(events: Sequence[Interaction], catalog: dict, seed: int) -> dict[str, Any]:
-    """Prequential HitRate@10 on the same events, in this run: the online model as ``streamrec
-    evaluate`` runs it, and ``StreamReplica`` (the worker's CF scoring, one event at a time)."""
+def offline_hit_rates(
+    events: Sequence[Interaction],
+    catalog: dict,
+    seed: int,
+    partitions: int,
+    dense_reference: bool = False,
+) -> dict[str, Any]:
+    """Prequential HitRate@10 and MRR@10 on the same events, in this run, of the worker's own
+    model (``StreamModel``, one ranker per user-side partition, as ``streamrec evaluate`` runs
+    it) and, if asked, the dense offline model (slow: it scores the whole catalog per event)."""
     from models.evaluation.prequential import prequential
-    from models.online.evaluate_cli import build_models
-    from stream_app.replica import StreamReplica
+    from models.online.baselines import OnlineRanker
+    from models.online.stream import StreamModel
 
-    log(f"offline prequential on the same {len(events)} events (streamrec, stream replica)")
-    models = {
-        **build_models(catalog, variants=[], baselines=False, seed=seed),  # just "streamrec"
-        "stream_replica": StreamReplica(),
-    }
+    models: dict[str, OnlineRanker] = {"streamrec": StreamModel(partitions=partitions)}
+    if dense_reference:
+        from models.online.recommender import OnlineRecommender
+
+        models["dense_reference"] = OnlineRecommender(catalog=catalog, seed=seed)
+    log(f"offline prequential on the same {len(events)} events ({', '.join(models)})")
     result = prequential(events, models, k=10, warmup=QUALITY_WARMUP)
-    return {
-        f"offline_hit_rate_at_10_{name}": m["hit_rate@10"] for name, m in result["models"].items()
-    }
+    out: dict[str, Any] = {}
+    for name, m in result["models"].items():
+        out[f"offline_hit_rate_at_10_{name}"] = m["hit_rate@10"]
+        out[f"offline_mrr_at_10_{name}"] = m["mrr@10"]
+    return out
+
+
+def live_vs_offline(result: dict[str, Any]) -> dict[str, Any]:
+    """The paced phase's sequential online figures next to the offline ``streamrec`` ones and
+    their ratios; every key is written (None where a side has no value), so the two datasets'
+    results have one shape.
+
+    >>> live_vs_offline({"paced_live_hit_rate_at_10": 0.2, "offline_hit_rate_at_10_streamrec": 0.25,
+    ...                  "offline_mrr_at_10_streamrec": 0.1})  # doctest: +NORMALIZE_WHITESPACE
+    {'live_hit_rate_at_10': 0.2, 'live_vs_offline_hit_rate': 0.8, 'live_mrr_at_10': None,
+     'live_vs_offline_mrr': None}
+    """
+    out: dict[str, Any] = {}
+    for metric, ratio in (("hit_rate_at_10", "hit_rate"), ("mrr_at_10", "mrr")):
+        live = result.get(f"paced_live_{metric}")
+        offline = result.get(f"offline_{metric}_streamrec")
+        out[f"live_{metric}"] = live
+        out[f"live_vs_offline_{ratio}"] = live / offline if live is not None and offline else None
+    return out
 
 
 # --------------------------------------------------------------------------- freshness
@@ -631,6 +704,7 @@ def freshness(
         # the whole machine was (everything else on it included), to tell a slow worker from a
         # starved one.
         cpu0, busy0, wall0 = process_cpu_s(worker.proc.pid), machine_busy_s(), time.perf_counter()
+        ranker0 = ranker_totals(run, client, keys)
         probes = paced_produce(run.settings, topic, events, rate, run.run_id)
         deadline = time.monotonic() + 60
         while processed(client, keys) < n and time.monotonic() < deadline:
@@ -638,6 +712,7 @@ def freshness(
         count = processed(client, keys)
         wall = time.perf_counter() - wall0
         worker_cpu = process_cpu_s(worker.proc.pid) - cpu0
+        ranker1 = ranker_totals(run, client, keys)
         busy1 = machine_busy_s()
     finally:
         stop_workers([worker])
@@ -668,6 +743,7 @@ def freshness(
         "freshness_phase_wall_s": wall,
         "freshness_worker_cpu_cores": worker_cpu / wall if wall > 0 else None,
         "freshness_worker_cpu_ms_per_event": 1000 * worker_cpu / count if count else None,
+        **{f"freshness_{k}": v for k, v in ranker_share(ranker0, ranker1, worker_cpu).items()},
         "freshness_machine_busy_fraction": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1])
         if busy1[1] > busy0[1]
         else None,
@@ -679,6 +755,7 @@ def freshness(
         result["telemetry_freshness_p50_ms"] = snap.freshness_quantile(0.5)
         result["telemetry_freshness_p99_ms"] = snap.freshness_quantile(0.99)
         result["telemetry_online_hit_rate_at_10"] = snap.hit_rate_at_10
+        result["telemetry_online_mrr_at_10"] = snap.mrr_at_10
     log(
         f"freshness: p50 {result['freshness_p50_ms']} ms, p99 {result['freshness_p99_ms']} ms "
         f"from {len(delays)} probes"
@@ -779,7 +856,16 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
     keys = CacheKeys(settings.redis_key_prefix)
     with tempfile.TemporaryDirectory(prefix="streamrec-e2e-") as tmp:
         db = reserve_db(settings, args.redis_db, run_id, ttl_s=int(args.timeout_s * 4))
-        run = Run(settings, run_id, db, Path(tmp), events, dataset, timeout_s=args.timeout_s)
+        run = Run(
+            settings,
+            run_id,
+            db,
+            Path(tmp),
+            events,
+            dataset,
+            timeout_s=args.timeout_s,
+            lock_ttl_s=int(args.timeout_s * 4),
+        )
         log(f"{dataset}: run {run_id} on Redis DB {db}")
         run.clear()
         result: dict[str, Any] = {"dataset": dataset, "events": len(events), "run_id": run_id}
@@ -814,12 +900,11 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
                 result.update(paced_quality(run, pace, keys, args.quality_sample))
                 retire_topics(args, run)
                 result["paced_hitrate_sample"] = args.quality_sample
-                result.update(offline_hit_rates(events, catalog, args.seed))
-                offline = result["offline_hit_rate_at_10_streamrec"]
-                live = result.get("paced_live_hit_rate_at_10")
-                if live is not None and offline > 0:
-                    result["live_hit_rate_at_10"] = live
-                    result["live_vs_offline_hit_rate"] = live / offline
+                offline = offline_hit_rates(
+                    events, catalog, args.seed, settings.event_partitions, args.dense_reference
+                )
+                result.update(offline)
+                result.update(live_vs_offline(result))
             if not args.skip_freshness:
                 finish_freshness(args, run, keys, one, result)
         finally:
@@ -865,9 +950,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quality",
         nargs="*",
-        default=["movielens100k"],
-        help="datasets whose live online HitRate@10 (1-worker phase) is compared with offline "
-        "prequential on the same events in this run",
+        choices=["movielens100k", "synthetic"],
+        default=["movielens100k", "synthetic"],
+        help="datasets (of those run) whose live online HitRate@10 and MRR@10 (a paced 1-worker "
+        "replay) are compared with offline prequential on the same events in this run; "
+        "default both, none with a bare --quality",
+    )
+    parser.add_argument(
+        "--dense-reference",
+        action="store_true",
+        help="also score the dense offline model (OnlineRecommender) in the quality phase "
+        "(slow: it scores every known item per event)",
     )
     parser.add_argument(
         "--assume-events-per-s",
