@@ -464,13 +464,13 @@ RANKER_METRICS: tuple[tuple[str, str, str, str], ...] = (
         "gauge",
         "pairwise_accuracy",
         "pairwise_accuracy",
-        "Share of pairs the ranker ordered right just before learning them (online)",
+        "Share of pairs the ranker ordered right before learning their batch (online)",
     ),
     (
         "gauge",
         "log_loss",
         "mean_log_loss",
-        "Mean logistic loss per pair, scored just before learning it (online, nats)",
+        "Mean logistic loss per pair, scored before learning its batch (online, nats)",
     ),
     (
         "gauge",
