@@ -75,6 +75,7 @@ class StreamScorer:
         min_trained: int = 1_000,
         n_negatives: int = 4,
         hard_pool: int = 50,
+        outside_positives: bool = True,
     ) -> None:
         self.params = params or ScoringParams()
         self.partitions = partitions
@@ -82,6 +83,9 @@ class StreamScorer:
         self.min_trained = min_trained
         self.n_negatives = n_negatives
         self.hard_pool = hard_pool
+        #: whether an event whose item is no candidate teaches (its pairs: its popularity
+        #: alone against the candidates' features)
+        self.outside_positives = outside_positives
         #: partition -> its learner (created on first use)
         self.rankers: dict[int, StreamRanker] = {}
         #: the published lists as arrays, converted once per list object
@@ -144,6 +148,7 @@ class StreamScorer:
             self.index,
             n_negatives=self.n_negatives,
             hard_pool=self.hard_pool,
+            outside_positives=self.outside_positives,
         )
         by_partition: dict[int, list[np.ndarray]] = {}
         for at, differences in pairs:

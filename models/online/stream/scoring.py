@@ -432,6 +432,7 @@ def training_pairs(
     *,
     n_negatives: int = 4,
     hard_pool: int = 50,
+    outside_positives: bool = True,
 ) -> list[tuple[int, np.ndarray]]:
     """``(event position, positive - negative feature rows)`` for each event ``(row, item,
     seed)`` of ``events``.
@@ -441,7 +442,8 @@ def training_pairs(
     included, in entry order: :func:`top_pool`), half uniformly
     from all its candidates (hard ones alone teach that a high neighbour score means "not
     chosen"). The picks are a pure function of ``seed`` (a hash of the event), so a replayed
-    event teaches the same pairs. A row with no other candidate teaches nothing.
+    event teaches the same pairs. A row with no other candidate teaches nothing; with
+    ``outside_positives`` off, neither does an event whose item is no candidate.
 
     >>> index = ListIndex()
     >>> c = candidates([["a"]], {"a": [("x", 0.9), ("y", 0.5)]}, {}, [("t", 1.0)], index)
@@ -483,6 +485,8 @@ def training_pairs(
     ):
         positive = position if hit else -1
         lo, hi = bounds[row], bounds[row + 1]
+        if positive < 0 and not outside_positives:
+            continue
         if hi - lo < (1 if positive < 0 else 2):
             continue
         pool = [p for p in by_row.get(row, ()) if p != positive]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import orjson
@@ -256,7 +257,7 @@ def test_a_user_scored_alone_gets_what_she_gets_in_a_batch() -> None:
 
 
 def _pairs(
-    cands: Candidates, index: ListIndex, events: list[tuple[int, str, int]], **kw: int
+    cands: Candidates, index: ListIndex, events: list[tuple[int, str, int]], **kw: Any
 ) -> list[tuple[int, list[list[float]]]]:
     weights = np.array([FIXED_BLEND] * cands.users)
     return [(at, diff.tolist()) for at, diff in training_pairs(cands, weights, events, index, **kw)]
@@ -310,6 +311,8 @@ def test_a_positive_that_is_no_candidate_is_its_popularity_alone() -> None:
     assert [at for at, _ in got] == [0, 2]  # x alone teaches nothing: no other candidate
     assert got[0][1] == [(z_only - x).tolist()] * 4
     assert got[1][1] == [(-x).tolist()] * 4
+    # without outside positives, neither teaches
+    assert _pairs(cands, index, [(0, "z", 7), (0, "never-seen", 9)], outside_positives=False) == []
 
 
 # ------------------------------------------------------------------------------ StreamRanker
