@@ -31,43 +31,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from results_file import command_line, write_results  # noqa: E402
 
 from models.datasets.registry import load_dataset  # noqa: E402
-from models.events import Interaction, event_weight  # noqa: E402
+from models.events import Interaction  # noqa: E402
 from models.online.stream import StreamModel  # noqa: E402
-from models.online.stream.deltas import (  # noqa: E402
-    MAX_ROW_PAIRS,
-    MAX_SUCCESSORS,
-    NEIGHBORS_M,
-    PAIR_WINDOW,
-    apply_delta,
-    deltas_by_item,
-    merge_history,
-    published_lists,
-    transitions,
-    user_side_batch,
-)
 
 MODES = ("ranker", "ranker-candidates-only", "fixed-blend")
 NEVER = 10**15  # min_trained that is never reached: the fixed blend throughout
-
-
-def apply_statistics(model: StreamModel, event: Interaction) -> None:
-    """An event's effect on everything but the rankers (``StreamModel.learn_one`` minus its
-    learning): pair and transition rows, published lists, history, popularity."""
-    user, item = event.user_id, event.item_id
-    history = model.histories.get(user, [])
-    weight = event_weight(event)
-    learned = user_side_batch(history, [(item, weight)], window=PAIR_WINDOW)
-    touched = {}
-    for key, delta in deltas_by_item(learned, transitions(history, [item])).items():
-        row = apply_delta(model.rows.get(key), delta, MAX_ROW_PAIRS, MAX_SUCCESSORS)
-        touched[key] = row
-        model.norms[key] = float(row.get("n", 0.0))
-    model.rows.update(touched)
-    lists, nexts = published_lists(touched, model.norms, NEIGHBORS_M, MAX_SUCCESSORS)
-    model.neighbors.update(lists)
-    model.successors.update(nexts)
-    model.histories[user] = merge_history(history, [item], model.history_len)
-    model.popularity.learn_one(item, weight, event.timestamp_ms)
 
 
 def replay(
@@ -112,7 +80,7 @@ def replay(
                     rr += 1.0 / (items.index(rows[j][1]) + 1)
         scorer.learn(before, rows, model.neighbors, model.successors, trending, priors=priors)
         for event in chunk:
-            apply_statistics(model, event)
+            model.learn_statistics(event)
         previous_ms = chunk[-1].timestamp_ms
     return {
         "batch_events": batch,

@@ -318,6 +318,13 @@ class StreamModel:
         self.scorer.learn_from(
             cands, [part], [(0, item, event_seed(user, item, ts), part)], [set(history)]
         )
+        self.learn_statistics(event)
+
+    def learn_statistics(self, event: Interaction) -> None:
+        """Everything an event changes but the rankers: its pair and transition rows, the
+        published lists, its user's history, popularity (the worker's user and item sides)."""
+        user, item, ts = event.user_id, event.item_id, event.timestamp_ms
+        history = self.histories.get(user, [])
         weight = event_weight(event)
         learned = user_side_batch(history, [(item, weight)], window=PAIR_WINDOW)
         touched = {}
