@@ -16,13 +16,12 @@ from typing import Protocol
 
 from models.events import Interaction, InvalidEvent, decode_event, event_weight
 from models.online.stream.deltas import merge_history
+from models.online.stream.scoring import TRENDING_REASON
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
 from stream_app.settings import Settings
 from stream_app.telemetry import HIT_K, BatchTelemetry, Trials, judge, online_hits, sampled
 
 log = logging.getLogger(__name__)
-
-TRENDING_REASON = "trending now"
 
 #: Event timestamps more than this ahead of the wall clock are clamped for decay: one event from
 #: a client with a wrong clock (say, year 3000) would otherwise move the forward-decay epoch

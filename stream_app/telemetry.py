@@ -481,33 +481,6 @@ class TelemetryRecorder:
         pipe.execute()
 
 
-def cached_tops(
-    client: Any, keys: CacheKeys, user_ids: Sequence[str], k: int = HIT_K
-) -> dict[str, list[str]]:
-    """The first ``k`` cached item ids of each user that has a list, in one ``MGET``: what the
-    worker reads at the start of a batch to judge :func:`online_hits` (blocking client).
-
-    >>> class FakeRedis:
-    ...     def mget(self, names):
-    ...         return [b'{"user_id":"u1","items":[{"item_id":"a","score":1,"reason":""}]}', None]
-    >>> cached_tops(FakeRedis(), CacheKeys(), ["u1", "u2"])
-    {'u1': ['a']}
-    """
-    if not user_ids:
-        return {}
-    raw = client.mget([keys.recs(u) for u in user_ids])
-    out: dict[str, list[str]] = {}
-    for user_id, value in zip(user_ids, raw, strict=True):
-        if value is None:
-            continue
-        try:
-            items = json.loads(value)["items"]
-            out[user_id] = [str(r["item_id"]) for r in items[:k]]
-        except (ValueError, KeyError, TypeError):
-            continue  # a damaged entry counts as "no cached list", never as a crash
-    return out
-
-
 def _int(raw: Any) -> int:
     return int(float(raw)) if raw is not None else 0
 
