@@ -164,8 +164,29 @@ class Scorer(Protocol):
         ...
 
 
+class LearnsNothing:
+    """The learning half of :class:`Scorer` for a scorer without a learner: nothing to learn,
+    nothing to checkpoint."""
+
+    __slots__ = ()
+
+    def learn_batch(
+        self,
+        events: Sequence[Interaction],
+        before: Mapping[str, Sequence[str]],
+        partitions: Sequence[int],
+    ) -> None:
+        return None
+
+    def checkpoint(self) -> Mapping[str, bytes]:
+        return {}
+
+    def checkpointed(self) -> None:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
-class TrendingScorer:
+class TrendingScorer(LearnsNothing):
     """Recommend the globally trending items each user has not seen yet.
 
     Examples
@@ -185,20 +206,6 @@ class TrendingScorer:
 
     def candidates_needed(self, n: int, history_len: int) -> int:
         return n + history_len
-
-    def learn_batch(
-        self,
-        events: Sequence[Interaction],
-        before: Mapping[str, Sequence[str]],
-        partitions: Sequence[int],
-    ) -> None:
-        return None
-
-    def checkpoint(self) -> Mapping[str, bytes]:
-        return {}
-
-    def checkpointed(self) -> None:
-        return None
 
     def recommend_batch(
         self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +13,7 @@ from stream_app.agents import sort_batch
 from stream_app.cache import CacheUnavailable, MemoryCache, Recommendation, UserRecs
 from stream_app.live_path import (
     TRENDING_REASON,
+    LearnsNothing,
     LivePath,
     TrendingScorer,
     items_by_user,
@@ -245,7 +245,7 @@ def test_broken_telemetry_never_costs_recommendations():
 # --------------------------------------------------------------------------- sequential HitRate
 
 
-class _ChainScorer:
+class _ChainScorer(LearnsNothing):
     """Recommends the item that follows a user's last item in a fixed chain (then nothing), and
     records every call, so a test can tell which list each event was judged against."""
 
@@ -258,20 +258,6 @@ class _ChainScorer:
     def candidates_needed(self, n, history_len):
         return n
 
-    def learn_batch(
-        self,
-        events: Sequence[Interaction],
-        before: Mapping[str, Sequence[str]],
-        partitions: Sequence[int],
-    ) -> None:
-        return None
-
-    def checkpoint(self) -> Mapping[str, bytes]:
-        return {}
-
-    def checkpointed(self) -> None:
-        return None
-
     def recommend_batch(self, histories, trending, n):
         self.calls.append({user: list(h) for user, h in histories.items()})
         if self.fail_on_call == len(self.calls):
@@ -283,8 +269,8 @@ class _ChainScorer:
         return out
 
 
-def _burst(cache, scorer, sample, before):
-    """User u, history ["w"], cached list ["x"], then x, y, z in one batch; chain x->y, y->q."""
+def _burst(cache, scorer, sample, before, items="xyz"):
+    """User u, history ["w"], cached list ["x"], then ``items`` (x, y, z) in one batch."""
     cache.write_batch([UserRecs("u", (Recommendation("x", 1.0, ""),), {}, T0)], 60, {})
     reported = []
     path = LivePath(
@@ -297,8 +283,9 @@ def _burst(cache, scorer, sample, before):
         telemetry=reported.append,
         hitrate_sample=sample,
     )
-    events = [Interaction("u", item, "view", T0 + i) for i, item in enumerate("xyz")]
-    result = path.process(events, {"u": ["w", "x", "y", "z"]}, dlq=0, before=before)
+    events = [Interaction("u", item, "view", T0 + i) for i, item in enumerate(items)]
+    after = merge_history((before or {}).get("u", ["w"]), list(items), 50)
+    result = path.process(events, {"u": after}, dlq=0, before=before)
     return result, reported
 
 
@@ -325,23 +312,9 @@ def test_an_event_on_an_item_its_user_had_already_seen_is_no_trial():
     """Offline prequential does not score repeats (seen items are never recommended); the
     live counts follow the same rule, in both forms, for items seen before the batch or
     earlier in it."""
-    cache = MemoryCache()
     scorer = _ChainScorer({"x": "y", "y": "q", "z": "x"})
-    cache.write_batch([UserRecs("u", (Recommendation("x", 1.0, ""),), {}, T0)], 60, {})
-    reported = []
-    path = LivePath(
-        cache,
-        scorer,
-        top_n=3,
-        half_life_s=3600.0,
-        rec_ttl_s=60,
-        history_len=50,
-        telemetry=reported.append,
-        hitrate_sample=1.0,
-    )
     # w was seen before the batch, x is seen again later in it: two repeats, x and y judged.
-    events = [Interaction("u", item, "view", T0 + i) for i, item in enumerate("wxyx")]
-    path.process(events, {"u": ["w", "y", "x"]}, dlq=0, before={"u": ["w"]})
+    _, reported = _burst(MemoryCache(), scorer, 1.0, before={"u": ["w"]}, items="wxyx")
     batch = reported[0]
     # Cached: x and y against ["x"]; sequential: x against the list after w (w has no chain:
     # a miss), y against the list after x, ["y"] (a hit).

@@ -14,7 +14,7 @@ from models.events import Interaction
 from stream_app.cache import MemoryCache
 from stream_app.cache.base import Recommendation, UserRecs
 from stream_app.cache.keys import CacheKeys
-from stream_app.live_path import LivePath
+from stream_app.live_path import LearnsNothing, LivePath
 from stream_app.telemetry import (
     BatchTelemetry,
     TelemetryKeys,
@@ -46,7 +46,7 @@ def test_cached_form_uses_the_fallback_rank_for_users_without_a_list() -> None:
     assert judged == Trials(hits=2, trials=2, rr=1.0)  # 1/2 + 1/2
 
 
-class _ListScorer:
+class _ListScorer(LearnsNothing):
     """Serves a fixed list per last history item, with the whole ``Scorer`` protocol."""
 
     versions: Mapping[str, str] = {"lists": "l1"}
@@ -72,20 +72,6 @@ class _ListScorer:
             user: [Recommendation(i, 1.0, "") for i in self.lists.get(h[-1] if h else "", ())]
             for user, h in histories.items()
         }
-
-    def learn_batch(
-        self,
-        events: Sequence[Interaction],
-        before: Mapping[str, Sequence[str]],
-        partitions: Sequence[int],
-    ) -> None:
-        return None
-
-    def checkpoint(self) -> Mapping[str, bytes]:
-        return {}
-
-    def checkpointed(self) -> None:
-        return None
 
 
 def _burst(scorer: _ListScorer) -> list[BatchTelemetry]:
