@@ -196,9 +196,9 @@ class OnlineScorer:
         priors = self.model.event_histories(before, rows, self.history_len)
         try:
             self.restore(partitions)
-            # a repeat teaches nothing (StreamScorer.learn): no lists for its history
+            # only the events that teach need their history's lists
             neighbors, successors = self._lists(
-                [prior for prior, row in zip(priors, rows, strict=True) if row[1] not in prior]
+                [priors[at] for at in self.model.teaching(rows, priors)]
             )
         except CacheUnavailable as exc:
             log.warning("ranker did not learn a batch of %d events: %s", len(events), exc)

@@ -187,6 +187,22 @@ class StreamScorer:
                 running[user] = [*history, item][-history_len:]
         return out
 
+    @staticmethod
+    def teaching(
+        events: Sequence[tuple[str, str, int, int]], priors: Sequence[Sequence[str]]
+    ) -> list[int]:
+        """Positions of the events that teach: not a repeat (an item already in the history
+        just before it; seen items are never candidates, so a repeat teaches nothing true).
+
+        >>> StreamScorer.teaching([("u", "a", 1, 0), ("u", "b", 2, 0)], [["a"], ["a"]])
+        [1]
+        """
+        return [
+            at
+            for at, (event, prior) in enumerate(zip(events, priors, strict=True))
+            if event[1] not in prior
+        ]
+
     def learn(
         self,
         before: Mapping[str, Sequence[str]],
@@ -204,12 +220,9 @@ class StreamScorer:
         computed: seen items are never candidates, so it would teach nothing true."""
         if priors is None:
             priors = self.event_histories(before, events, history_len)
-        taught: list[int] = []
-        for at, (event, prior) in enumerate(zip(events, priors, strict=True)):
-            if event[1] in prior:
-                self.ranker(event[3]).n_events += 1
-            else:
-                taught.append(at)
+        taught = self.teaching(events, priors)
+        for at in set(range(len(events))).difference(taught):  # repeats are counted too
+            self.ranker(events[at][3]).n_events += 1
         cands = self.candidates([priors[at] for at in taught], neighbors, successors, trending)
         return self.learn_from(
             cands,
