@@ -11,8 +11,11 @@ HitRate). B=1 is the offline model of ``streamrec evaluate`` (the baseline, in t
     python bench/batch_granularity.py --dataset movielens100k --events 50000 \
         --batch-events 1 115 --out bench/results/batch_granularity_movielens100k.json
 
-Modes: ``ranker`` (as served), ``ranker-candidates-only`` (an event whose item is no candidate
-teaches nothing: ``StreamScorer(outside_positives=False)``), ``fixed-blend`` (no learning).
+Modes: ``ranker`` (as served: an event whose item is no candidate teaches nothing),
+``ranker-outside-positives`` (such an event teaches its popularity against the candidates:
+``StreamScorer(outside_positives=True)``, the first live ranker's rule), ``ranker-sgd`` (as
+served, but plain SGD at 0.05, the first live ranker's optimizer), ``fixed-blend`` (no
+learning).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from models.datasets.registry import load_dataset  # noqa: E402
 from models.events import Interaction  # noqa: E402
 from models.online.stream import StreamModel  # noqa: E402
 
-MODES = ("ranker", "ranker-candidates-only", "fixed-blend")
+MODES = ("ranker", "ranker-outside-positives", "ranker-sgd", "fixed-blend")
 NEVER = 10**15  # min_trained that is never reached: the fixed blend throughout
 
 
@@ -44,7 +47,9 @@ def replay(
     """HitRate@k and MRR@k of the stream model fed ``batch`` events at a time."""
     model = StreamModel(partitions=4, min_trained=NEVER if mode == "fixed-blend" else 1_000)
     scorer = model.scorer
-    scorer.outside_positives = mode != "ranker-candidates-only"
+    scorer.outside_positives = mode == "ranker-outside-positives"
+    if mode == "ranker-sgd":
+        scorer.optimizer, scorer.learning_rate = "sgd", 0.05
     warm = int(len(events) * warmup)
     hits = trials = 0
     rr = 0.0

@@ -165,6 +165,7 @@ class OnlineScorer:
                     raw,
                     learning_rate=self.model.learning_rate,
                     min_trained=self.model.min_trained,
+                    optimizer=self.model.optimizer,
                 )
             except ValueError as exc:
                 log.warning("ranker state of partition %d refused, kept in memory: %s", p, exc)

@@ -14,6 +14,12 @@ from collections.abc import Sequence
 import numpy as np
 from river import facto, linear_model, optim
 
+#: River optimizers by name. ``adagrad`` gives each weight a step that shrinks with the
+#: squared gradients it has seen: where the pairs are mostly noise (MovieLens, pairwise accuracy
+#: ~0.52) plain SGD's weights random-walk, and a live learner that sees the same events in
+#: micro-batches walks elsewhere (docs/experiments.md).
+OPTIMIZERS = {"sgd": optim.SGD, "adagrad": optim.AdaGrad}
+
 
 class LinearReranker:
     """``river.linear_model.LogisticRegression`` trained on (positive, sampled negatives) rows.
@@ -28,12 +34,21 @@ class LinearReranker:
     True
     """
 
-    def __init__(self, features: Sequence[str], learning_rate: float = 0.05, l2: float = 0.0):
+    def __init__(
+        self,
+        features: Sequence[str],
+        learning_rate: float = 0.05,
+        l2: float = 0.0,
+        optimizer: str = "sgd",
+    ):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
         self.features = tuple(features)
         self.learning_rate = learning_rate
         self.l2 = l2
+        self.optimizer = optimizer
         self.model = linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=0.0
+            optimizer=OPTIMIZERS[optimizer](learning_rate), l2=l2, intercept_lr=0.0
         )
         self.n_learned = 0
 
@@ -73,17 +88,33 @@ class LinearReranker:
         return self.weight_vector() @ matrix
 
     def state(self) -> dict:
+        """JSON-ready: the weights and what the optimizer carries between steps (AdaGrad's
+        squared-gradient sums), so a restored learner steps exactly as the saved one would."""
+        opt = self.model.optimizer
         return {
             "weights": self.model.weights,
             "intercept": self.model.intercept,
             "n_learned": self.n_learned,
+            "optimizer": {
+                "name": self.optimizer,
+                "n_iterations": opt.n_iterations,
+                "g2": dict(getattr(opt, "g2", {})),
+            },
         }
 
     def load_state(self, state: dict) -> None:
+        """Inverse of :meth:`state`; ValueError if it was saved by another optimizer."""
+        saved = state.get("optimizer", {"name": "sgd", "n_iterations": 0, "g2": {}})
+        if saved["name"] != self.optimizer:
+            raise ValueError(f"state of a {saved['name']} learner, this one is {self.optimizer}")
         for name, value in state["weights"].items():
             self.model._weights[name] = float(value)
         self.model.intercept = float(state["intercept"])
         self.n_learned = int(state["n_learned"])
+        opt = self.model.optimizer
+        opt.n_iterations = int(saved["n_iterations"])
+        if hasattr(opt, "g2"):
+            opt.g2.update({name: float(v) for name, v in saved["g2"].items()})
 
 
 class FMReranker:

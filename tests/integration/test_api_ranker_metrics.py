@@ -44,7 +44,7 @@ def test_metrics_read_every_partitions_ranker_and_skip_a_damaged_one(redis_db: s
             {"events": 3},
             state={
                 keys.ranker(0): learned.to_json(),
-                keys.ranker(2): b'{"model": "river-logreg-pairwise-v1", "n_learned": ',
+                keys.ranker(2): b'{"model": "river-logreg-pairwise-v2", "n_learned": ',
             },
         )
         recorder = TelemetryRecorder(cache.client, "w1", TelemetryKeys(keys))

@@ -30,7 +30,7 @@ from models.online.stream.deltas import (
     user_side_batch,
 )
 from models.online.stream.partitions import key_partition
-from models.online.stream.ranker import StreamRanker
+from models.online.stream.ranker import LEARNING_RATE, OPTIMIZER, StreamRanker
 from models.online.stream.scoring import (
     Candidates,
     Recommendation,
@@ -71,15 +71,17 @@ class StreamScorer:
         *,
         params: ScoringParams | None = None,
         partitions: int = 1,
-        learning_rate: float = 0.05,
+        learning_rate: float = LEARNING_RATE,
+        optimizer: str = OPTIMIZER,
         min_trained: int = 1_000,
         n_negatives: int = 4,
         hard_pool: int = 50,
-        outside_positives: bool = True,
+        outside_positives: bool = False,
     ) -> None:
         self.params = params or ScoringParams()
         self.partitions = partitions
         self.learning_rate = learning_rate
+        self.optimizer = optimizer
         self.min_trained = min_trained
         self.n_negatives = n_negatives
         self.hard_pool = hard_pool
@@ -95,7 +97,9 @@ class StreamScorer:
         found = self.rankers.get(partition)
         if found is None:
             found = self.rankers[partition] = StreamRanker(
-                learning_rate=self.learning_rate, min_trained=self.min_trained
+                learning_rate=self.learning_rate,
+                min_trained=self.min_trained,
+                optimizer=self.optimizer,
             )
         return found
 

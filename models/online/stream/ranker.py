@@ -17,8 +17,12 @@ import orjson
 from models.online.reranker import LinearReranker
 from models.online.stream.scoring import FEATURES, FIXED_BLEND
 
-#: Model name in every cached list's ``model_versions`` (with the update count).
-RANKER_NAME = "river-logreg-pairwise-v1"
+#: Model name in every cached list's ``model_versions`` (with the update count). v2: AdaGrad
+#: steps and candidate positives only (a v1 state is refused: the learner starts anew).
+RANKER_NAME = "river-logreg-pairwise-v2"
+#: The learner's optimizer and base step (docs/experiments.md has the comparison).
+OPTIMIZER = "adagrad"
+LEARNING_RATE = 0.1
 
 
 class StreamRanker:
@@ -29,15 +33,21 @@ class StreamRanker:
     >>> r = StreamRanker(min_trained=1)
     >>> r.learn([[1.0, 0.0, 0.0, 0.0, -1.0]] * 20)   # "more knn, less popularity wins"
     >>> w = r.weights(); bool(w[0] > 0 > w[4]), r.n_updates, r.version
-    (True, 1, 'river-logreg-pairwise-v1@1')
+    (True, 1, 'river-logreg-pairwise-v2@1')
     >>> StreamRanker.from_json(r.to_json(), min_trained=1).weights().tolist() == w.tolist()
     True
     """
 
-    def __init__(self, *, learning_rate: float = 0.05, min_trained: int = 1_000) -> None:
+    def __init__(
+        self,
+        *,
+        learning_rate: float = LEARNING_RATE,
+        min_trained: int = 1_000,
+        optimizer: str = OPTIMIZER,
+    ) -> None:
         self.learning_rate = learning_rate
         self.min_trained = min_trained
-        self.reranker = LinearReranker(FEATURES, learning_rate)
+        self.reranker = LinearReranker(FEATURES, learning_rate, optimizer=optimizer)
         #: events of the partition offered to it, taught pairs or not (exactly once each)
         self.n_events = 0
         self.n_pairs = 0
@@ -104,14 +114,20 @@ class StreamRanker:
 
     @classmethod
     def from_json(
-        cls, raw: bytes | str, *, learning_rate: float = 0.05, min_trained: int = 1_000
+        cls,
+        raw: bytes | str,
+        *,
+        learning_rate: float = LEARNING_RATE,
+        min_trained: int = 1_000,
+        optimizer: str = OPTIMIZER,
     ) -> StreamRanker:
-        """A ranker from :meth:`to_json`; ValueError if the state is not one of ours."""
+        """A ranker from :meth:`to_json`; ValueError if the state is not one of ours (another
+        model, other features, another optimizer)."""
         try:
             data = orjson.loads(raw)
             if data.get("model") != RANKER_NAME or data.get("features") != list(FEATURES):
                 raise ValueError(f"not a {RANKER_NAME} state over {FEATURES}")
-            ranker = cls(learning_rate=learning_rate, min_trained=min_trained)
+            ranker = cls(learning_rate=learning_rate, min_trained=min_trained, optimizer=optimizer)
             ranker.reranker.load_state(data)
             ranker.n_events = int(data["n_events"])
             ranker.n_pairs = int(data["n_pairs"])

@@ -387,6 +387,8 @@ def _state(**changes: object) -> bytes:
         _state(n_pairs=None),  # a key missing
         _state(weights=[0.5, 0.5]),
         _state(intercept="high"),
+        _state(optimizer={"name": "sgd", "n_iterations": 1, "g2": {}}),  # another learner's
+        _state(optimizer={"name": "adagrad", "n_iterations": 1, "g2": [0.1]}),
     ],
     ids=[
         "not-json",
@@ -398,6 +400,8 @@ def _state(**changes: object) -> bytes:
         "missing-key",
         "weights-not-a-map",
         "intercept-not-a-number",
+        "other-optimizer",
+        "optimizer-state-not-a-map",
     ],
 )
 def test_a_foreign_or_damaged_ranker_state_is_refused(raw: bytes) -> None:
@@ -527,10 +531,12 @@ def _stored_updates(cache: MemoryCache, partition: int) -> int:
 
 
 def _with_lists(cache: MemoryCache) -> MemoryCache:
-    """Every item of the tests' users has x and y as neighbours: each event has candidates."""
+    """Every item of the tests' users has all the others as neighbours: each event's item is
+    a candidate, so each event after a user's first teaches (candidate positives only)."""
     items = "abcdefgxy"
     cache.publish_neighbors(
-        {item: [("x", 0.9), ("y", 0.5)] for item in items}, dict.fromkeys(items, 1.0)
+        {item: [(other, 0.5) for other in items if other != item] for item in items},
+        dict.fromkeys(items, 1.0),
     )
     return cache
 
@@ -544,7 +550,8 @@ def test_cached_lists_name_the_ranker_and_its_update_count() -> None:
         assert feed.send("u", item, T0 + n)
     recs = cache.get_recs("u")
     assert recs is not None
-    # "a" was learned against an empty history (no candidate: nothing to learn); b, c, d were
+    # "a" was learned against an empty history (no candidate: nothing to learn); b, c, d were,
+    # each a candidate (a neighbour of the items before it)
     assert recs.model_versions == {"cf": CF_VERSION, "ranker": _ranker_version({part: 3})}
     assert _stored_updates(cache, part) == 3  # checkpointed with the counted marks
 
