@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -58,6 +59,9 @@ class ScoringParams:
     resume_window: int = 10
     #: top trending items every user gets as candidates
     trending_candidates: int = 50
+    #: the head of each recent item's neighbour list that scoring reads (lists are published
+    #: best first, up to ``NEIGHBORS_M``)
+    neighbors_per_item: int = 100
 
     def neighbor_sources(self, history: Sequence[str]) -> Sequence[str]:
         """The items whose neighbour lists score ``history``."""
@@ -103,20 +107,55 @@ def popularity_values(trending: Sequence[tuple[str, float]]) -> np.ndarray:
 
 @dataclass(slots=True)
 class _Pieces:
-    """A batch's list pieces, user by user (``rows``), before the array pass."""
+    """A batch's list pieces, user by user (``rows``), before the array pass: each piece is a
+    list's span in the :class:`ListIndex` pool. The knn pieces are arrays (one per recent item
+    of every row, newest first); their source is an index into ``knn_names``."""
 
-    knn_ids: list[np.ndarray] = field(default_factory=list)
-    knn_sims: list[np.ndarray] = field(default_factory=list)
-    knn_decay: list[float] = field(default_factory=list)
-    knn_rows: list[int] = field(default_factory=list)
-    knn_sources: list[str] = field(default_factory=list)
-    markov_ids: list[np.ndarray] = field(default_factory=list)
-    markov_probs: list[np.ndarray] = field(default_factory=list)
+    knn_starts: np.ndarray
+    knn_lengths: np.ndarray
+    knn_decay: np.ndarray
+    knn_rows: np.ndarray
+    knn_source: np.ndarray
+    knn_names: list[str]
+    markov_starts: list[int] = field(default_factory=list)
+    markov_lengths: list[int] = field(default_factory=list)
     markov_rows: list[int] = field(default_factory=list)
-    skip_ids: list[np.ndarray] = field(default_factory=list)
-    skip_probs: list[np.ndarray] = field(default_factory=list)
+    skip_starts: list[int] = field(default_factory=list)
+    skip_lengths: list[int] = field(default_factory=list)
     skip_scale: list[float] = field(default_factory=list)
     skip_rows: list[int] = field(default_factory=list)
+
+
+def _knn_pieces(
+    histories: Sequence[Sequence[str]],
+    neighbors: Mapping[str, Sequence[tuple[str, float]]],
+    params: ScoringParams,
+    index: ListIndex,
+) -> _Pieces:
+    """The neighbour-list pieces of every row, in row then age order, with array passes over
+    the batch's distinct recent items: a learning batch has one row per event and ``recent``
+    items per row, and a Python step per (row, item) was the worker's largest own cost."""
+    recent = [params.neighbor_sources(h)[::-1] for h in histories]
+    counts = np.fromiter(map(len, recent), np.int64, len(recent))
+    flat = list(chain.from_iterable(recent))
+    names = list(dict.fromkeys(flat))
+    code = {name: k for k, name in enumerate(names)}
+    starts = np.zeros(len(names), np.int64)
+    lengths = np.zeros(len(names), np.int64)
+    head = params.neighbors_per_item
+    for k, name in enumerate(names):
+        lst = neighbors.get(name)
+        if lst:
+            starts[k], length = index.span(name, lst)
+            lengths[k] = min(length, head)
+    source = np.fromiter(map(code.__getitem__, flat), np.int64, len(flat))
+    rows = np.repeat(np.arange(len(recent), dtype=np.int64), counts)
+    ages = np.arange(len(flat), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    keep = lengths[source] > 0
+    source, rows, ages = source[keep], rows[keep], ages[keep]
+    # the same float as ``decay ** age`` (Python's pow), one per distinct age
+    powers = np.array([params.recency_decay**age for age in range(int(counts.max(initial=0)))])
+    return _Pieces(starts[source], lengths[source], powers[ages], rows, source, names)
 
 
 def _gather(
@@ -126,26 +165,17 @@ def _gather(
     params: ScoringParams,
     index: ListIndex,
 ) -> _Pieces:
-    out = _Pieces()
-    decay, skip_decay = params.recency_decay, params.skip_decay
+    out = _knn_pieces(histories, neighbors, params, index)
+    skip_decay, span = params.skip_decay, index.span
     for row, history in enumerate(histories):
         if not history:
             continue
-        for age, source in enumerate(reversed(params.neighbor_sources(history))):
-            lst = neighbors.get(source)
-            if lst:
-                ids, sims = index.arrays(source, lst)
-                out.knn_ids.append(ids)
-                out.knn_sims.append(sims)
-                out.knn_decay.append(decay**age)
-                out.knn_rows.append(row)
-                out.knn_sources.append(source)
         last = history[-1]
         nexts = successors.get(last)
         if nexts:
-            ids, probs = index.arrays("\x00next:" + last, nexts)
-            out.markov_ids.append(ids)
-            out.markov_probs.append(probs)
+            start, length = span("\x00next:" + last, nexts)
+            out.markov_starts.append(start)
+            out.markov_lengths.append(length)
             out.markov_rows.append(row)
         earlier = list(history[-1 - params.skip_steps : -1][::-1])
         scales = [skip_decay**age for age in range(len(earlier))]
@@ -156,9 +186,9 @@ def _gather(
         for item, scale in zip(earlier, scales, strict=True):
             lst = successors.get(item)
             if lst:
-                ids, probs = index.arrays("\x00next:" + item, lst)
-                out.skip_ids.append(ids)
-                out.skip_probs.append(probs)
+                start, length = span("\x00next:" + item, lst)
+                out.skip_starts.append(start)
+                out.skip_lengths.append(length)
                 out.skip_scale.append(scale)
                 out.skip_rows.append(row)
     return out
@@ -166,10 +196,6 @@ def _gather(
 
 def _int64(values: Iterable[int]) -> np.ndarray:
     return np.fromiter(values, np.int64)
-
-
-def _flat(pieces: list[np.ndarray], dtype: Any) -> np.ndarray:
-    return np.concatenate(pieces) if pieces else np.empty(0, dtype)
 
 
 @dataclass(slots=True)
@@ -191,7 +217,8 @@ class Candidates:
     knn_group: np.ndarray
     knn_weights: np.ndarray
     knn_lengths: np.ndarray
-    knn_sources: list[str]
+    knn_source: np.ndarray  # each knn list's recent item: an index into knn_names
+    knn_names: list[str]
     popularity: np.ndarray  # the popularity feature by item id (0 outside the trending list)
 
     @property
@@ -231,42 +258,47 @@ def candidates(
     >>> [index.items[i] for i in c.ids], c.features[:, 0].tolist()   # x: knn only
     (['x', 'y', 't'], [1.0, 0.0, 0.0, 0.0, 0.0])
     """
+    index.begin()
     pieces = _gather(histories, neighbors, successors, params, index)
     trend_ids, _ = index.arrays("\x00trending", trending)
+    knn_ids, knn_sims = index.take(pieces.knn_starts, pieces.knn_lengths)
+    markov_ids, markov_probs = index.take(pieces.markov_starts, pieces.markov_lengths)
+    skip_ids, skip_probs = index.take(pieces.skip_starts, pieces.skip_lengths)
     users = len(histories)
     # After every list is converted: a seen item without an id is in no list (nothing to drop).
-    known = index.ids.get
-    seen_rows: list[int] = []
-    seen_ids: list[int] = []
-    for row, history in enumerate(histories):
-        found = [i for i in map(known, set(history)) if i is not None]
-        seen_ids.extend(found)
-        seen_rows.extend([row] * len(found))
+    # (one C-level pass over every history's items: a learning batch has one history per
+    # event, up to ``history_len`` items each; a repeated item marks its key twice, harmlessly)
+    every_seen = np.fromiter(
+        map(index.ids.get, chain.from_iterable(histories), repeat(-1)), np.int64
+    )
+    every_row = np.repeat(np.arange(len(histories), dtype=np.int64), [len(h) for h in histories])
+    known_seen = every_seen >= 0
+    seen_ids, seen_rows = every_seen[known_seen], every_row[known_seen]
     vocab = len(index.items)
     popularity = np.zeros(vocab)
     popularity[trend_ids] = popularity_values(trending)
     shown = trend_ids[: params.trending_candidates]
-    knn_lengths = _int64(ids.shape[0] for ids in pieces.knn_ids)
-    markov_lengths = _int64(ids.shape[0] for ids in pieces.markov_ids)
-    skip_lengths = _int64(ids.shape[0] for ids in pieces.skip_ids)
-    n_knn, n_markov, n_skip = (int(x.sum()) for x in (knn_lengths, markov_lengths, skip_lengths))
+    knn_lengths = pieces.knn_lengths
+    markov_lengths = np.array(pieces.markov_lengths, np.int64)
+    skip_lengths = np.array(pieces.skip_lengths, np.int64)
+    n_knn, n_markov, n_skip = (x.shape[0] for x in (knn_ids, markov_ids, skip_ids))
     n_trend = users * shown.shape[0]
     ids = np.concatenate(
         [
-            _flat(pieces.knn_ids, np.int64),
-            _flat(pieces.markov_ids, np.int64),
-            _flat(pieces.skip_ids, np.int64),
+            knn_ids,
+            markov_ids,
+            skip_ids,
             np.tile(shown, users),
-            _int64(seen_ids),
+            seen_ids,
         ]
     )
     rows = np.concatenate(
         [
-            np.repeat(_int64(pieces.knn_rows), knn_lengths),
+            np.repeat(pieces.knn_rows, knn_lengths),
             np.repeat(_int64(pieces.markov_rows), markov_lengths),
             np.repeat(_int64(pieces.skip_rows), skip_lengths),
             np.repeat(np.arange(users, dtype=np.int64), shown.shape[0]),
-            _int64(seen_rows),
+            seen_rows,
         ]
     )
     group, keys = groups(rows * vocab + ids, max(users * vocab, 1))
@@ -277,17 +309,12 @@ def candidates(
         group[cut[0] : cut[1]],
         group[cut[1] : cut[2]],
     )
-    knn_weights = _flat(pieces.knn_sims, np.float64) * np.repeat(
-        np.array(pieces.knn_decay, np.float64), knn_lengths
-    )
+    knn_weights = knn_sims * np.repeat(pieces.knn_decay, knn_lengths)
     knn = np.bincount(knn_group, weights=knn_weights, minlength=size)
-    markov = np.bincount(
-        markov_group, weights=_flat(pieces.markov_probs, np.float64), minlength=size
-    )
+    markov = np.bincount(markov_group, weights=markov_probs, minlength=size)
     skip = np.bincount(
         skip_group,
-        weights=_flat(pieces.skip_probs, np.float64)
-        * np.repeat(np.array(pieces.skip_scale, np.float64), skip_lengths),
+        weights=skip_probs * np.repeat(np.array(pieces.skip_scale, np.float64), skip_lengths),
         minlength=size,
     )
     has_knn, has_markov = np.zeros(size, bool), np.zeros(size, bool)
@@ -321,7 +348,8 @@ def candidates(
         knn_group,
         knn_weights,
         knn_lengths,
-        pieces.knn_sources,
+        pieces.knn_source,
+        pieces.knn_names,
         popularity,
     )
 
@@ -384,7 +412,7 @@ def recommendations(
         useless = contributions.max(axis=1) <= 0
         totals = contributions.sum(axis=1)
         knn_lists = _strongest_sources(cands, cands.groups[best])
-        sources = cands.knn_sources
+        sources, names = cands.knn_source, cands.knn_names
         items = index.items
         reasons: dict[tuple[int, int], str] = {}  # a batch's entries share few reasons
         for j, (row, item, feature) in enumerate(
@@ -396,7 +424,7 @@ def recommendations(
             elif feature == 0 and knn_lists[j] < len(sources):
                 key = (0, int(knn_lists[j]))
                 reason = reasons.get(key) or reasons.setdefault(
-                    key, f"because you viewed {sources[key[1]]}"
+                    key, f"because you viewed {names[sources[key[1]]]}"
                 )
             elif feature == 3 and len(history) >= 2:
                 reason = f"often after {history[-2]}"

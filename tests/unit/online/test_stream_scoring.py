@@ -138,12 +138,25 @@ def _random_lists(rng: random.Random, items: list[str]) -> tuple[Lists, Lists]:
     return neighbors, successors
 
 
+#: ListIndex set-ups: a new one per batch; one for all batches whose pool starts tiny and is
+#: packed whenever a list was replaced (every batch has new list objects); one that forgets
+#: all its lists every few batches
+_INDEXES = {
+    "fresh-index": None,
+    "packed-pool": lambda: ListIndex(capacity=8, slack=0),
+    "cleared-lists": lambda: ListIndex(max_lists=40),
+}
+
+
+@pytest.mark.parametrize("pool", list(_INDEXES))
 @pytest.mark.parametrize("dense", [True, False], ids=["flag-per-key", "sorted-keys"])
 def test_candidates_equal_a_dict_oracle_for_a_batch_of_users(
-    monkeypatch: pytest.MonkeyPatch, dense: bool
+    monkeypatch: pytest.MonkeyPatch, dense: bool, pool: str
 ) -> None:
     # both ways ``groups`` finds the batch's (user, item) keys: a flag per key, or one sort
     monkeypatch.setattr(arrays, "DENSE_KEYS_PER_ENTRY", 10**9 if dense else 0)
+    make = _INDEXES[pool]
+    shared = make() if make is not None else None
     rng = random.Random(11)
     items = [f"{rng.choice('abc')}{k}" for k in range(40)]  # string order != id order
     checked = 0
@@ -162,7 +175,7 @@ def test_candidates_equal_a_dict_oracle_for_a_batch_of_users(
             resume_window=rng.choice([4, 10]),
             trending_candidates=rng.choice([0, 3, 50]),
         )
-        index = ListIndex()
+        index = shared or ListIndex()
         cands = candidates(histories, neighbors, successors, trending, index, params)
         got = _features_by_row(cands, index)
         for row, history in enumerate(histories):
