@@ -74,7 +74,7 @@ class StreamScorer:
         learning_rate: float = LEARNING_RATE,
         optimizer: str = OPTIMIZER,
         min_trained: int = 1_000,
-        n_negatives: int = 4,
+        n_negatives: int = 2,
         hard_pool: int = 50,
         outside_positives: bool = False,
     ) -> None:

@@ -458,26 +458,30 @@ def training_pairs(
     events: Sequence[tuple[int, str, int]],
     index: ListIndex,
     *,
-    n_negatives: int = 4,
+    n_negatives: int = 2,
     hard_pool: int = 50,
-    outside_positives: bool = True,
+    outside_positives: bool = False,
 ) -> list[tuple[int, np.ndarray]]:
     """``(event position, positive - negative feature rows)`` for each event ``(row, item,
     seed)`` of ``events``.
 
-    An item that is no candidate of its row has no list feature: its row is its popularity
-    alone. Half the negatives come from the row's current top ``hard_pool`` (ties at the cut
-    included, in entry order: :func:`top_pool`), half uniformly
-    from all its candidates (hard ones alone teach that a high neighbour score means "not
-    chosen"). The picks are a pure function of ``seed`` (a hash of the event), so a replayed
-    event teaches the same pairs. A row with no other candidate teaches nothing; with
-    ``outside_positives`` off, neither does an event whose item is no candidate.
+    With ``outside_positives`` on, an item that is no candidate of its row teaches too: it has
+    no list feature, so its row is its popularity alone. Half the negatives come from the
+    row's current top ``hard_pool`` (ties at the cut included, in entry order:
+    :func:`top_pool`), half uniformly from all its candidates (hard ones alone teach that a
+    high neighbour score means "not chosen"). The picks are a pure function of ``seed`` (a
+    hash of the event), so a replayed event teaches the same pairs. A row with no other candidate teaches nothing; with
+    ``outside_positives`` off (the served model), neither does an event whose item is no
+    candidate: its zero list features against the candidates' taught that the lists mislead,
+    and made the learner's weights wander (docs/experiments.md).
 
     >>> index = ListIndex()
     >>> c = candidates([["a"]], {"a": [("x", 0.9), ("y", 0.5)]}, {}, [("t", 1.0)], index)
-    >>> [(at, d.shape) for at, d in
-    ...  training_pairs(c, np.array([FIXED_BLEND]), [(0, "y", 7), (0, "zz", 8)], index)]
-    [(0, (4, 5)), (1, (4, 5))]
+    >>> w, events = np.array([FIXED_BLEND]), [(0, "y", 7), (0, "zz", 8)]
+    >>> [(at, d.shape) for at, d in training_pairs(c, w, events, index)]
+    [(0, (2, 5))]
+    >>> [(at, d.shape) for at, d in training_pairs(c, w, events, index, outside_positives=True)]
+    [(0, (2, 5)), (1, (2, 5))]
     """
     if not cands.size:
         return []

@@ -300,11 +300,11 @@ def test_a_negative_is_never_the_positive() -> None:
         return (np.array(feats[positive]) - np.array(feats[negative])).tolist()
 
     for seed in range(40):
-        ((_, rows),) = _pairs(cands, index, [(0, "y", seed)])
+        ((_, rows),) = _pairs(cands, index, [(0, "y", seed)], n_negatives=4)
         assert len(rows) == 4
         assert all(row in (diff("y", "x"), diff("y", "w")) for row in rows)
         # hard_pool=1: the hard half is the top candidate (x), the rest uniform
-        ((_, rows),) = _pairs(cands, index, [(0, "y", seed)], hard_pool=1)
+        ((_, rows),) = _pairs(cands, index, [(0, "y", seed)], hard_pool=1, n_negatives=4)
         assert rows[:2] == [diff("y", "x")] * 2
         assert rows[2] in (diff("y", "x"), diff("y", "w"))
 
@@ -317,15 +317,16 @@ def test_a_positive_that_is_no_candidate_is_its_popularity_alone() -> None:
         [["a"]], {"a": [("x", 0.9)]}, {}, trending, index, ScoringParams(trending_candidates=0)
     )
     assert [index.items[i] for i in cands.ids] == ["x"]
-    got = _pairs(cands, index, [(0, "z", 7), (0, "x", 8), (0, "never-seen", 9)])
+    events = [(0, "z", 7), (0, "x", 8), (0, "never-seen", 9)]
+    got = _pairs(cands, index, events, outside_positives=True, n_negatives=4)
     x = cands.features[:, 0]
     z_only = np.zeros(len(FEATURES))
     z_only[FEATURES.index("popularity")] = popularity_values(trending)[0]
     assert [at for at, _ in got] == [0, 2]  # x alone teaches nothing: no other candidate
     assert got[0][1] == [(z_only - x).tolist()] * 4
     assert got[1][1] == [(-x).tolist()] * 4
-    # without outside positives, neither teaches
-    assert _pairs(cands, index, [(0, "z", 7), (0, "never-seen", 9)], outside_positives=False) == []
+    # without outside positives (the served model), neither teaches
+    assert _pairs(cands, index, events) == []
 
 
 # ------------------------------------------------------------------------------ StreamRanker
