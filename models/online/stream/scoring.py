@@ -465,15 +465,15 @@ def training_pairs(
     """``(event position, positive - negative feature rows)`` for each event ``(row, item,
     seed)`` of ``events``.
 
-    With ``outside_positives`` on, an item that is no candidate of its row teaches too: it has
-    no list feature, so its row is its popularity alone. Half the negatives come from the
-    row's current top ``hard_pool`` (ties at the cut included, in entry order:
-    :func:`top_pool`), half uniformly from all its candidates (hard ones alone teach that a
-    high neighbour score means "not chosen"). The picks are a pure function of ``seed`` (a
-    hash of the event), so a replayed event teaches the same pairs. A row with no other candidate teaches nothing; with
-    ``outside_positives`` off (the served model), neither does an event whose item is no
-    candidate: its zero list features against the candidates' taught that the lists mislead,
-    and made the learner's weights wander (docs/experiments.md).
+    Half the negatives come from the row's current top ``hard_pool`` (ties at the cut
+    included, in entry order: :func:`top_pool`), half uniformly from all its candidates (hard
+    ones alone teach that a high neighbour score means "not chosen"). The picks are a pure
+    function of ``seed`` (a hash of the event), so a replayed event teaches the same pairs. A
+    row with no other candidate teaches nothing, and so does an event whose item is no
+    candidate, unless ``outside_positives`` is on: then its row is its popularity alone (it has
+    no list feature). The served model leaves it off: those zero list features against the
+    candidates' taught that the lists mislead, and the learner's weights wandered
+    (docs/experiments.md).
 
     >>> index = ListIndex()
     >>> c = candidates([["a"]], {"a": [("x", 0.9), ("y", 0.5)]}, {}, [("t", 1.0)], index)
