@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import time
 from pathlib import Path
@@ -142,9 +141,9 @@ def _smoke_prefix(exp: Experiment) -> list[str]:
 
 
 def _should_publish(mode: str) -> bool:
-    return mode == "always" or (
-        mode == "auto" and bool(os.environ.get("STREAMREC_KAFKA_BOOTSTRAP"))
-    )
+    from stream_app.settings import Settings
+
+    return mode == "always" or (mode == "auto" and Settings.is_set("kafka_bootstrap"))
 
 
 def run_once(args: argparse.Namespace) -> int:
