@@ -16,9 +16,7 @@ from stream_app.cache import MemoryCache, RecCache
 from stream_app.cache.redis_backend import RedisCache
 
 PROTOCOL_METHODS = sorted(
-    name
-    for name, member in vars(RecCache).items()
-    if callable(member) and not name.startswith("_")
+    name for name, member in vars(RecCache).items() if callable(member) and not name.startswith("_")
 )
 
 

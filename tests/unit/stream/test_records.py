@@ -45,5 +45,3 @@ def test_dead_letter_json_is_plain_for_non_faust_consumers():
     assert "__faust" not in data
     assert base64.b64decode(data["payload_b64"]) == b"{}"
     assert DeadLetter.loads(letter.dumps()) == letter
-
-
