@@ -48,9 +48,10 @@ demo-stop: ## stop the demo's worker (the stack stays up)
 bench-stream: venv ## stream worker throughput on MovieLens-100K (bench/results/stream_worker_movielens100k.json)
 	$(PY) bench/stream_worker.py --repeats 3
 
-lint: venv ## ruff lint and format check
+lint: venv ## ruff lint and format check, and the architecture rules (import contracts)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 fmt: venv
 	$(PY) -m ruff format .

@@ -1,7 +1,7 @@
 """The event contract as plain Python: what every model, evaluator and producer agrees an event is.
 
-Kept free of Faust and Kafka so learning code and evaluation run without any infrastructure;
-``stream_app.records`` wraps the same contract in a ``faust.Record`` for the wire.
+Kept free of Faust and Kafka so learning code and evaluation run without any infrastructure; the
+worker validates the bytes it reads with :func:`validate_event`.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ from models.online.stream.deltas import (
 from models.online.stream.partitions import key_partition
 from stream_app.cache import CacheKeys, RecCache, open_cache
 from stream_app.cache.base import CacheUnavailable
+from stream_app.cache.keys import counted_marks
 from stream_app.live_path import LivePath, Scorer, items_by_user, parse_message
 from stream_app.model_slot import ModelSlot
 from stream_app.model_updates import InvalidUpdate, parse_update
@@ -180,17 +181,12 @@ def pack_deltas(deltas: dict[tuple[str, int], ItemDelta], partitions: int) -> di
 
 
 def unpack_deltas(raw: bytes | str) -> list[tuple[str, ItemDelta]]:
-    """Inverse of :func:`pack_deltas` (a batch keeps its per-item order). Also reads the
-    earlier ``[[item, {"n", "p", "s", "x"}], ...]`` form, which a worker upgraded from a
-    version before the flat rows may find still waiting in the topic.
+    """Inverse of :func:`pack_deltas` (a batch keeps its per-item order).
 
-    >>> unpack_deltas(b'[["a", {"n": 1.0, "p": {"b": 1.0}, "s": [0, 3]}]]')
+    >>> unpack_deltas(b'[["a", 1.0, {"b": 1.0}, 0, 3, {}]]')
     [('a', ItemDelta(norm=1.0, pairs={'b': 1.0}, src=(0, 3), succ={}))]
     """
-    return [
-        (str(row[0]), ItemDelta.from_dict(row[1])) if len(row) == 2 else ItemDelta.from_row(row)
-        for row in orjson.loads(raw)
-    ]
+    return [ItemDelta.from_row(row) for row in orjson.loads(raw)]
 
 
 def batch_deltas(
@@ -350,7 +346,7 @@ def register_live_path(
                         and slot.current() is None
                         and not path.pending_cache_errors
                     )
-                    marks_key = settings.topic_events + ":counted"
+                    marks_key = counted_marks(settings.topic_events)
                     marks = (
                         _read_marks(store, marks_key)
                         if on_loop

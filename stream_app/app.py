@@ -47,10 +47,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "table_standby_replicas": 0,
         # Table rows go out through aiokafka, which fills one batch per partition at a time:
         # at Faust's 16 KiB that is three item rows per partition per broker round trip, and
-        # Faust pauses every stream while over 100 table writes wait to be sent. 256 KiB
-        # batches cut the freshness p50 of a paced MovieLens run by about 40% (bench/e2e.py
-        # --assume-events-per-s 5500, alternating runs: 96 and 167 ms against 235 and 215;
-        # bench/results/steps-2026-12-02/producer-batch-*).
+        # Faust pauses every stream while over 100 table writes wait to be sent; larger
+        # batches cut freshness (docs/stream.md, "Tuning").
         "producer_max_batch_size": PRODUCER_BATCH_BYTES,
     }
 
@@ -69,8 +67,8 @@ class StreamApp(faust.App):
 
         The Monitor keeps per-message bookkeeping (timestamps, deques, per-topic counters) for
         Faust's own web stats, which this product does not serve: our metrics are
-        ``stream_app.telemetry``. Taking it out of the sensors cut the worker's CPU per event
-        by about a tenth (bench/results/compare-faust-monitor-sensor/). The Monitor object
+        ``stream_app.telemetry``. Taking it out of the sensors saves its per-message CPU
+        (docs/stream.md, "Tuning"). The Monitor object
         stays: the consumer still reports end offsets and commits to it directly.
         """
         dependencies = super().on_init_dependencies()

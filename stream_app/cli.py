@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("stream_app.watch", "print throughput, lag and live recommendations"),
     "api": ("stream_app.api", "serve the read API (recommendations, similar items, metrics)"),
     "evaluate": ("models.online.evaluate_cli", "prequential evaluation of the online models"),
-    "train-session": ("models.session.train_cli", "train and evaluate the GRU session model"),
+    "train-session": ("stream_app.train_session", "train and evaluate the GRU session model"),
 }
 
 

@@ -23,16 +23,14 @@ had delivered is fetched again; the marks make that replay idempotent. Every cal
 The fetch wait: Faust builds its consumer with ``fetch_max_wait_ms=1500``, a constant. One fetch
 request per broker is in flight at a time, and it names only the partitions with nothing
 buffered, so a fetch for partitions that stay quiet (``model-updates``; the item deltas, which
-stop when the user side starves) is held the full 1.5 s while new events wait behind it.
-Measured with ``bench/e2e.py`` freshness on the synthetic stream at 1,500 events/s, freshness
-was p50 1.9 s, p99 4.1 s (20 ms: 132 / 465 ms; ``bench/results/steps-2026-12-02/fetch-wait-*``);
-an independent kafka-python consumer of the same topic saw every event within 50 ms.
-``StreamApp.fetch_max_wait_ms`` (``STREAMREC_FETCH_MAX_WAIT_MS``) replaces it.
+stop when the user side starves) is held the full 1.5 s while new events wait behind it
+(docs/stream.md, "Tuning"). ``StreamApp.fetch_max_wait_ms`` (``STREAMREC_FETCH_MAX_WAIT_MS``)
+replaces it.
 
 The shortcut: Faust's fetcher hands each message to the conductor with ``await
 self.wait_first(callback(message), self.suspend_flow.wait())``, which races the delivery against
 a rebalance's flow stop and the consumer's stop: four new tasks and an ``asyncio.wait`` per
-message, about a fifth of the worker's time on a backlog (py-spy). Nearly every delivery finishes
+message. Nearly every delivery finishes
 without suspending (the stream's queue has room, flow is not stopped, the producer buffer is
 low), so :meth:`Consumer.wait_first` runs the delivery's first step at once, as Python 3.12's
 eager tasks do, and races only a delivery that does suspend, exactly as before.

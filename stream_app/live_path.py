@@ -18,6 +18,7 @@ from models.events import Interaction, InvalidEvent, decode_event, event_weight
 from models.online.stream.deltas import merge_history
 from models.online.stream.scoring import TRENDING_REASON
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
+from stream_app.cache.keys import counted_marks
 from stream_app.settings import Settings
 from stream_app.telemetry import HIT_K, BatchTelemetry, Trials, judge, online_hits, sampled
 
@@ -349,7 +350,7 @@ class LivePath:
         recs = [
             UserRecs(user, tuple(items), versions, computed_at) for user, items in ranked.items()
         ]
-        counted = (hwm[0] + ":counted", hwm[1]) if hwm else None
+        counted = (counted_marks(hwm[0]), hwm[1]) if hwm else None
         if durable is not None:
             durable()
         state = self.scorer.checkpoint()

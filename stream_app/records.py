@@ -1,55 +1,20 @@
-"""Wire schemas as ``faust.Record``: the event contract and the dead-letter record.
+"""The dead-letter record, a ``faust.Record``: what the worker writes to the DLQ topic.
 
-The worker reads the events topic as raw bytes and validates with
-``models.events.validate_event`` (the one validator), so ``Event`` is for Faust code that
-*produces* or inspects events (``faust -A stream_app.app:app send``, tests, other agents), and
-``DeadLetter`` is what the worker writes to the DLQ topic. Both serialize as plain JSON without
-Faust's ``__faust`` metadata, so non-Faust consumers read them as they are.
+The event contract itself is ``models.events`` (one validator, ``validate_event``, which the
+worker applies to the raw bytes it reads). The record serializes as plain JSON without Faust's
+``__faust`` metadata, so non-Faust consumers read it as it is.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from typing import Any
 
 import faust
-
-from models.events import Interaction, validate_event
 
 #: Payloads above this are cut in the DLQ record (base64 grows 4/3, and the broker's default
 #: message limit is 1 MiB: a huge bad message must not make its own dead letter unsendable).
 MAX_DLQ_PAYLOAD_BYTES = 64 * 1024
-
-
-class Event(faust.Record, serializer="json", include_metadata=False):
-    """One user event in the contract (``timestamp`` is epoch milliseconds).
-
-    Examples
-    --------
-    >>> e = Event(user_id="u1", item_id="i1", event_type="view", timestamp=1700000000000)
-    >>> e.to_interaction().timestamp_ms
-    1700000000000
-    >>> Event.from_interaction(e.to_interaction()) == e
-    True
-    """
-
-    user_id: str
-    item_id: str
-    event_type: str
-    timestamp: int
-    value: float | None = None
-    session_id: str | None = None
-    context: dict[str, Any] | None = None
-
-    def to_interaction(self) -> Interaction:
-        """Validate through the contract's one validator (raises ``InvalidEvent``)."""
-        payload = {k: v for k, v in self.asdict().items() if v is not None}
-        return validate_event(payload)
-
-    @classmethod
-    def from_interaction(cls, event: Interaction) -> Event:
-        return cls(**event.to_json_dict())
 
 
 class DeadLetter(faust.Record, serializer="json", include_metadata=False):

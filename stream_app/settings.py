@@ -194,8 +194,8 @@ class Settings:
     model_poll_s: float = _env(
         "MODEL_POLL_S", _non_negative_float, 60.0, "Model store poll period (0 = off)"
     )
-    # 2%: each sampled event costs one extra scoring; at 10% that was ~10% of the worker's CPU.
-    # Raise it where the estimate must be tight (bench/e2e.py's quality phase uses 0.1).
+    # Each sampled event costs one extra scoring, so the default sample is small; raise it
+    # where the estimate must be tight (the benchmark's quality phase does).
     hitrate_sample: float = _env(
         "HITRATE_SAMPLE",
         _fraction,
@@ -219,6 +219,20 @@ class Settings:
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
         return cls(**values)
+
+    @classmethod
+    def is_set(cls, name: str, environ: Mapping[str, str] | None = None) -> bool:
+        """Whether the environment sets field ``name`` (not left to its default): e.g. the
+        trainer announces a new model on Kafka by default only where Kafka was configured.
+
+        >>> Settings.is_set("kafka_bootstrap", {"STREAMREC_KAFKA_BOOTSTRAP": "k:9092"})
+        True
+        >>> Settings.is_set("kafka_bootstrap", {"STREAMREC_KAFKA_BOOTSTRAP": ""})
+        False
+        """
+        env = os.environ if environ is None else environ
+        (found,) = [f for f in fields(cls) if f.name == name]
+        return bool(env.get(found.metadata["env"]))
 
     @property
     def state_path(self) -> Path:

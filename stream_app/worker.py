@@ -21,12 +21,8 @@ log = logging.getLogger(__name__)
 
 #: ``gc.set_threshold`` for the worker: CPython's (700, 10, 10) with full collections 100 times
 #: rarer. The worker's heap is mostly long-lived table rows, user histories and cached item
-#: lists, and each full collection walks all of it. At (700, 10, 100) a 300k-event synthetic
-#: backlog still ran 16-17 full collections of ~250 ms each, about 4.1 s of the worker's 73-75 s
-#: of CPU; at (700, 10, 1000), 2 of them, 0.2-0.5 s (``bench/gc_probe``, alternating runs:
-#: bench/results/compare-gc-full-collections/). At (700, 10, 10), a 20 s freshness phase had a
-#: 50-90 ms pause every 2-3 s. Young collections are left as they are: a 50,000-object first
-#: generation cost 3x more in total.
+#: lists, and each full collection walks all of it, pausing the stream; young collections are
+#: left as they are (a larger first generation cost more). Measured: docs/stream.md, "Tuning".
 GC_THRESHOLDS = (700, 10, 1000)
 
 

@@ -153,7 +153,7 @@ class MarkovBaseline(_Baseline):
 
 
 def baseline_models() -> dict[str, OnlineRanker]:
-    """The four baselines of the issue, by their result names."""
+    """The baselines every model change is measured against, by their result names."""
     return {
         "popularity": PopularityBaseline(),
         "decayed_popularity": PopularityBaseline(half_life_s=30 * 86_400.0),

@@ -10,8 +10,6 @@ per half-life; ``epoch`` is moved forward (a *rescale*) before they would lose f
 
 from __future__ import annotations
 
-import math
-
 #: Rescale when stored forward weights exceed 2**RESCALE_EXPONENT (float64 keeps ~2**52 exact).
 RESCALE_EXPONENT = 40.0
 
@@ -75,8 +73,3 @@ def advance_epoch(
     if needs_rescale(timestamp_ms, epoch_ms, half_life_s):
         return float(timestamp_ms), rescale_factor(epoch_ms, timestamp_ms, half_life_s)
     return epoch_ms, None
-
-
-def half_lives(age_ms: float, half_life_s: float) -> float:
-    """How many half-lives ``age_ms`` spans (for logging and tests)."""
-    return age_ms / (half_life_s * 1000.0) if half_life_s > 0 else math.inf

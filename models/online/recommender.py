@@ -2,9 +2,9 @@
 
 Per event (``learn_one``) the user side updates the history, the user->item index and the River
 re-ranker (the event's item against sampled negatives, features taken *before* the update), and
-emits co-occurrence :class:`PairDelta` rows that the item side applies to the similarity,
-transition and popularity statistics. ``learn_one`` does both halves in process; the stream
-worker calls :meth:`user_side_learn` and :meth:`item_side_apply` on different partitions instead.
+applies the event's co-occurrence pairs to the similarity, transition and popularity statistics
+(the item side), in process. This is the dense offline reference (``dense_reference`` in
+``streamrec evaluate``); the stream worker runs ``models.online.stream``.
 
 Scoring (``rank`` / ``recommend``) builds one feature row per source over every known item:
 item neighbours of the user's recent items (recency-weighted), transitions from the last item,
@@ -15,7 +15,7 @@ to max 1, the re-ranker combines them, consumed items are removed, ties go to th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from models.events import Interaction, event_weight
 from models.online.content import ContentSimilarity, item_attributes
-from models.online.cooccurrence import ItemSimilarity, PairDelta, pair_weights
+from models.online.cooccurrence import ItemSimilarity, pair_weights
 from models.online.history import UserHistory
 from models.online.markov import Transitions
 from models.online.popularity import DecayedPopularity
@@ -234,33 +234,6 @@ class OnlineRecommender:
         self.similarity.apply_pairs(item, pairs, ts)
         if previous is not None:
             self.transitions.learn_one(previous, item, 1.0, ts)
-        self._version += 1
-
-    def user_side_learn(self, event: Interaction) -> list[PairDelta]:
-        """Update user-partitioned state and the re-ranker; return the item-side deltas.
-
-        The first delta is the item's own (norm) row; a last row with ``item_b`` prefixed by
-        ``"->"`` carries the transition from the user's previous item.
-        """
-        _item, weight, pairs, previous = self._user_side(event)
-        items = self.vocab.items
-        ts = event.timestamp_ms
-        deltas = [PairDelta(event.item_id, event.item_id, weight * weight, ts)]
-        deltas.extend(PairDelta(event.item_id, items[other], w, ts) for other, w in pairs)
-        if previous is not None:
-            deltas.append(PairDelta(items[previous], "->" + event.item_id, 1.0, ts))
-        return deltas
-
-    def item_side_apply(self, deltas: Iterable[PairDelta]) -> None:
-        """Apply deltas to item-partitioned statistics (similarity, transitions, popularity)."""
-        for d in deltas:
-            a = self._intern(d.item_a)
-            if d.item_b.startswith("->"):
-                self.transitions.learn_one(a, self._intern(d.item_b[2:]), d.weight, d.timestamp_ms)
-            elif d.item_b == d.item_a:
-                self._apply_norm(a, d.weight, d.timestamp_ms)
-            else:
-                self.similarity.apply_pairs(a, [(self._intern(d.item_b), d.weight)], d.timestamp_ms)
         self._version += 1
 
     def _user_side(

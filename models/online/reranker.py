@@ -15,9 +15,9 @@ import numpy as np
 from river import facto, linear_model, optim
 
 #: River optimizers by name. ``adagrad`` gives each weight a step that shrinks with the
-#: squared gradients it has seen: where the pairs are mostly noise (MovieLens, pairwise accuracy
-#: ~0.52) plain SGD's weights random-walk, and a live learner that sees the same events in
-#: micro-batches walks elsewhere (docs/experiments.md).
+#: squared gradients it has seen: where the pairs are mostly noise (MovieLens) plain SGD's
+#: weights random-walk, and a live learner that sees the same events in micro-batches walks
+#: elsewhere (docs/experiments.md).
 OPTIMIZERS = {"sgd": optim.SGD, "adagrad": optim.AdaGrad}
 
 

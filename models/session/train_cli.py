@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,22 @@ from models.session.experiment import PROTOCOLS, Experiment, run_experiment
 from models.session.params import preset
 
 log = logging.getLogger("streamrec.train_session")
+
+#: Reads the events topic from the beginning up to now: (events in stream order, invalid
+#: messages skipped).
+TopicReader = Callable[[], tuple[list[Any], int]]
+#: Announces a saved version (name, path, test metrics); raises if the announcement failed.
+Announcer = Callable[[str, str, dict[str, float]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Adapters:
+    """What the trainer needs from outside the learning code, passed in by the command that
+    runs it (``stream_app.train_session`` wires in Kafka): learning code imports no adapter."""
+
+    read_topic: TopicReader | None = None
+    announce: Announcer | None = None
+
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -112,22 +129,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 _HP_FIELDS = tuple(field for _, _, field in _HP_FLAGS)
 
 
-def _load_events(args: argparse.Namespace) -> tuple[str, list[Any], int]:
+def _load_events(
+    args: argparse.Namespace, read_topic: TopicReader | None
+) -> tuple[str, list[Any], int]:
     """(dataset name, events in stream order, invalid messages skipped)."""
     if args.dataset == "kafka":
-        from stream_app.event_log import read_topic
-
-        settings = args.settings
-        snapshot = read_topic(
-            settings.kafka_bootstrap, settings.topic_events, timeout_s=args.kafka_timeout_s
-        )
-        log.info(
-            "read %d events from topic %r (%d invalid skipped)",
-            len(snapshot.events),
-            settings.topic_events,
-            snapshot.invalid,
-        )
-        return "kafka", snapshot.events, snapshot.invalid
+        if read_topic is None:
+            raise ValueError(
+                "--dataset kafka needs a topic reader (run it as streamrec train-session)"
+            )
+        events, invalid = read_topic()
+        return "kafka", events, invalid
     dataset = load_dataset(args.dataset, synthetic_events=args.synthetic_events)
     name = args.dataset if args.dataset in ("movielens100k", "synthetic") else dataset.name
     return name, dataset.events, 0
@@ -141,15 +153,9 @@ def _smoke_prefix(exp: Experiment) -> list[str]:
     return exp.vocab.items[:3]
 
 
-def _should_publish(mode: str) -> bool:
-    return mode == "always" or (
-        mode == "auto" and bool(os.environ.get("STREAMREC_KAFKA_BOOTSTRAP"))
-    )
-
-
-def run_once(args: argparse.Namespace) -> int:
+def run_once(args: argparse.Namespace, adapters: Adapters = Adapters()) -> int:
     settings = args.settings
-    name, events, invalid = _load_events(args)
+    name, events, invalid = _load_events(args, adapters.read_topic)
     if not events:
         log.error("no events to train on")
         return 1
@@ -209,27 +215,23 @@ def run_once(args: argparse.Namespace) -> int:
         chart = args.chart or args.out.with_suffix(".png")
         comparison_chart(exp.models, f"{name} · {args.protocol} protocol (test split)", chart)
         log.info("wrote %s and %s", args.out, chart)
-    if artifact is not None and _should_publish(args.publish):
-        from stream_app.model_updates import ModelUpdate, publish_update
-
-        update = ModelUpdate(artifact.name, str(artifact.resolve()), exp.models["gru"])
+    if artifact is not None and adapters.announce is not None:
         try:
-            publish_update(settings.kafka_bootstrap, settings.topic_model_updates, update)
-            log.info("announced %s on %r", artifact.name, settings.topic_model_updates)
+            adapters.announce(artifact.name, str(artifact.resolve()), exp.models["gru"])
         except Exception as exc:  # the version is in the store either way; pollers will find it
-            log.warning("could not announce %s on Kafka: %s", artifact.name, exc)
+            log.warning("could not announce %s: %s", artifact.name, exc)
             if args.publish == "always":
                 return 1
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, adapters: Adapters = Adapters()) -> int:
     if args.every is None:
-        return run_once(args)
+        return run_once(args, adapters)
     while True:
         started = time.monotonic()
         try:
-            code = run_once(args)
+            code = run_once(args, adapters)
             if code:
                 log.warning("training cycle failed with exit code %d; retrying next period", code)
         except Exception:

@@ -194,8 +194,7 @@ class RecCache(Protocol):
     def get_many_items(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
         """The item ids, in order, of the cached lists of those users that have one (one round
         trip); damaged entries are left out, never raised. Ids only: the online HitRate judges
-        every batch's users against them, and building their full ``UserRecs`` was ~5% of the
-        samples in a py-spy profile of the worker."""
+        every batch's users against them, and their full ``UserRecs`` are not needed there."""
         ...
 
     def get_stats(self) -> dict[str, int]: ...

@@ -28,6 +28,16 @@ from dataclasses import dataclass
 STAT_NAMES: tuple[str, ...] = ("events", "dlq", "batches", "recs_written", "redis_errors")
 
 
+def counted_marks(topic: str) -> str:
+    """The marks name (``CacheKeys.hwm(name)``) of ``topic``'s events counted with the recs;
+    ``topic``'s own marks are trending's.
+
+    >>> CacheKeys("streamrec:v1").hwm(counted_marks("events"))
+    'streamrec:v1:hwm:events:counted'
+    """
+    return f"{topic}:counted"
+
+
 @dataclass(frozen=True, slots=True)
 class CacheKeys:
     """Builds the Redis key names for one key prefix.

@@ -31,12 +31,10 @@ T = TypeVar("T")
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
 
 #: ``ZINCRBY KEYS[1] ARGV[i+1] ARGV[i]`` for every (member, increment) pair of ARGV. The
-#: per-batch writes are hundreds of one-key commands, and redis-py spends ~10 us of Python per
+#: per-batch writes are hundreds of one-key commands, and redis-py spends its client CPU per
 #: pipelined command (queueing, encoding, packing, reading its reply); as one EVAL the batch is
-#: one command with many arguments: 500 ZINCRBYs took 0.8 against 3.3 ms of client CPU, 500
-#: 1-KiB SETs 2.3 against 5.8 ms (``python bench/redis_writes.py`` ->
-#: bench/results/redis_writes.json). EVAL, not EVALSHA: the text is short, and a restarted
-#: Redis needs no SCRIPT LOAD round trip.
+#: one command with many arguments (measured: docs/stream.md, "Tuning"). EVAL, not EVALSHA:
+#: the text is short, and a restarted Redis needs no SCRIPT LOAD round trip.
 ZINCRBY_MANY = """
 for i = 1, #ARGV, 2 do
   redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], ARGV[i])
@@ -264,7 +262,7 @@ class RedisCache:
             if raw is None:
                 continue
             # Most lists did not change since the last batch read them: comparing the bytes is
-            # far cheaper than decoding the JSON again (decoding was ~9% of the worker's CPU).
+            # far cheaper than decoding the JSON again.
             seen = memo.get(key)
             if seen is not None and seen[0] == raw:
                 out[item_id] = seen[1]

@@ -27,10 +27,6 @@ def cache(request) -> RecCache:
     backend.close()
 
 
-def test_is_a_rec_cache(cache):
-    assert isinstance(cache, RecCache)
-
-
 def test_empty_cache_has_no_trending_recs_or_counts(cache):
     assert cache.top_trending(5, 3600.0, T0) == []
     assert cache.get_recs("nobody") is None

@@ -25,6 +25,7 @@ from models.events import event_weight
 from models.online.stream import StreamRanker
 from stream_app.admin import ensure_topics
 from stream_app.cache import CacheKeys, MemoryCache, UserRecs
+from stream_app.cache.keys import counted_marks
 from stream_app.cache.redis_backend import RedisCache
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
@@ -120,7 +121,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(settings, start_worker, w
         "the restarted worker to catch up",
         lambda: (
             f"events={_events(client, keys)} counted marks="
-            f"{client.hgetall(keys.hwm(settings.topic_events + ':counted'))}\n{second.stacks()}"
+            f"{client.hgetall(keys.hwm(counted_marks(settings.topic_events)))}\n{second.stacks()}"
         ),
     )
     names = sorted(_offline()[2])

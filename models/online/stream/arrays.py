@@ -23,8 +23,8 @@ class ListIndex:
 
     Converted lists live side by side in one pool (ids and weights), each as a ``(start,
     length)`` span: a batch gathers thousands of lists (one per recent item of every event it
-    learns), and :meth:`take` copies all of them with one index array, where concatenating
-    thousands of small arrays cost 4% of the worker's CPU (py-spy).
+    learns), and :meth:`take` copies all of them with one index array instead of concatenating
+    thousands of small arrays.
 
     >>> index = ListIndex()
     >>> lst = [("b", 0.5), ("c", 0.25)]

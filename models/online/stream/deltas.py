@@ -65,18 +65,6 @@ class ItemDelta:
         item, norm, pairs, part, offset, succ = row
         return str(item), cls(norm, pairs, None if part is None else (part, offset), succ)
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> ItemDelta:
-        """A delta in the form the topic carried before :meth:`to_row` (``{"n", "p", "s",
-        "x"}``), still read so that an upgraded worker applies what an older one sent."""
-        src = data.get("s")
-        return cls(
-            float(data.get("n", 0.0)),  # type: ignore[arg-type]
-            dict(data.get("p") or {}),  # type: ignore[call-overload]
-            (int(src[0]), int(src[1])) if src else None,  # type: ignore[index]
-            dict(data.get("x") or {}),  # type: ignore[call-overload]
-        )
-
 
 def user_side_batch(
     history: Sequence[str],
@@ -132,8 +120,8 @@ def deltas_by_item(
     (4.0, {'a': 2.0}, {'b': 2.0}, {'b': 1.0})
     """
     # The inner loop runs ~2 * window times per event on the event loop: look up before
-    # creating (``setdefault(k, ItemDelta())`` built and dropped a delta per pair, a third of
-    # this function's time in a py-spy profile) and keep the row dicts in locals.
+    # creating (``setdefault(k, ItemDelta())`` builds and drops a delta per pair) and keep the
+    # row dicts in locals.
     out: dict[str, ItemDelta] = {}
     find = out.get
     for item, weight, pairs in learned:

@@ -79,7 +79,7 @@ def test_every_repeats_cycles_and_survives_a_failed_one(monkeypatch: pytest.Monk
 
     calls: list[int] = []
 
-    def fake_run_once(args: argparse.Namespace) -> int:
+    def fake_run_once(args: argparse.Namespace, adapters: object = None) -> int:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("broker blip")
@@ -95,3 +95,37 @@ def test_every_repeats_cycles_and_survives_a_failed_one(monkeypatch: pytest.Monk
     with pytest.raises(KeyboardInterrupt):
         train_cli.run(argparse.Namespace(every=900.0))
     assert len(calls) == 3  # the failed first cycle did not stop the loop
+
+
+@pytest.mark.parametrize(
+    ("mode", "env", "announces"),
+    [
+        ("auto", {"STREAMREC_KAFKA_BOOTSTRAP": "kafka:9092"}, True),
+        ("auto", {}, False),
+        ("always", {}, True),
+        ("never", {"STREAMREC_KAFKA_BOOTSTRAP": "kafka:9092"}, False),
+    ],
+)
+def test_the_command_announces_when_publish_says_so(
+    monkeypatch: pytest.MonkeyPatch, mode: str, env: dict[str, str], announces: bool
+) -> None:
+    import argparse
+
+    from stream_app.settings import Settings
+    from stream_app.train_session import adapters
+
+    monkeypatch.delenv("STREAMREC_KAFKA_BOOTSTRAP", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    wired = adapters(argparse.Namespace(settings=Settings(), publish=mode, kafka_timeout_s=1.0))
+    assert (wired.announce is not None) is announces
+    assert wired.read_topic is not None  # the kafka dataset is always readable from the command
+
+
+def test_the_kafka_dataset_needs_a_topic_reader() -> None:
+    import argparse
+
+    from models.session import train_cli
+
+    with pytest.raises(ValueError, match="topic reader"):
+        train_cli._load_events(argparse.Namespace(dataset="kafka"), None)

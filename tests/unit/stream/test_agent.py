@@ -17,6 +17,7 @@ import faust
 import pytest
 
 from models.events import Interaction
+from models.online.stream.partitions import key_partition
 from stream_app.agents import register_live_path, unpack_deltas
 from stream_app.cache import MemoryCache
 from stream_app.records import DeadLetter
@@ -70,10 +71,12 @@ def harness(request, monkeypatch, tmp_path):
     monkeypatch.setattr(parts.dlq_topic, "send", record_dead)
     monkeypatch.setattr(parts.history, "send_changelog", record_changelog)
     deltas: list[tuple[bytes, bytes]] = []
+    delta_partitions: list[int] = []
     item_changelog: list[tuple[bytes, dict]] = []
 
-    async def record_delta(key=None, value=None, **_):
+    async def record_delta(key=None, value=None, partition=None, **_):
         deltas.append((key, value))
+        delta_partitions.append(partition)
 
     def record_item_changelog(partition, key, value, *args, **kwargs):
         item_changelog.append((key, value))
@@ -93,6 +96,8 @@ def harness(request, monkeypatch, tmp_path):
         changelog=changelog,
         raw=raw,
         deltas=deltas,
+        delta_partitions=delta_partitions,
+        partitions=settings.event_partitions,
         item_changelog=item_changelog,
     )
 
@@ -147,13 +152,22 @@ def test_user_side_sends_one_delta_per_touched_item_and_item_side_publishes_neig
     }
     # u1 viewed a, b, c (weight 1 each): every pair co-occurs once, both directions.
     assert sorted(sent) == [b"a", b"b", b"c"]
+    # one message per target partition, each holding exactly its partition's items (the
+    # partition the producer's partitioner gives the item key)
+    by_partition = {
+        part: sorted(item for item, _ in unpack_deltas(value))
+        for part, (_, value) in zip(harness.delta_partitions, harness.deltas, strict=True)
+    }
+    expected: dict[int, list[str]] = {}
+    for item in "abc":
+        expected.setdefault(key_partition(item, harness.partitions), []).append(item)
+    assert len(harness.deltas) == len(expected) and by_partition == expected
     assert sent[b"b"].pairs == {"a": 1.0, "c": 1.0} and sent[b"b"].norm == 1.0
 
     async def item_side():
         async with harness.parts.item_agent.test_context(channel=harness.raw) as agent:
             for key, value in harness.deltas:
                 await agent.put(value, key=key, wait=False)
-            assert len(harness.deltas) <= 4  # one message per target partition
             for _ in range(200):
                 if len(harness.cache.get_neighbors(["a", "b", "c"])) == 3:
                     break

@@ -3,10 +3,7 @@
 import base64
 import json
 
-import pytest
-
-from models.events import Interaction, InvalidEvent
-from stream_app.records import MAX_DLQ_PAYLOAD_BYTES, DeadLetter, Event, dead_letter
+from stream_app.records import MAX_DLQ_PAYLOAD_BYTES, DeadLetter, dead_letter
 
 
 def test_dead_letter_keeps_reason_origin_and_bytes():
@@ -48,19 +45,3 @@ def test_dead_letter_json_is_plain_for_non_faust_consumers():
     assert "__faust" not in data
     assert base64.b64decode(data["payload_b64"]) == b"{}"
     assert DeadLetter.loads(letter.dumps()) == letter
-
-
-def test_event_record_validates_through_the_contract():
-    event = Event(
-        user_id="u1",
-        item_id="i1",
-        event_type="rating",
-        timestamp=1_700_000_000_000,
-        value=4.0,
-        session_id="s1",
-        context={"device": "tv"},
-    )
-    assert event.to_interaction() == Interaction("u1", "i1", "rating", 1_700_000_000_000, 4.0, "s1")
-    assert json.loads(event.dumps())["context"] == {"device": "tv"}
-    with pytest.raises(InvalidEvent, match="event_type"):
-        Event(user_id="u", item_id="i", event_type="like", timestamp=1).to_interaction()
