@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from models.events import Interaction
-from models.online.stream import StreamRanker, StreamScorer
+from models.online.stream import StreamScorer
 from models.online.stream.partitions import key_partition
 from models.online.stream.scoring import blend_session
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation
@@ -161,12 +161,7 @@ class OnlineScorer:
             if raw is None:
                 continue
             try:
-                ranker = StreamRanker.from_json(
-                    raw,
-                    learning_rate=self.model.learning_rate,
-                    min_trained=self.model.min_trained,
-                    optimizer=self.model.optimizer,
-                )
+                ranker = self.model.load_ranker(raw)
             except ValueError as exc:
                 log.warning("ranker state of partition %d refused, kept in memory: %s", p, exc)
                 continue

@@ -75,12 +75,8 @@ class LinearReranker:
 
     def learn_pairs(self, differences: Sequence[Sequence[float]] | np.ndarray) -> None:
         """One event's pairs, given as ``positive - negative`` feature rows."""
-        learn, names = self.model.learn_one, self.features
         for row in differences:
-            if self.l2 > 0:
-                learn(self._row(row), True)
-            else:  # :meth:`_row` inlined: this runs for every pair the worker learns
-                learn({name: v for name, v in zip(names, row, strict=True) if v != 0.0}, True)
+            self.model.learn_one(self._row(row), True)
         self.n_learned += 1
 
     def weight_vector(self) -> np.ndarray:

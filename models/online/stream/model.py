@@ -103,6 +103,16 @@ class StreamScorer:
             )
         return found
 
+    def load_ranker(self, raw: bytes | str) -> StreamRanker:
+        """A ranker from its checkpoint (``StreamRanker.to_json``), with this scorer's learning
+        settings; ValueError if the state is not one of this learner's."""
+        return StreamRanker.from_json(
+            raw,
+            learning_rate=self.learning_rate,
+            min_trained=self.min_trained,
+            optimizer=self.optimizer,
+        )
+
     def partition_of(self, user_id: str) -> int:
         """The user-side partition of a user (the producer keys events by the user id)."""
         return key_partition(user_id, self.partitions) if self.partitions > 1 else 0
