@@ -23,7 +23,7 @@ Per dataset, in one run:
    once it is ready, events are produced at ``--freshness-fraction`` (0.5) of the 1-worker rate
    with value and Kafka timestamps set at send time. Every 10th event is re-addressed to a new
    "probe" user, so that user's written ``computed_at`` minus the event's timestamp is exactly
-   that event's freshness. If the worker also records ``stream_app.telemetry``, its histogram's
+   that event's freshness. If the worker also records ``stream_app.worker.telemetry``, its histogram's
    quantiles and online HitRate@10 are reported alongside.
 4. **Live vs offline quality** (``live_hit_rate_at_10``, ``offline_hit_rate_at_10_*``, for the
    ``--quality`` datasets, MovieLens by default): the whole stream (its own event timestamps, no
@@ -67,9 +67,10 @@ from results_file import command_line  # noqa: E402
 
 from models.events import Interaction  # noqa: E402
 from stream_app.cache.keys import STAT_NAMES, CacheKeys  # noqa: E402
-from stream_app.producer import PRODUCER_CONFIG, encode_message  # noqa: E402
+from stream_app.cache.telemetry import TelemetryKeys, parse_snapshot
+from stream_app.cli.produce import PRODUCER_CONFIG, encode_message  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
-from stream_app.telemetry import TelemetryKeys, parse_snapshot, read_ranker_stats  # noqa: E402
+from stream_app.worker.telemetry import read_ranker_stats  # noqa: E402
 
 READY_PATTERN = re.compile(r"\bReady\b")
 
@@ -183,7 +184,7 @@ def release_db(run: Run) -> None:
 
 
 def create_topic(settings: Settings, topic: str) -> None:
-    from stream_app.admin import TopicSpec, ensure_topics
+    from stream_app.kafka.admin import TopicSpec, ensure_topics
 
     spec = TopicSpec(topic, settings.event_partitions, settings.replication_factor)
     ensure_topics(settings, [spec], timeout_s=60)
@@ -192,7 +193,7 @@ def create_topic(settings: Settings, topic: str) -> None:
 def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
     """Delete every topic whose name starts with one of ``topics``; a failure is logged (the
     run's numbers stand without the clean-up), not raised."""
-    from stream_app.admin import admin_client
+    from stream_app.kafka.admin import admin_client
 
     try:
         with admin_client(settings) as admin:
@@ -386,8 +387,8 @@ def wait_item_side(settings: Settings, app_id: str, timeout_s: float) -> float |
     """Seconds until the item side has committed every delta (its lag is 0), or None.
 
     Faust commits every ~3 s, so this is late by up to one commit interval."""
-    from stream_app.admin import admin_client
-    from stream_app.watch import consumer_lag
+    from stream_app.kafka.admin import consumer_lag
+    from stream_app.kafka.admin import admin_client
 
     start = time.perf_counter()
     with admin_client(settings) as admin:
@@ -750,7 +751,7 @@ def freshness(
     }
     tk = TelemetryKeys(keys)
     freshness_hash = client.hgetall(tk.freshness)
-    if freshness_hash:  # the worker records stream_app.telemetry: report its view as well
+    if freshness_hash:  # the worker records stream_app.worker.telemetry: report its view as well
         snap = parse_snapshot({}, client.hgetall(tk.hitrate), freshness_hash, {})
         result["telemetry_freshness_p50_ms"] = snap.freshness_quantile(0.5)
         result["telemetry_freshness_p99_ms"] = snap.freshness_quantile(0.99)

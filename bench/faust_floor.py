@@ -40,9 +40,9 @@ def run_agent(
 ) -> None:
     """One floor agent (a subprocess): write its result to ``result_path`` as JSON, then exit
     (a Faust worker sends what is printed to its log, so not to stdout)."""
-    from stream_app.app import StreamApp, faust_settings
-    from stream_app.raw_schema import RawSchema
+    from stream_app.kafka.raw_schema import RawSchema
     from stream_app.settings import Settings
+    from stream_app.worker.app import StreamApp, faust_settings
 
     settings = Settings.from_env()
     conf = {**faust_settings(settings), "web_port": port}

@@ -38,9 +38,9 @@ from results_file import command_line, write_results  # noqa: E402
 
 from models.datasets import load_dataset  # noqa: E402
 from models.events import decode_event  # noqa: E402
-from stream_app.admin import ensure_topics  # noqa: E402
 from stream_app.cache import CacheKeys  # noqa: E402
-from stream_app.producer import PRODUCER_CONFIG, encode_message  # noqa: E402
+from stream_app.cli.produce import PRODUCER_CONFIG, encode_message  # noqa: E402
+from stream_app.kafka.admin import ensure_topics  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -246,7 +246,7 @@ class Settings:
     @property
     def topic_item_deltas(self) -> str:
         """The worker's internal topic of item co-occurrence deltas, named after its app id (so
-        each consumer group has its own; ``stream_app.admin`` creates it)."""
+        each consumer group has its own; ``stream_app.kafka.admin`` creates it)."""
         return f"{self.app_id}-item-deltas"
 
     @property

@@ -10,7 +10,7 @@ Python imports ``sitecustomize`` at start-up; in a process started as ``... work
 times every collection with ``gc.callbacks`` and appends, every 5 s, one line per process to
 ``$GC_PROBE_DIR/gc-<pid>.log``: the thresholds, collections and milliseconds per generation,
 the process CPU seconds so far and the objects tracked per generation. Other processes are left
-alone. What ``stream_app.worker.GC_THRESHOLDS`` cites was measured with it.
+alone. What ``stream_app.cli.worker.GC_THRESHOLDS`` cites was measured with it.
 """
 
 from __future__ import annotations

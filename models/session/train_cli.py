@@ -38,7 +38,7 @@ Announcer = Callable[[str, str, dict[str, float]], None]
 @dataclass(frozen=True, slots=True)
 class Adapters:
     """What the trainer needs from outside the learning code, passed in by the command that
-    runs it (``stream_app.train_session`` wires in Kafka): learning code imports no adapter."""
+    runs it (``stream_app.cli.train_session`` wires in Kafka): learning code imports no adapter."""
 
     read_topic: TopicReader | None = None
     announce: Announcer | None = None

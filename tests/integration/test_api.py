@@ -23,12 +23,14 @@ import redis
 from aiohttp.test_utils import TestClient as AioClient
 from aiohttp.test_utils import TestServer as AioServer
 
-from stream_app.api import UNKNOWN_USER_REASON, RedisReadStore, make_app
+from stream_app.api.store import RedisReadStore
+from stream_app.api.server import UNKNOWN_USER_REASON, make_app
 from stream_app.cache.base import Recommendation, UserRecs
 from stream_app.cache.keys import CacheKeys
 from stream_app.cache.redis_backend import RedisCache
+from stream_app.cache.telemetry import TelemetryKeys
 from stream_app.settings import Settings
-from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
+from stream_app.worker.telemetry import BatchTelemetry, TelemetryRecorder
 
 pytestmark = pytest.mark.integration
 
@@ -207,7 +209,7 @@ def test_a_new_users_events_reach_the_api_through_a_real_worker(
     from kafka import KafkaProducer
 
     from models.events import Interaction
-    from stream_app.producer import encode_message
+    from stream_app.cli.produce import encode_message
 
     worker = start_worker(settings)
     wait_for(
@@ -264,8 +266,8 @@ def test_metrics_report_the_worker_groups_consumer_lag_from_kafka(
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
-    from stream_app.admin import TopicSpec, admin_client, ensure_topics
-    from stream_app.api import LagProbe
+    from stream_app.api.lag import LagProbe
+    from stream_app.kafka.admin import TopicSpec, admin_client, ensure_topics
 
     run = uuid.uuid4().hex[:8]
     topic, group = f"itest-lag-{run}", f"itest-lag-group-{run}"

@@ -13,10 +13,12 @@ from aiohttp.test_utils import TestClient as AioClient
 from aiohttp.test_utils import TestServer as AioServer
 
 from models.online.stream import FEATURES, StreamRanker
-from stream_app.api import RedisReadStore, make_app
+from stream_app.api.store import RedisReadStore
+from stream_app.api.server import make_app
 from stream_app.cache.keys import CacheKeys
 from stream_app.cache.redis_backend import RedisCache
-from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
+from stream_app.cache.telemetry import TelemetryKeys
+from stream_app.worker.telemetry import BatchTelemetry, TelemetryRecorder
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ from kafka import KafkaConsumer
 
 from models.datasets import SyntheticConfig, generate_synthetic
 from models.online.stream import RANKER_NAME
-from stream_app.admin import ensure_topics
 from stream_app.cache import CacheKeys, UserRecs
-from stream_app.online_scorer import CF_VERSION
-from stream_app.producer import malformed_messages
-from stream_app.telemetry import TelemetryKeys
+from stream_app.cache.telemetry import TelemetryKeys
+from stream_app.cli.produce import malformed_messages
+from stream_app.kafka.admin import ensure_topics
+from stream_app.worker.online_scorer import CF_VERSION
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -146,7 +146,7 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
         lambda: f"{published()} of {len(items)} published",
     )
 
-    # Telemetry (stream_app.telemetry) for the read API: HitRate/MRR trials, one freshness
+    # Telemetry (stream_app.worker.telemetry) for the read API: HitRate/MRR trials, one freshness
     # sample per event, and this worker's model versions in the registry.
     tkeys = TelemetryKeys(keys)
     hitrate = {k.decode(): float(v) for k, v in client.hgetall(tkeys.hitrate).items()}
@@ -164,7 +164,7 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
     # What `streamrec watch` reports as lag: 0 once the worker committed its offsets.
     from kafka.admin import KafkaAdminClient
 
-    from stream_app.watch import consumer_lag
+    from stream_app.kafka.admin import consumer_lag
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
     try:

@@ -23,10 +23,10 @@ import redis
 from models.datasets import SyntheticConfig, generate_synthetic
 from models.events import event_weight
 from models.online.stream import StreamRanker
-from stream_app.admin import ensure_topics
 from stream_app.cache import CacheKeys, MemoryCache, UserRecs
 from stream_app.cache.keys import counted_marks
 from stream_app.cache.redis_backend import RedisCache
+from stream_app.kafka.admin import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 

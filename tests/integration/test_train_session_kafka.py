@@ -13,8 +13,8 @@ import pytest
 from models.datasets.synthetic import SyntheticConfig, generate_synthetic
 from models.events import encode_event
 from models.session.artifacts import load_session_model
-from stream_app.admin import ensure_topics
-from stream_app.model_updates import parse_update
+from stream_app.kafka.admin import ensure_topics
+from stream_app.kafka.model_updates import parse_update
 from stream_app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

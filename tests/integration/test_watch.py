@@ -7,7 +7,7 @@ import redis
 
 from stream_app.cache import CacheKeys, Recommendation, UserRecs
 from stream_app.cache.redis_backend import RedisCache
-from stream_app.watch import pick_users
+from stream_app.cli.watch import pick_users
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient as AioClient
 from aiohttp.test_utils import TestServer as AioServer
 
 from models.online.stream import StreamRanker
-from stream_app.api import UNKNOWN_USER_REASON, make_app
+from stream_app.api.server import UNKNOWN_USER_REASON, make_app
 from stream_app.cache.base import CacheUnavailable, Recommendation, UserRecs
-from stream_app.telemetry import RankerStats, TelemetrySnapshot, ranker_stats
+from stream_app.cache.telemetry import RankerStats, TelemetrySnapshot, ranker_stats
 
 
 def ranker_state(updates: int, pairs: int, correct: int, loss: float, learn_s: float) -> bytes:

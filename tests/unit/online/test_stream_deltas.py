@@ -15,10 +15,10 @@ from models.online.stream.deltas import (
     transitions,
     user_side_batch,
 )
-from stream_app.agents import SortedBatch, batch_deltas
 from stream_app.cache import MemoryCache
-from stream_app.live_path import LivePath
-from stream_app.online_scorer import OnlineScorer
+from stream_app.worker.agents import SortedBatch, batch_deltas
+from stream_app.worker.live_path import LivePath
+from stream_app.worker.online_scorer import OnlineScorer
 
 T0 = 1_700_000_000_000
 

@@ -36,10 +36,10 @@ from models.online.stream.scoring import (
     recommendations,
     training_pairs,
 )
-from stream_app.agents import SortedBatch, _folded, _publish_neighbors, batch_deltas
 from stream_app.cache import CacheKeys, MemoryCache
-from stream_app.live_path import LivePath
-from stream_app.online_scorer import CF_VERSION, OnlineScorer
+from stream_app.worker.agents import SortedBatch, _folded, _publish_neighbors, batch_deltas
+from stream_app.worker.live_path import LivePath
+from stream_app.worker.online_scorer import CF_VERSION, OnlineScorer
 
 T0 = 1_700_000_000_000
 Lists = dict[str, list[tuple[str, float]]]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stream_app.event_log import decode_values
-from stream_app.model_updates import InvalidUpdate, ModelUpdate, encode_update, parse_update
+from stream_app.kafka.event_log import decode_values
+from stream_app.kafka.model_updates import InvalidUpdate, ModelUpdate, encode_update, parse_update
 
 
 def test_model_update_round_trip() -> None:

@@ -111,8 +111,8 @@ def test_the_command_announces_when_publish_says_so(
 ) -> None:
     import argparse
 
+    from stream_app.cli.train_session import adapters
     from stream_app.settings import Settings
-    from stream_app.train_session import adapters
 
     monkeypatch.delenv("STREAMREC_KAFKA_BOOTSTRAP", raising=False)
     for name, value in env.items():

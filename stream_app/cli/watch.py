@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,18 +33,6 @@ class Snapshot:
     users: Sequence[UserRecs]
 
 
-def total_lag(end_offsets: Mapping[int, int], committed: Mapping[int, int | None]) -> int:
-    """Messages not yet committed by the group, summed over partitions.
-
-    A partition the group never committed counts whole (its end offset), since the worker
-    reads new groups from the earliest offset.
-
-    >>> total_lag({0: 10, 1: 5}, {0: 7})
-    8
-    """
-    return sum(max(end - (committed.get(p) or 0), 0) for p, end in end_offsets.items())
-
-
 def format_snapshot(snap: Snapshot, per_user: int = 5) -> str:
     """Human-readable lines of one tick.
 
@@ -64,31 +52,6 @@ def format_snapshot(snap: Snapshot, per_user: int = 5) -> str:
         shown = ", ".join(f"{r.item_id} ({r.score:.2f}, {r.reason})" for r in recs.items[:per_user])
         lines.append(f"{'':10}{recs.user_id}: {shown or '(none)'}")
     return "\n".join(lines)
-
-
-def consumer_lag(admin: object, group: str, topic: str) -> int | None:
-    """The group's lag on ``topic`` via kafka-python's admin client; None if not knowable yet."""
-    from kafka import TopicPartition
-    from kafka.admin import OffsetSpec
-
-    try:
-        meta = admin.describe_topics([topic])  # type: ignore[attr-defined]
-        partitions = [p["partition_index"] for p in meta[0]["partitions"]]
-        if not partitions:  # no such topic (yet): unknown, not "no lag"
-            return None
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = admin.list_partition_offsets(  # type: ignore[attr-defined]
-            dict.fromkeys(tps, OffsetSpec.LATEST)
-        )
-        offsets = admin.list_group_offsets({group: tps})  # type: ignore[attr-defined]
-    except Exception as exc:  # the group may not exist yet; the watch must keep going
-        log.debug("lag unknown: %r", exc)
-        return None
-    committed = {
-        tp.partition: (om.offset if om is not None and om.offset >= 0 else None)
-        for tp, om in offsets.get(group, {}).items()
-    }
-    return total_lag({tp.partition: ends[tp].offset for tp in tps}, committed)
 
 
 def pick_users(
@@ -130,8 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from kafka.admin import KafkaAdminClient
 
-    from stream_app.admin import quiet_kafka_client_logs
     from stream_app.cache.redis_backend import RedisCache
+    from stream_app.kafka.admin import consumer_lag, quiet_kafka_client_logs
 
     settings: Settings = args.settings
     quiet_kafka_client_logs(settings)

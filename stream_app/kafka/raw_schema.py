@@ -6,7 +6,7 @@ Why: our raw topics (``events``, the item deltas) are declared with ``key_type=b
 runs for every message: the serializer registry looks the codec up by name, the raw codec
 returns its input, and ``want_bytes`` checks the type, for the key and again for the value
 (``bench/faust_floor.py`` measures it). The validation that matters happens in our own code
-(``stream_app.live_path.parse_message``), which sends what it rejects to the DLQ.
+(``stream_app.worker.live_path.parse_message``), which sends what it rejects to the DLQ.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def adapters(args: argparse.Namespace) -> train_cli.Adapters:
     settings: Settings = args.settings
 
     def read_topic() -> tuple[list[Any], int]:
-        from stream_app.event_log import read_topic as read
+        from stream_app.kafka.event_log import read_topic as read
 
         snapshot = read(
             settings.kafka_bootstrap, settings.topic_events, timeout_s=args.kafka_timeout_s
@@ -39,7 +39,7 @@ def adapters(args: argparse.Namespace) -> train_cli.Adapters:
         return snapshot.events, snapshot.invalid
 
     def announce(version: str, path: str, metrics: dict[str, float]) -> None:
-        from stream_app.model_updates import ModelUpdate, publish_update
+        from stream_app.kafka.model_updates import ModelUpdate, publish_update
 
         update = ModelUpdate(version, path, metrics)
         publish_update(settings.kafka_bootstrap, settings.topic_model_updates, update)

@@ -3,8 +3,8 @@
 ``streamrec worker`` is the main entry point. For the ``faust`` command line, this module also
 offers a lazily built ``app`` (settings read from ``STREAMREC_*`` when first touched)::
 
-    faust -A stream_app.app:app worker -l info
-    faust -A stream_app.app:app agents
+    faust -A stream_app.worker.app:app worker -l info
+    faust -A stream_app.worker.app:app agents
 
 The app's tables (``history``, ``item_stats``) use the in-memory store and are rebuilt from
 their changelog topics on start, so no local RocksDB is needed; Faust's own files go under
@@ -54,7 +54,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
 
 
 class StreamApp(faust.App):
-    """``faust.App`` on our Kafka transport (``stream_app.kafka_transport``: a Faust recovery
+    """``faust.App`` on our Kafka transport (``stream_app.kafka.transport``: a Faust recovery
     race lost records of partitions without a committed offset, and Faust's fetch wait is fixed
     at 1.5 s), which reads ``fetch_max_wait_ms`` from here, and without Faust's Monitor
     sensor."""
@@ -67,7 +67,7 @@ class StreamApp(faust.App):
 
         The Monitor keeps per-message bookkeeping (timestamps, deques, per-topic counters) for
         Faust's own web stats, which this product does not serve: our metrics are
-        ``stream_app.telemetry``. Taking it out of the sensors saves its per-message CPU
+        ``stream_app.worker.telemetry``. Taking it out of the sensors saves its per-message CPU
         (docs/stream.md, "Tuning"). The Monitor object
         stays: the consumer still reports end offsets and commits to it directly.
         """
@@ -76,7 +76,7 @@ class StreamApp(faust.App):
         return dependencies
 
     def _new_transport(self) -> Any:
-        from stream_app.kafka_transport import Transport
+        from stream_app.kafka.transport import Transport
 
         return Transport(self.conf.broker_consumer, self)
 
@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> faust.App:
     >>> sorted(app.agents)
     ['item-side', 'live-path', 'model-updates']
     """
-    from stream_app.agents import register_live_path
+    from stream_app.worker.agents import register_live_path
 
     app = StreamApp(settings.app_id, **faust_settings(settings))
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
@@ -102,7 +102,7 @@ _lazy_app: faust.App | None = None
 
 
 def __getattr__(name: str) -> Any:
-    """``stream_app.app:app`` for ``faust -A``: built on first access, not at import."""
+    """``stream_app.worker.app:app`` for ``faust -A``: built on first access, not at import."""
     global _lazy_app
     if name == "app":
         if _lazy_app is None:

@@ -8,7 +8,7 @@ import faust
 import pytest
 from faust.types import Message
 
-from stream_app.raw_schema import RawSchema
+from stream_app.kafka.raw_schema import RawSchema
 
 
 def _message(key: bytes | None, value: bytes | None) -> Message:

@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from stream_app.admin import quiet_kafka_client_logs
+from stream_app.kafka.admin import quiet_kafka_client_logs
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
     quiet_kafka_client_logs(settings)
     if not args.no_create_topics:
-        from stream_app.admin import TopicMismatch, ensure_topics
+        from stream_app.kafka.admin import TopicMismatch, ensure_topics
 
         try:
             outcome = ensure_topics(settings, timeout_s=args.topics_timeout)
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     import faust
 
-    from stream_app.app import create_app
+    from stream_app.worker.app import create_app
 
     app = create_app(settings)
     gc.set_threshold(*GC_THRESHOLDS)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stream_app.model_slot import (
+from stream_app.worker.model_slot import (
     GatePolicy,
     ModelSlot,
     manifest_metrics,

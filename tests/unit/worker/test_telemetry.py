@@ -8,23 +8,20 @@ import json
 import pytest
 
 from stream_app.cache.keys import CacheKeys
-from stream_app.telemetry import (
+from stream_app.cache.telemetry import (
     FRESHNESS_BUCKETS_MS,
-    BatchTelemetry,
     RankerStats,
     TelemetryKeys,
-    TelemetryRecorder,
     bucket_counts,
     bucket_field,
     bucket_index,
     cumulative,
-    online_hits,
     parse_ranker_state,
     parse_snapshot,
     quantile_from_buckets,
     ranker_stats,
-    sampled,
 )
+from stream_app.worker.telemetry import BatchTelemetry, TelemetryRecorder, online_hits, sampled
 
 BOUNDS = (10.0, 20.0, 40.0)
 

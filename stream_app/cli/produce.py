@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from models.events import Interaction, encode_event
-from stream_app.admin import quiet_kafka_client_logs
+from stream_app.kafka.admin import quiet_kafka_client_logs
 from stream_app.settings import Settings
 
 #: kafka-python batching: wait up to 20 ms to fill 256 KiB batches, gzip them (stdlib zlib;

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from faust.types import TP
 
-from stream_app import kafka_transport
-from stream_app.app import create_app
+from stream_app.kafka import transport as kafka_transport
 from stream_app.settings import Settings
+from stream_app.worker.app import create_app
 
 
 def test_the_app_consumes_through_the_completed_seek() -> None:
@@ -47,7 +47,7 @@ def test_the_worker_consumer_waits_for_fetches_as_configured() -> None:
 
 
 def test_the_worker_producer_batches_table_rows_in_256_kib() -> None:
-    from stream_app.app import PRODUCER_BATCH_BYTES
+    from stream_app.worker.app import PRODUCER_BATCH_BYTES
 
     app = create_app(Settings(app_id="unit-producer-batch"))
     assert app.conf.producer_max_batch_size == PRODUCER_BATCH_BYTES == 256 * 1024

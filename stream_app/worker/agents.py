@@ -1,6 +1,6 @@
 """The live-path agent: raw bytes from ``events`` -> DLQ or history table + ``LivePath``.
 
-Thin on purpose: everything that decides something lives in ``stream_app.live_path`` (pure, unit
+Thin on purpose: everything that decides something lives in ``stream_app.worker.live_path`` (pure, unit
 tested) and ``stream_app.cache`` (the Redis adapter). The agent only
 
 - reads ``events`` as raw bytes, so a malformed payload reaches our validator instead of
@@ -55,14 +55,15 @@ from models.online.stream.partitions import key_partition
 from stream_app.cache import CacheKeys, RecCache, open_cache
 from stream_app.cache.base import CacheUnavailable
 from stream_app.cache.keys import counted_marks
-from stream_app.live_path import LivePath, Scorer, items_by_user, parse_message
-from stream_app.model_slot import ModelSlot
-from stream_app.model_updates import InvalidUpdate, parse_update
-from stream_app.online_scorer import OnlineScorer
-from stream_app.raw_schema import RawSchema
-from stream_app.records import DeadLetter, dead_letter
+from stream_app.cache.telemetry import TelemetryKeys
+from stream_app.kafka.model_updates import InvalidUpdate, parse_update
+from stream_app.kafka.raw_schema import RawSchema
 from stream_app.settings import Settings
-from stream_app.telemetry import BatchTelemetry, TelemetryKeys, TelemetryRecorder
+from stream_app.worker.live_path import LivePath, Scorer, items_by_user, parse_message
+from stream_app.worker.model_slot import ModelSlot
+from stream_app.worker.online_scorer import OnlineScorer
+from stream_app.worker.records import DeadLetter, dead_letter
+from stream_app.worker.telemetry import BatchTelemetry, TelemetryRecorder
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ def batch_deltas(
 def _telemetry_recorder(
     store: RecCache, keys: CacheKeys, settings: Settings
 ) -> Callable[[BatchTelemetry], None] | None:
-    """Online HitRate@10 and freshness go to Redis next to the recs (``stream_app.telemetry``);
+    """Online HitRate@10 and freshness go to Redis next to the recs (``stream_app.worker.telemetry``);
     other backends (the in-memory one of tests) record none."""
     from stream_app.cache.redis_backend import RedisCache
 

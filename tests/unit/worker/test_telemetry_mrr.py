@@ -14,15 +14,14 @@ from models.events import Interaction
 from stream_app.cache import MemoryCache
 from stream_app.cache.base import Recommendation, UserRecs
 from stream_app.cache.keys import CacheKeys
-from stream_app.live_path import LearnsNothing, LivePath
-from stream_app.telemetry import (
+from stream_app.cache.telemetry import TelemetryKeys, parse_snapshot
+from stream_app.worker.live_path import LearnsNothing, LivePath
+from stream_app.worker.telemetry import (
     BatchTelemetry,
-    TelemetryKeys,
     TelemetryRecorder,
     Trials,
     judge,
     online_hits,
-    parse_snapshot,
 )
 
 T0 = 1_700_000_000_000

@@ -3,7 +3,7 @@
 import base64
 import json
 
-from stream_app.records import MAX_DLQ_PAYLOAD_BYTES, DeadLetter, dead_letter
+from stream_app.worker.records import MAX_DLQ_PAYLOAD_BYTES, DeadLetter, dead_letter
 
 
 def test_dead_letter_keeps_reason_origin_and_bytes():

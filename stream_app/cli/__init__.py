@@ -16,13 +16,13 @@ from stream_app.settings import ConfigError, Settings
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "topics": ("stream_app.admin", "create the Kafka topics (idempotent)"),
-    "produce": ("stream_app.producer", "replay a dataset or file into the events topic"),
-    "worker": ("stream_app.worker", "run the Faust stream worker"),
-    "watch": ("stream_app.watch", "print throughput, lag and live recommendations"),
-    "api": ("stream_app.api", "serve the read API (recommendations, similar items, metrics)"),
+    "topics": ("stream_app.cli.topics", "create the Kafka topics (idempotent)"),
+    "produce": ("stream_app.cli.produce", "replay a dataset or file into the events topic"),
+    "worker": ("stream_app.cli.worker", "run the Faust stream worker"),
+    "watch": ("stream_app.cli.watch", "print throughput, lag and live recommendations"),
+    "api": ("stream_app.cli.api", "serve the read API (recommendations, similar items, metrics)"),
     "evaluate": ("models.online.evaluate_cli", "prequential evaluation of the online models"),
-    "train-session": ("stream_app.train_session", "train and evaluate the GRU session model"),
+    "train-session": ("stream_app.cli.train_session", "train and evaluate the GRU session model"),
 }
 
 

@@ -14,7 +14,7 @@ from models.session.artifacts import MODEL_FILE, save_artifact
 from models.session.data import Vocabulary
 from models.session.network import build_encoder
 from models.session.serving import SessionModel
-from stream_app.model_slot import ModelSlot, newest_in_store
+from stream_app.worker.model_slot import ModelSlot, newest_in_store
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 

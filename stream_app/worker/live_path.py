@@ -1,6 +1,6 @@
 """The worker's per-batch logic, free of Faust: events in, user histories and top-N out.
 
-The agent (``stream_app.agents``) only moves bytes: it hands each micro-batch of valid events to
+The agent (``stream_app.worker.agents``) only moves bytes: it hands each micro-batch of valid events to
 ``LivePath.process``, which updates trending popularity, asks a ``Scorer`` for every affected
 user's top-N and writes them to the cache. Replacing the trending scorer by the online
 recommender means passing another ``Scorer``; nothing here or in the agent changes.
@@ -19,8 +19,9 @@ from models.online.stream.deltas import merge_history
 from models.online.stream.scoring import TRENDING_REASON
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
 from stream_app.cache.keys import counted_marks
+from stream_app.cache.telemetry import HIT_K
 from stream_app.settings import Settings
-from stream_app.telemetry import HIT_K, BatchTelemetry, Trials, judge, online_hits, sampled
+from stream_app.worker.telemetry import BatchTelemetry, Trials, judge, online_hits, sampled
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,7 @@ class LivePath:
         (write time minus ``kafka_ts_ms``, the events' Kafka timestamps) and two forms of the
         online HitRate@10 and MRR@10 counts are reported: *cached* (every event against its
         user's list cached before the batch) and *sequential* (a sample of events, each against
-        the list the worker would have cached right before it; see ``stream_app.telemetry``).
+        the list the worker would have cached right before it; see ``stream_app.worker.telemetry``).
         Without ``before`` the lists before a user's later events cannot be computed, and
         judging her first events alone would bias the sample, so the sequential count is
         skipped.

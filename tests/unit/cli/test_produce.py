@@ -5,8 +5,8 @@ import json
 import pytest
 
 from models.events import Interaction, InvalidEvent, decode_event
-from stream_app.live_path import parse_message
-from stream_app.producer import encode_message, interleave, malformed_messages, retime
+from stream_app.cli.produce import encode_message, interleave, malformed_messages, retime
+from stream_app.worker.live_path import parse_message
 
 T0 = 1_700_000_000_000
 

@@ -1,4 +1,4 @@
-"""``streamrec topics``: create the Kafka topics the stream app uses, idempotently.
+"""The Kafka topics the stream app uses, created idempotently, and the consumer lag.
 
 Topics are created up front, not left to broker auto-creation, because their shape matters:
 ``events`` needs exactly ``settings.event_partitions`` partitions (the worker's history table is
@@ -7,10 +7,8 @@ partitioned the same way, and changelog recovery relies on it), ``items`` must b
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -157,26 +155,38 @@ def ensure_topics(
     return outcome
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for the broker (default 30)"
-    )
+def total_lag(end_offsets: Mapping[int, int], committed: Mapping[int, int | None]) -> int:
+    """Messages not yet committed by the group, summed over partitions.
+
+    A partition the group never committed counts whole (its end offset), since the worker
+    reads new groups from the earliest offset.
+
+    >>> total_lag({0: 10, 1: 5}, {0: 7})
+    8
+    """
+    return sum(max(end - (committed.get(p) or 0), 0) for p, end in end_offsets.items())
 
 
-def run(args: argparse.Namespace) -> int:
-    settings: Settings = args.settings
-    quiet_kafka_client_logs(settings)
+def consumer_lag(admin: object, group: str, topic: str) -> int | None:
+    """The group's lag on ``topic`` via kafka-python's admin client; None if not knowable yet."""
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+
     try:
-        outcome = ensure_topics(settings, timeout_s=args.timeout)
-    except TopicMismatch as exc:
-        print(f"streamrec topics: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # broker unreachable or refusing: one line, not a traceback
-        print(
-            f"streamrec topics: Kafka at {settings.kafka_bootstrap}: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
+        meta = admin.describe_topics([topic])  # type: ignore[attr-defined]
+        partitions = [p["partition_index"] for p in meta[0]["partitions"]]
+        if not partitions:  # no such topic (yet): unknown, not "no lag"
+            return None
+        tps = [TopicPartition(topic, p) for p in partitions]
+        ends = admin.list_partition_offsets(  # type: ignore[attr-defined]
+            dict.fromkeys(tps, OffsetSpec.LATEST)
         )
-        return 1
-    for spec in topic_specs(settings):
-        print(f"{spec.name:<24} {spec.partitions:>3} partition(s)  {outcome[spec.name]}")
-    return 0
+        offsets = admin.list_group_offsets({group: tps})  # type: ignore[attr-defined]
+    except Exception as exc:  # the group may not exist yet; the watch must keep going
+        log.debug("lag unknown: %r", exc)
+        return None
+    committed = {
+        tp.partition: (om.offset if om is not None and om.offset >= 0 else None)
+        for tp, om in offsets.get(group, {}).items()
+    }
+    return total_lag({tp.partition: ends[tp].offset for tp in tps}, committed)

@@ -1,0 +1,67 @@
+"""The worker group's consumer lag for ``/metrics``, read from the broker with kafka-python's
+admin client in a thread and reused for a few seconds, so scrapes cost the broker little and the
+lag stays readable while every worker is down (when it grows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class LagProbe:
+    """The workers' consumer-group lag per topic, read from Kafka (not from the workers).
+
+    Why here: lag is what an operator alerts on first, and it must be readable when every worker
+    is down (that is when it grows). Each read asks the broker for end offsets and the group's
+    committed offsets with kafka-python's admin client (``stream_app.kafka.admin.consumer_lag``), in a
+    thread; a result is reused for ``ttl_s`` so frequent scrapes cost the broker nothing extra.
+    ``topics`` are read in that order; a topic that does not exist (yet) is left out, and with
+    Kafka unreachable there are no lag lines at all (a partition the group never committed
+    counts whole: a new group reads from the earliest offset).
+    """
+
+    def __init__(
+        self, bootstrap: str, group: str, topics: Sequence[str], ttl_s: float = 5.0
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.group = group
+        self.topics = list(topics)
+        self.ttl_s = ttl_s
+        self._admin: Any = None
+        self._cached: tuple[float, dict[str, int]] | None = None
+
+    def _read(self) -> dict[str, int]:
+        from kafka.admin import KafkaAdminClient
+
+        from stream_app.kafka.admin import consumer_lag
+
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap.split(","), request_timeout_ms=5000
+                )
+            lags = {t: consumer_lag(self._admin, self.group, t) for t in self.topics}
+        except Exception as exc:  # Kafka down: no lag lines, and reconnect next time
+            log.warning("consumer lag unavailable: %r", exc)
+            self.close()
+            return {}
+        return {t: lag for t, lag in lags.items() if lag is not None}
+
+    async def lag(self) -> dict[str, int]:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > self.ttl_s:
+            self._cached = (now, await asyncio.to_thread(self._read))
+        return self._cached[1]
+
+    def close(self) -> None:
+        if self._admin is not None:
+            try:
+                self._admin.close()
+            finally:
+                self._admin = None

@@ -1,0 +1,233 @@
+"""The read API's routes: a small aiohttp service that serves what the workers wrote to Redis.
+
+A separate serving process (Gorse's split of compute and serve): it never consumes Kafka or
+loads a model, so it starts in a fraction of a second, scales by copies behind a load balancer,
+and a slow client never stalls a consumer. Errors are ``{"error": ..., "detail": ...}``; Redis
+down gives 503, never a crash. Endpoints and curl examples: docs/api.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from stream_app.api.lag import LagProbe
+from stream_app.api.metrics import render_metrics
+from stream_app.api.store import ReadStore
+from stream_app.cache.base import CacheUnavailable, UserRecs
+from stream_app.cache.telemetry import (
+    RankerStats,
+    TelemetrySnapshot,
+)
+
+log = logging.getLogger(__name__)
+
+
+DEFAULT_PORT = 8080
+
+
+DEFAULT_N = 10
+
+
+MAX_N = 100
+
+
+UNKNOWN_USER_REASON = "trending now (no history for this user yet)"
+
+
+STORE_KEY: web.AppKey[ReadStore] = web.AppKey("store")
+
+
+LAG_KEY: web.AppKey[LagProbe | None] = web.AppKey("lag_probe")
+
+
+PARTITIONS_KEY: web.AppKey[int] = web.AppKey("ranker_partitions")
+
+
+class BadRequest(ValueError):
+    """A client error; the message is returned to the client."""
+
+
+def parse_n(raw: str | None, default: int = DEFAULT_N, max_n: int = MAX_N) -> int:
+    """The ``n`` query parameter, validated (1..``max_n``).
+
+    >>> parse_n(None), parse_n("25")
+    (10, 25)
+    >>> parse_n("0")
+    Traceback (most recent call last):
+    ...
+    stream_app.api.server.BadRequest: n must be an integer between 1 and 100
+    """
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= max_n:
+        raise BadRequest(f"n must be an integer between 1 and {max_n}")
+    return value
+
+
+def trending_payload(user_id: str, trending: Sequence[tuple[str, float]], now_ms: int) -> dict:
+    """The answer for a user with nothing cached.
+
+    >>> trending_payload("u9", [("a", 2.0)], 5)["items"]
+    [{'item_id': 'a', 'score': 2.0, 'reason': 'trending now (no history for this user yet)'}]
+    """
+    return {
+        "user_id": user_id,
+        "source": "trending",
+        "items": [
+            {"item_id": item, "score": round(score, 6), "reason": UNKNOWN_USER_REASON}
+            for item, score in trending
+        ],
+        "model_versions": {"trending": "live"},
+        "computed_at": now_ms,
+    }
+
+
+def cached_payload(recs: UserRecs, n: int, now_ms: int) -> dict:
+    """The answer for a user with cached recommendations (at most ``n`` of them).
+
+    >>> from stream_app.cache.base import Recommendation
+    >>> recs = UserRecs("u1", (Recommendation("i1", 1.0, "r"), Recommendation("i2", 0.5, "r")),
+    ...                 {"cf": "v1"}, 1_000)
+    >>> p = cached_payload(recs, 1, now_ms=1_250)
+    >>> [i["item_id"] for i in p["items"]], p["age_ms"], p["source"]
+    (['i1'], 250, 'cache')
+    """
+    return {
+        "user_id": recs.user_id,
+        "source": "cache",
+        "items": [r.to_json_dict() for r in recs.items[:n]],
+        "model_versions": dict(recs.model_versions),
+        "computed_at": recs.computed_at,
+        "age_ms": max(now_ms - recs.computed_at, 0),
+    }
+
+
+def _error(status: int, error: str, detail: str) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def recommendations(request: web.Request) -> web.Response:
+    user_id = request.match_info["user_id"]
+    n = parse_n(request.query.get("n"))
+    store = request.app[STORE_KEY]
+    now = _now_ms()
+    recs = await store.get_recs(user_id)
+    if recs is not None:
+        return web.json_response(cached_payload(recs, n, now))
+    return web.json_response(trending_payload(user_id, await store.trending(n, now), now))
+
+
+async def similar(request: web.Request) -> web.Response:
+    item_id = request.match_info["item_id"]
+    n = parse_n(request.query.get("n"))
+    found = await request.app[STORE_KEY].neighbors(item_id, n)
+    if found is None:
+        return _error(404, "not_found", f"no neighbours published for item {item_id!r}")
+    return web.json_response(
+        {
+            "item_id": item_id,
+            "items": [{"item_id": i, "score": round(s, 6)} for i, s in found],
+        }
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    store = request.app[STORE_KEY]
+    try:
+        await store.ping()
+        snap = await store.snapshot()
+    except CacheUnavailable as exc:
+        return web.json_response(
+            {"status": "unavailable", "redis": "down", "detail": str(exc)}, status=503
+        )
+    return web.json_response(
+        {
+            "status": "ok",
+            "redis": "up",
+            "workers": len(snap.workers),
+            "model_versions": snap.model_versions,
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    # Redis down still answers 200 with streamrec_redis_up 0, so the alert can say why.
+    store = request.app[STORE_KEY]
+    try:
+        snap: TelemetrySnapshot | None = await store.snapshot()
+    except CacheUnavailable as exc:
+        log.warning("metrics scrape without Redis: %s", exc)
+        snap = None
+    rankers: list[RankerStats] = []
+    partitions = request.app[PARTITIONS_KEY]
+    if snap is not None and partitions:
+        try:
+            rankers = await store.ranker_states(range(partitions))
+        except CacheUnavailable as exc:  # Redis went between the two reads: the rest stands
+            log.warning("ranker states not read: %s", exc)
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+    probe = request.app[LAG_KEY]
+    lag = await probe.lag() if probe is not None else None
+    group = probe.group if probe is not None else ""
+    return web.Response(
+        body=render_metrics(snap, lag, group, rankers),
+        headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
+    )
+
+
+@web.middleware
+async def errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Sort errors at the boundary: client mistakes 400, Redis down 503, unknown routes 404/405
+    as JSON, anything else a logged 500 (the process keeps serving)."""
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return _error(400, "bad_request", str(exc))
+    except CacheUnavailable as exc:
+        return _error(503, "unavailable", str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        raise
+    except Exception:
+        log.exception("unhandled error on %s", request.path)
+        return _error(500, "internal", "unexpected error; see the API log")
+
+
+def make_app(
+    store: ReadStore, lag_probe: LagProbe | None = None, ranker_partitions: int = 0
+) -> web.Application:
+    """The aiohttp application over a read store (closed when the app shuts down) and, for
+    ``/metrics``, an optional consumer-lag probe and the number of user-side partitions whose
+    ranker states to export (0: none)."""
+    app = web.Application(middlewares=[errors_as_json])
+    app[STORE_KEY] = store
+    app[LAG_KEY] = lag_probe
+    app[PARTITIONS_KEY] = ranker_partitions
+    app.router.add_get("/recommendations/{user_id}", recommendations)
+    app.router.add_get("/similar/{item_id}", similar)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+
+    async def close_store(app: web.Application) -> None:
+        await app[STORE_KEY].close()
+        if app[LAG_KEY] is not None:
+            app[LAG_KEY].close()
+
+    app.on_cleanup.append(close_store)
+    return app

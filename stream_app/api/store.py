@@ -1,0 +1,182 @@
+"""What the read API reads from Redis: a user's cached list, an item's neighbours, the trending
+ranking and the telemetry snapshot, through redis-py's asyncio client so no request blocks
+another. ``ReadStore`` is the interface the routes see; tests give it an in-memory one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from stream_app.cache.base import CacheUnavailable, UserRecs
+from stream_app.cache.keys import STAT_NAMES, CacheKeys
+from stream_app.cache.telemetry import (
+    WORKER_TTL_S,
+    RankerStats,
+    TelemetryKeys,
+    TelemetrySnapshot,
+    parse_snapshot,
+    ranker_stats,
+)
+from stream_app.cache.trending import decayed_ranking
+
+log = logging.getLogger(__name__)
+
+
+def parse_neighbors(raw: Any) -> list[tuple[str, float]]:
+    """Neighbours stored as a JSON string, best first: ``[[item, score], ...]`` or
+    ``{"items": [{"item_id", "score"}, ...]}`` (the sorted-set form is read natively).
+
+    >>> parse_neighbors(b'[["b", 0.5], ["c", 0.25]]')
+    [('b', 0.5), ('c', 0.25)]
+    >>> parse_neighbors('{"items": [{"item_id": "b", "score": 0.5}]}')
+    [('b', 0.5)]
+    """
+    data = json.loads(raw)
+    if isinstance(data, Mapping):
+        data = [(r["item_id"], r["score"]) for r in data.get("items", [])]
+    return [(str(item), float(score)) for item, score in data]
+
+
+class ReadStore(Protocol):
+    """What the API reads. ``RedisReadStore`` in production, a fake in unit tests. Every method
+    raises ``CacheUnavailable`` when the store cannot be reached."""
+
+    async def get_recs(self, user_id: str) -> UserRecs | None: ...
+
+    async def trending(self, n: int, now_ms: int) -> list[tuple[str, float]]: ...
+
+    async def neighbors(self, item_id: str, n: int) -> list[tuple[str, float]] | None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def snapshot(self) -> TelemetrySnapshot: ...
+
+    async def ranker_states(self, partitions: Sequence[int]) -> list[RankerStats]:
+        """The rankers' counters of these partitions; none stored yet or damaged: left out."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class RedisReadStore:
+    """Reads the worker-written keys with redis-py's asyncio client.
+
+    Fails fast (one retry, 1 s timeouts) rather than retrying for seconds like the worker's
+    cache: an API caller would rather get a 503 now than a late answer.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        keys: CacheKeys | None = None,
+        half_life_s: float = 3600.0,
+        timeout_s: float = 1.0,
+    ) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.keys = keys or CacheKeys()
+        self.telemetry_keys = TelemetryKeys(self.keys)
+        self.half_life_s = half_life_s
+        self._errors: tuple[type[Exception], ...] = (
+            aioredis.ConnectionError,
+            aioredis.TimeoutError,
+            OSError,
+        )
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1),
+        )
+
+    async def _call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await fn()
+        except self._errors as exc:
+            raise CacheUnavailable(f"redis unavailable: {exc}") from exc
+
+    async def get_recs(self, user_id: str) -> UserRecs | None:
+        raw = await self._call(lambda: self._redis.get(self.keys.recs(user_id)))
+        return None if raw is None else UserRecs.from_json(raw)
+
+    async def trending(self, n: int, now_ms: int) -> list[tuple[str, float]]:
+        async def read() -> tuple[Any, Any]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(self.keys.trending_epoch)
+                pipe.zrevrange(self.keys.trending, 0, n - 1, withscores=True)
+                epoch, members = await pipe.execute()
+            return epoch, members
+
+        raw_epoch, members = await self._call(read)
+        if raw_epoch is None:
+            return []
+        stored = [(m.decode(), float(s)) for m, s in members]
+        # Order by the stored forward score (ties: item id), as the worker does. The decayed
+        # score is only for display: on replayed old data it can underflow to 0 at wall-clock now.
+        order = {item: i for i, (item, _) in enumerate(sorted(stored, key=lambda p: (-p[1], p[0])))}
+        decayed = decayed_ranking(stored, float(raw_epoch), self.half_life_s, now_ms)
+        return sorted(decayed, key=lambda p: order[p[0]])[:n]
+
+    async def neighbors(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
+        key = self.keys.neighbors(item_id)
+
+        async def read() -> list[tuple[str, float]] | None:
+            kind = await self._redis.type(key)
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            if kind == "none":
+                return None
+            if kind == "zset":
+                members: Any = await self._redis.zrevrange(key, 0, n - 1, withscores=True)
+                return [(m.decode(), float(s)) for m, s in members]
+            if kind == "string":
+                return parse_neighbors(await self._redis.get(key))[:n]
+            raise ValueError(f"{key} has unexpected Redis type {kind}")
+
+        return await self._call(read)
+
+    async def ping(self) -> bool:
+        return bool(await self._call(self._redis.ping))
+
+    async def snapshot(self) -> TelemetrySnapshot:
+        tk = self.telemetry_keys
+
+        async def read() -> TelemetrySnapshot:
+            since = int(time.time() * 1000) - WORKER_TTL_S * 1000
+            ids = [
+                i.decode() if isinstance(i, bytes) else str(i)
+                for i in await self._redis.zrangebyscore(tk.workers, since, "+inf")
+            ]
+            worker_keys = [tk.worker(i) for i in ids]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.mget([self.keys.stat(name) for name in STAT_NAMES])
+                pipe.hgetall(tk.hitrate)
+                pipe.hgetall(tk.freshness)
+                for key in worker_keys:
+                    pipe.hgetall(key)
+                replies = await pipe.execute()
+            stat_values, hitrate, freshness, *workers = replies
+            stats = {
+                n: int(v) if v is not None else 0
+                for n, v in zip(STAT_NAMES, stat_values, strict=True)
+            }
+            # An expired worker hash reads as {}: that worker is gone, leave it out.
+            by_worker = {i: w for i, w in zip(ids, workers, strict=True) if w}
+            return parse_snapshot(stats, hitrate, freshness, by_worker)
+
+        return await self._call(read)
+
+    async def ranker_states(self, partitions: Sequence[int]) -> list[RankerStats]:
+        parts = list(partitions)
+        if not parts:
+            return []
+        raws = await self._call(lambda: self._redis.mget([self.keys.ranker(p) for p in parts]))
+        return ranker_stats(parts, raws)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
