@@ -243,6 +243,124 @@ class Candidates:
         return at if at < hi and int(self.ids[at]) == item_id else None
 
 
+class _Entries(NamedTuple):
+    """One source's (row, item) entries: every list repeated over its span, with the weight
+    each entry adds to its feature (a knn similarity times its recency decay, a skip
+    probability times its skip scale)."""
+
+    ids: np.ndarray
+    weights: np.ndarray
+    rows: np.ndarray
+
+
+class _Sums(NamedTuple):
+    """Per group of (row, item): each list feature's sum, and whether a list gave one."""
+
+    knn: np.ndarray
+    has_knn: np.ndarray
+    markov: np.ndarray
+    has_markov: np.ndarray
+    skip: np.ndarray
+
+
+def _list_entries(pieces: _Pieces, index: ListIndex) -> tuple[_Entries, _Entries, _Entries]:
+    """The knn, markov and skip entries of the batch, each source with one ``take``."""
+    knn_ids, knn_sims = index.take(pieces.knn_starts, pieces.knn_lengths)
+    markov_ids, markov_probs = index.take(pieces.markov_starts, pieces.markov_lengths)
+    skip_ids, skip_probs = index.take(pieces.skip_starts, pieces.skip_lengths)
+    markov_lengths = np.array(pieces.markov_lengths, np.int64)
+    skip_lengths = np.array(pieces.skip_lengths, np.int64)
+    skip_scale = np.array(pieces.skip_scale, np.float64)
+    return (
+        _Entries(
+            knn_ids,
+            knn_sims * np.repeat(pieces.knn_decay, pieces.knn_lengths),
+            np.repeat(pieces.knn_rows, pieces.knn_lengths),
+        ),
+        _Entries(markov_ids, markov_probs, np.repeat(_int64(pieces.markov_rows), markov_lengths)),
+        _Entries(
+            skip_ids,
+            skip_probs * np.repeat(skip_scale, skip_lengths),
+            np.repeat(_int64(pieces.skip_rows), skip_lengths),
+        ),
+    )
+
+
+def _seen_entries(
+    histories: Sequence[Sequence[str]], index: ListIndex
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, rows)`` of the histories' items that have an id.
+
+    Called after every list is converted: a seen item without an id is in no list (nothing to
+    drop). One C-level pass over every history's items: a learning batch has one history per
+    event, up to ``history_len`` items each; a repeated item marks its key twice, harmlessly.
+    """
+    every_seen = np.fromiter(
+        map(index.ids.get, chain.from_iterable(histories), repeat(-1)), np.int64
+    )
+    every_row = np.repeat(np.arange(len(histories), dtype=np.int64), [len(h) for h in histories])
+    known_seen = every_seen >= 0
+    return every_seen[known_seen], every_row[known_seen]
+
+
+def _grouped(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]], users: int, vocab: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each ``(ids, rows)`` part's entry groups among the batch's distinct (row, item) keys,
+    and those keys (sorted, packed as ``row * vocab + id``)."""
+    ids = np.concatenate([part_ids for part_ids, _ in parts])
+    rows = np.concatenate([part_rows for _, part_rows in parts])
+    group, keys = groups(rows * vocab + ids, max(users * vocab, 1))
+    cut = np.cumsum([part_ids.shape[0] for part_ids, _ in parts[:-1]])
+    return [group[lo:hi] for lo, hi in zip([0, *cut], [*cut, group.shape[0]], strict=True)], keys
+
+
+def _group_sums(groups_of: Sequence[np.ndarray], entries: Sequence[_Entries], size: int) -> _Sums:
+    """Each group's knn, markov and skip sums (one ``bincount`` each); ``groups_of`` and
+    ``entries`` hold the three sources in that order."""
+    (knn_group, markov_group, skip_group), (knn, markov, skip) = groups_of, entries
+    has_knn, has_markov = np.zeros(size, bool), np.zeros(size, bool)
+    has_knn[knn_group] = True
+    has_markov[markov_group] = True
+    return _Sums(
+        np.bincount(knn_group, weights=knn.weights, minlength=size),
+        has_knn,
+        np.bincount(markov_group, weights=markov.weights, minlength=size),
+        has_markov,
+        np.bincount(skip_group, weights=skip.weights, minlength=size),
+    )
+
+
+def _unseen(listed_groups: Sequence[np.ndarray], seen_group: np.ndarray, size: int) -> np.ndarray:
+    """The groups some list gives and the row's history does not hold: the candidates."""
+    listed, seen = np.zeros(size, bool), np.zeros(size, bool)
+    for group in listed_groups:
+        listed[group] = True
+    seen[seen_group] = True
+    return np.flatnonzero(listed & ~seen)
+
+
+def _features(
+    sums: _Sums,
+    chosen: np.ndarray,
+    bounds: np.ndarray,
+    lengths: np.ndarray,
+    cand_ids: np.ndarray,
+    popularity: np.ndarray,
+) -> np.ndarray:
+    """The ``(len(FEATURES), len(chosen))`` features of the chosen groups, whose rows span
+    ``bounds`` (``lengths`` entries each); ``cand_ids``: their item ids."""
+    features = np.zeros((len(FEATURES), chosen.shape[0]))
+    if chosen.shape[0]:
+        starts, counts = bounds[:-1][lengths > 0], lengths[lengths > 0]
+        features[0] = scaled(sums.knn[chosen], sums.has_knn[chosen], starts, counts, 1.0)
+        features[1] = scaled(sums.markov[chosen], sums.has_markov[chosen], starts, counts, 1.0)
+        features[2] = sums.markov[chosen]
+        features[3] = sums.skip[chosen]
+        features[4] = popularity[cand_ids]
+    return features
+
+
 def candidates(
     histories: Sequence[Sequence[str]],
     neighbors: Mapping[str, Sequence[tuple[str, float]]],
@@ -261,93 +379,35 @@ def candidates(
     index.begin()
     pieces = _gather(histories, neighbors, successors, params, index)
     trend_ids, _ = index.arrays("\x00trending", trending)
-    knn_ids, knn_sims = index.take(pieces.knn_starts, pieces.knn_lengths)
-    markov_ids, markov_probs = index.take(pieces.markov_starts, pieces.markov_lengths)
-    skip_ids, skip_probs = index.take(pieces.skip_starts, pieces.skip_lengths)
-    users = len(histories)
-    # After every list is converted: a seen item without an id is in no list (nothing to drop).
-    # (one C-level pass over every history's items: a learning batch has one history per
-    # event, up to ``history_len`` items each; a repeated item marks its key twice, harmlessly)
-    every_seen = np.fromiter(
-        map(index.ids.get, chain.from_iterable(histories), repeat(-1)), np.int64
-    )
-    every_row = np.repeat(np.arange(len(histories), dtype=np.int64), [len(h) for h in histories])
-    known_seen = every_seen >= 0
-    seen_ids, seen_rows = every_seen[known_seen], every_row[known_seen]
-    vocab = len(index.items)
+    knn, markov, skip = _list_entries(pieces, index)
+    seen_ids, seen_rows = _seen_entries(histories, index)  # after every list is converted
+    users, vocab = len(histories), len(index.items)
     popularity = np.zeros(vocab)
     popularity[trend_ids] = popularity_values(trending)
     shown = trend_ids[: params.trending_candidates]
-    knn_lengths = pieces.knn_lengths
-    markov_lengths = np.array(pieces.markov_lengths, np.int64)
-    skip_lengths = np.array(pieces.skip_lengths, np.int64)
-    n_knn, n_markov, n_skip = (x.shape[0] for x in (knn_ids, markov_ids, skip_ids))
-    n_trend = users * shown.shape[0]
-    ids = np.concatenate(
-        [
-            knn_ids,
-            markov_ids,
-            skip_ids,
-            np.tile(shown, users),
-            seen_ids,
-        ]
-    )
-    rows = np.concatenate(
-        [
-            np.repeat(pieces.knn_rows, knn_lengths),
-            np.repeat(_int64(pieces.markov_rows), markov_lengths),
-            np.repeat(_int64(pieces.skip_rows), skip_lengths),
-            np.repeat(np.arange(users, dtype=np.int64), shown.shape[0]),
-            seen_rows,
-        ]
-    )
-    group, keys = groups(rows * vocab + ids, max(users * vocab, 1))
+    trend_rows = np.repeat(np.arange(users, dtype=np.int64), shown.shape[0])
+    parts = [(e.ids, e.rows) for e in (knn, markov, skip)]
+    parts += [(np.tile(shown, users), trend_rows), (seen_ids, seen_rows)]
+    part_groups, keys = _grouped(parts, users, vocab)
     size = keys.shape[0]
-    cut = np.cumsum([n_knn, n_markov, n_skip, n_trend])
-    knn_group, markov_group, skip_group = (
-        group[: cut[0]],
-        group[cut[0] : cut[1]],
-        group[cut[1] : cut[2]],
-    )
-    knn_weights = knn_sims * np.repeat(pieces.knn_decay, knn_lengths)
-    knn = np.bincount(knn_group, weights=knn_weights, minlength=size)
-    markov = np.bincount(markov_group, weights=markov_probs, minlength=size)
-    skip = np.bincount(
-        skip_group,
-        weights=skip_probs * np.repeat(np.array(pieces.skip_scale, np.float64), skip_lengths),
-        minlength=size,
-    )
-    has_knn, has_markov = np.zeros(size, bool), np.zeros(size, bool)
-    listed, seen = np.zeros(size, bool), np.zeros(size, bool)
-    has_knn[knn_group] = True
-    has_markov[markov_group] = True
-    listed[group[: cut[3]]] = True
-    seen[group[cut[3] :]] = True
-    chosen = np.flatnonzero(listed & ~seen)
+    sums = _group_sums(part_groups[:3], (knn, markov, skip), size)
+    chosen = _unseen(part_groups[:4], part_groups[4], size)
     keys = keys[chosen]
     bounds = np.searchsorted(keys, np.arange(users + 1) * vocab)
     lengths = np.diff(bounds)
     cand_rows = np.repeat(np.arange(users, dtype=np.int64), lengths)
     cand_ids = keys - cand_rows * vocab
-    features = np.zeros((len(FEATURES), chosen.shape[0]))
-    if chosen.shape[0]:
-        starts, counts = bounds[:-1][lengths > 0], lengths[lengths > 0]
-        features[0] = scaled(knn[chosen], has_knn[chosen], starts, counts, 1.0)
-        features[1] = scaled(markov[chosen], has_markov[chosen], starts, counts, 1.0)
-        features[2] = markov[chosen]
-        features[3] = skip[chosen]
-        features[4] = popularity[cand_ids]
     return Candidates(
         users,
         vocab,
         cand_rows,
         cand_ids,
-        features,
+        _features(sums, chosen, bounds, lengths, cand_ids, popularity),
         bounds,
         chosen,
-        knn_group,
-        knn_weights,
-        knn_lengths,
+        part_groups[0],
+        knn.weights,
+        pieces.knn_lengths,
         pieces.knn_source,
         pieces.knn_names,
         popularity,
@@ -452,6 +512,92 @@ def _mixed(seed: int, j: int) -> int:
     return x ^ (x >> 31)
 
 
+def _hard_pools(cands: Candidates, weights: np.ndarray, hard_pool: int) -> dict[int, list[int]]:
+    """Each row's current top ``hard_pool`` entries (ties at the cut included, in entry order:
+    :func:`top_pool`), by row; empty when ``hard_pool`` is 0."""
+    if hard_pool <= 0:
+        return {}
+    hard = top_pool(cands.totals(weights), hard_pool, cands.segments())
+    by_row: dict[int, list[int]] = {}
+    if hard.shape[0]:
+        hard_rows = cands.rows[hard]
+        firsts, counts = segments(hard_rows)
+        for s, c in zip(firsts.tolist(), counts.tolist(), strict=True):
+            by_row[int(hard_rows[s])] = hard[s : s + c].tolist()
+    return by_row
+
+
+def _positive_entries(
+    cands: Candidates, events: Sequence[tuple[int, str, int]], item_ids: Sequence[int | None]
+) -> tuple[list[int], list[bool]]:
+    """Every event's positive entry at once (entries are sorted by (row, item id)), and whether
+    it is one: an unknown item, or one that is no candidate of its row, has none."""
+    known = np.array([i is not None for i in item_ids], bool)
+    keys = np.array(
+        [row * cands.vocab + (i or 0) for (row, _, _), i in zip(events, item_ids, strict=True)],
+        np.int64,
+    )
+    entry_keys = cands.rows * cands.vocab + cands.ids
+    found = np.minimum(np.searchsorted(entry_keys, keys), max(entry_keys.shape[0] - 1, 0))
+    found_ok = known & (entry_keys[found] == keys)
+    return found.tolist(), found_ok.tolist()
+
+
+def _negative_picks(
+    cands: Candidates,
+    events: Sequence[tuple[int, str, int]],
+    positions: tuple[list[int], list[bool]],
+    by_row: Mapping[int, Sequence[int]],
+    n_negatives: int,
+    outside_positives: bool,
+) -> tuple[list[int], list[int], list[list[int]]]:
+    """``(taught events, their positive entries, their negative entries)``: half the
+    negatives from the row's hard pool (``by_row``), the rest uniformly from its candidates,
+    each pick a pure function of the event's seed. A positive outside the candidates is -1."""
+    n_hard = n_negatives // 2
+    bounds = cands.bounds.tolist()
+    taught: list[int] = []
+    positives: list[int] = []
+    picks: list[list[int]] = []
+    for at, ((row, _, seed), position, hit) in enumerate(zip(events, *positions, strict=True)):
+        positive = position if hit else -1
+        lo, hi = bounds[row], bounds[row + 1]
+        if positive < 0 and not outside_positives:
+            continue
+        if hi - lo < (1 if positive < 0 else 2):
+            continue
+        pool = [p for p in by_row.get(row, ()) if p != positive]
+        negatives = [pool[_mixed(seed, j) % len(pool)] for j in range(n_hard)] if pool else []
+        j = len(negatives)
+        while len(negatives) < n_negatives:
+            pick = lo + _mixed(seed, j) % (hi - lo)
+            j += 1
+            if pick != positive:
+                negatives.append(pick)
+        taught.append(at)
+        positives.append(positive)
+        picks.append(negatives)
+    return taught, positives, picks
+
+
+def _positive_rows(
+    cands: Candidates, positives: list[int], item_ids: Sequence[int | None], taught: list[int]
+) -> np.ndarray:
+    """The positives' feature rows; an item that is no candidate (entry -1) has its
+    popularity alone (0 if unknown or not trending). ``item_ids`` are by event."""
+    chosen = np.array(positives, np.int64)
+    own = cands.features[:, chosen].T.copy()
+    outside = chosen < 0
+    if outside.any():
+        own[outside] = 0.0
+        popular = FEATURES.index("popularity")
+        for k in np.flatnonzero(outside).tolist():
+            item_id = item_ids[taught[k]]
+            if item_id is not None and item_id < cands.popularity.shape[0]:
+                own[k, popular] = cands.popularity[item_id]
+    return own
+
+
 def training_pairs(
     cands: Candidates,
     weights: np.ndarray,
@@ -485,68 +631,17 @@ def training_pairs(
     """
     if not cands.size:
         return []
-    hard = (
-        top_pool(cands.totals(weights), hard_pool, cands.segments())
-        if hard_pool > 0
-        else np.empty(0, np.int64)
-    )
-    hard_rows = cands.rows[hard]
-    by_row: dict[int, list[int]] = {}
-    if hard.shape[0]:
-        firsts, counts = segments(hard_rows)
-        for s, c in zip(firsts.tolist(), counts.tolist(), strict=True):
-            by_row[int(hard_rows[s])] = hard[s : s + c].tolist()
-    n_hard = n_negatives // 2
-    features = cands.features
-    # Every event's positive entry at once: entries are sorted by (row, item id).
+    by_row = _hard_pools(cands, weights, hard_pool)
     item_ids = [index.ids.get(item) for _, item, _ in events]
-    known = np.array([i is not None for i in item_ids], bool)
-    keys = np.array(
-        [row * cands.vocab + (i or 0) for (row, _, _), i in zip(events, item_ids, strict=True)],
-        np.int64,
+    positions = _positive_entries(cands, events, item_ids)
+    taught, positives, picks = _negative_picks(
+        cands, events, positions, by_row, n_negatives, outside_positives
     )
-    entry_keys = cands.rows * cands.vocab + cands.ids
-    found = np.minimum(np.searchsorted(entry_keys, keys), max(entry_keys.shape[0] - 1, 0))
-    found_ok = known & (entry_keys[found] == keys)
-    bounds = cands.bounds.tolist()
-    taught: list[int] = []
-    positives: list[int] = []
-    picks: list[list[int]] = []
-    for at, ((row, _, seed), hit, position) in enumerate(
-        zip(events, found_ok.tolist(), found.tolist(), strict=True)
-    ):
-        positive = position if hit else -1
-        lo, hi = bounds[row], bounds[row + 1]
-        if positive < 0 and not outside_positives:
-            continue
-        if hi - lo < (1 if positive < 0 else 2):
-            continue
-        pool = [p for p in by_row.get(row, ()) if p != positive]
-        negatives = [pool[_mixed(seed, j) % len(pool)] for j in range(n_hard)] if pool else []
-        j = len(negatives)
-        while len(negatives) < n_negatives:
-            pick = lo + _mixed(seed, j) % (hi - lo)
-            j += 1
-            if pick != positive:
-                negatives.append(pick)
-        taught.append(at)
-        positives.append(positive)
-        picks.append(negatives)
     if not taught:
         return []
-    # An item that is no candidate has its popularity alone (0 if unknown or not trending).
-    chosen = np.array(positives, np.int64)
-    own = features[:, chosen].T.copy()
-    outside = chosen < 0
-    if outside.any():
-        own[outside] = 0.0
-        popular = FEATURES.index("popularity")
-        for k in np.flatnonzero(outside).tolist():
-            item_id = item_ids[taught[k]]
-            if item_id is not None and item_id < cands.popularity.shape[0]:
-                own[k, popular] = cands.popularity[item_id]
-    differences = own[:, None, :] - features[:, np.array(picks, np.int64)].transpose(1, 2, 0)
-    return list(zip(taught, differences, strict=True))
+    own = _positive_rows(cands, positives, item_ids, taught)
+    negatives = cands.features[:, np.array(picks, np.int64)].transpose(1, 2, 0)
+    return list(zip(taught, own[:, None, :] - negatives, strict=True))
 
 
 def blend_session(
