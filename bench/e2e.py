@@ -23,8 +23,9 @@ Per dataset, in one run:
    once it is ready, events are produced at ``--freshness-fraction`` (0.5) of the 1-worker rate
    with value and Kafka timestamps set at send time. Every 10th event is re-addressed to a new
    "probe" user, so that user's written ``computed_at`` minus the event's timestamp is exactly
-   that event's freshness. If the worker also records ``stream_app.worker.telemetry``, its histogram's
-   quantiles and online HitRate@10 are reported alongside.
+   that event's freshness. If the worker also records telemetry
+   (``stream_app.worker.telemetry``), its histogram's quantiles and online HitRate@10 are
+   reported alongside.
 4. **Live vs offline quality** (``live_hit_rate_at_10``, ``offline_hit_rate_at_10_*``, for the
    ``--quality`` datasets, MovieLens by default): the whole stream (its own event timestamps, no
    probe users) is replayed into a new worker paced at ``--freshness-fraction`` of the 1-worker
@@ -67,7 +68,7 @@ from results_file import command_line  # noqa: E402
 
 from models.events import Interaction  # noqa: E402
 from stream_app.cache.keys import STAT_NAMES, CacheKeys  # noqa: E402
-from stream_app.cache.telemetry import TelemetryKeys, parse_snapshot
+from stream_app.cache.telemetry import TelemetryKeys, parse_snapshot  # noqa: E402
 from stream_app.cli.produce import PRODUCER_CONFIG, encode_message  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
 from stream_app.worker.telemetry import read_ranker_stats  # noqa: E402
@@ -387,8 +388,7 @@ def wait_item_side(settings: Settings, app_id: str, timeout_s: float) -> float |
     """Seconds until the item side has committed every delta (its lag is 0), or None.
 
     Faust commits every ~3 s, so this is late by up to one commit interval."""
-    from stream_app.kafka.admin import consumer_lag
-    from stream_app.kafka.admin import admin_client
+    from stream_app.kafka.admin import admin_client, consumer_lag
 
     start = time.perf_counter()
     with admin_client(settings) as admin:

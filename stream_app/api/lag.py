@@ -19,8 +19,8 @@ class LagProbe:
 
     Why here: lag is what an operator alerts on first, and it must be readable when every worker
     is down (that is when it grows). Each read asks the broker for end offsets and the group's
-    committed offsets with kafka-python's admin client (``stream_app.kafka.admin.consumer_lag``), in a
-    thread; a result is reused for ``ttl_s`` so frequent scrapes cost the broker nothing extra.
+    committed offsets (``stream_app.kafka.admin.consumer_lag``), in a thread; a result is
+    reused for ``ttl_s`` so frequent scrapes cost the broker nothing extra.
     ``topics`` are read in that order; a topic that does not exist (yet) is left out, and with
     Kafka unreachable there are no lag lines at all (a partition the group never committed
     counts whole: a new group reads from the earliest offset).

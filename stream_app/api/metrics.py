@@ -32,105 +32,130 @@ class _SnapshotCollector:
     rankers: Sequence[RankerStats] = ()
 
     def collect(self) -> Any:
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            HistogramMetricFamily,
-        )
-
-        up = GaugeMetricFamily("streamrec_redis_up", "1 if the API could read Redis")
-        up.add_metric([], 1.0 if self.snapshot is not None else 0.0)
-        yield up
-        if self.lag:
-            lag = GaugeMetricFamily(
-                "streamrec_consumer_lag",
-                "Messages of the topic the worker group has not committed yet (from Kafka)",
-                labels=["group", "topic"],
-            )
-            for topic, value in self.lag.items():
-                lag.add_metric([self.group, topic], float(value))
-            yield lag
+        yield from _health_families(self.snapshot is not None, self.lag, self.group)
         snap = self.snapshot
         if snap is None:
             return
-        for name in STAT_NAMES:
-            yield CounterMetricFamily(
-                f"streamrec_{name}", f"Worker counter stats:{name}", value=snap.stats.get(name, 0)
-            )
-        # Two online HitRate@10 forms (stream_app.worker.telemetry): "sequential" (sampled events,
-        # each against the list cached right before it) is the headline, comparable with the
-        # offline prequential figure; "cached" (every event against the list cached before its
-        # micro-batch) is what users literally saw. With no trials yet a rate reads 0.
-        # MRR@10 stands beside each form over the same trials (rr: sum of 1/rank in the top 10).
-        counters = (
-            ("seq_hits", "Sampled events whose item was in the top-10 cached right before it"),
-            ("seq_trials", "Sampled events judged for the sequential online HitRate@10"),
-            ("seq_rr", "Sum over the sequential trials of 1/rank in the top-10 (0 if absent)"),
-            ("hits", "Events whose item was in the top-10 cached before their batch"),
-            ("trials", "Events judged for the cached online HitRate@10"),
-            ("rr", "Sum over the cached trials of 1/rank in the top-10 (0 if absent)"),
-        )
-        for name, help_text in counters:
-            yield CounterMetricFamily(
-                f"streamrec_online_{name}", help_text, value=getattr(snap, name)
-            )
-        rates = (
-            (
-                "hit_rate_at_10",
-                snap.hit_rate_at_10,
-                "seq_hits / seq_trials, comparable with offline prequential",
-            ),
-            (
-                "hit_rate_at_10_cached",
-                snap.hit_rate_at_10_cached,
-                "hits / trials, lists cached before the batch",
-            ),
-            (
-                "mrr_at_10",
-                snap.mrr_at_10,
-                "seq_rr / seq_trials, comparable with offline prequential MRR@10",
-            ),
-            (
-                "mrr_at_10_cached",
-                snap.mrr_at_10_cached,
-                "rr / trials, lists cached before the batch",
-            ),
-        )
-        for name, value, help_text in rates:
-            rate = GaugeMetricFamily(f"streamrec_online_{name}", help_text)
-            rate.add_metric([], value if value is not None else 0.0)
-            yield rate
+        yield from _counter_families(snap)
+        yield from _rate_families(snap)
         if self.rankers:
             yield from _ranker_families(self.rankers)
-        running = cumulative(snap.freshness_counts)
-        buckets = [
-            (bucket_field(i), float(running[i])) for i in range(len(FRESHNESS_BUCKETS_MS) + 1)
-        ]
-        yield HistogramMetricFamily(
-            "streamrec_freshness_ms",
-            "Event Kafka timestamp to its user's recommendations written, ms",
-            buckets=buckets,
-            sum_value=snap.freshness_sum_ms,
+        yield from _freshness_families(snap)
+        yield from _worker_families(snap)
+
+
+def _health_families(redis_up: bool, lag: Mapping[str, int] | None, group: str) -> Any:
+    """Whether Redis answered, and the worker group's lag per topic."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    up = GaugeMetricFamily("streamrec_redis_up", "1 if the API could read Redis")
+    up.add_metric([], 1.0 if redis_up else 0.0)
+    yield up
+    if lag:
+        family = GaugeMetricFamily(
+            "streamrec_consumer_lag",
+            "Messages of the topic the worker group has not committed yet (from Kafka)",
+            labels=["group", "topic"],
         )
-        for q, label in ((0.5, "p50"), (0.99, "p99")):
-            gauge = GaugeMetricFamily(
-                f"streamrec_freshness_{label}_ms", f"Freshness {label} estimated from the buckets"
-            )
-            value = snap.freshness_quantile(q)
-            gauge.add_metric([], value if value is not None else float("nan"))
-            yield gauge
-        workers = GaugeMetricFamily("streamrec_workers", "Workers that reported in the last 60 s")
-        workers.add_metric([], float(len(snap.workers)))
-        yield workers
-        versions = GaugeMetricFamily(
-            "streamrec_model_version",
-            "1 per model version a live worker serves",
-            labels=["model", "version"],
+        for topic, value in lag.items():
+            family.add_metric([group, topic], float(value))
+        yield family
+
+
+def _counter_families(snap: TelemetrySnapshot) -> Any:
+    """The workers' counters and the online trials behind the rates."""
+    from prometheus_client.core import CounterMetricFamily
+
+    for name in STAT_NAMES:
+        yield CounterMetricFamily(
+            f"streamrec_{name}", f"Worker counter stats:{name}", value=snap.stats.get(name, 0)
         )
-        for model, served in snap.model_versions.items():
-            for version in served:
-                versions.add_metric([model, version], 1.0)
-        yield versions
+    # Two online HitRate@10 forms (stream_app.worker.telemetry): "sequential" (sampled events,
+    # each against the list cached right before it) is the headline, comparable with the
+    # offline prequential figure; "cached" (every event against the list cached before its
+    # micro-batch) is what users literally saw. With no trials yet a rate reads 0.
+    # MRR@10 stands beside each form over the same trials (rr: sum of 1/rank in the top 10).
+    counters = (
+        ("seq_hits", "Sampled events whose item was in the top-10 cached right before it"),
+        ("seq_trials", "Sampled events judged for the sequential online HitRate@10"),
+        ("seq_rr", "Sum over the sequential trials of 1/rank in the top-10 (0 if absent)"),
+        ("hits", "Events whose item was in the top-10 cached before their batch"),
+        ("trials", "Events judged for the cached online HitRate@10"),
+        ("rr", "Sum over the cached trials of 1/rank in the top-10 (0 if absent)"),
+    )
+    for name, help_text in counters:
+        yield CounterMetricFamily(f"streamrec_online_{name}", help_text, value=getattr(snap, name))
+
+
+def _rate_families(snap: TelemetrySnapshot) -> Any:
+    """Online HitRate@10 and MRR@10, sequential and cached; 0 with no trials yet."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    rates = (
+        (
+            "hit_rate_at_10",
+            snap.hit_rate_at_10,
+            "seq_hits / seq_trials, comparable with offline prequential",
+        ),
+        (
+            "hit_rate_at_10_cached",
+            snap.hit_rate_at_10_cached,
+            "hits / trials, lists cached before the batch",
+        ),
+        (
+            "mrr_at_10",
+            snap.mrr_at_10,
+            "seq_rr / seq_trials, comparable with offline prequential MRR@10",
+        ),
+        (
+            "mrr_at_10_cached",
+            snap.mrr_at_10_cached,
+            "rr / trials, lists cached before the batch",
+        ),
+    )
+    for name, value, help_text in rates:
+        rate = GaugeMetricFamily(f"streamrec_online_{name}", help_text)
+        rate.add_metric([], value if value is not None else 0.0)
+        yield rate
+
+
+def _freshness_families(snap: TelemetrySnapshot) -> Any:
+    """The freshness histogram and its p50/p99 estimates."""
+    from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+    running = cumulative(snap.freshness_counts)
+    buckets = [(bucket_field(i), float(running[i])) for i in range(len(FRESHNESS_BUCKETS_MS) + 1)]
+    yield HistogramMetricFamily(
+        "streamrec_freshness_ms",
+        "Event Kafka timestamp to its user's recommendations written, ms",
+        buckets=buckets,
+        sum_value=snap.freshness_sum_ms,
+    )
+    for q, label in ((0.5, "p50"), (0.99, "p99")):
+        gauge = GaugeMetricFamily(
+            f"streamrec_freshness_{label}_ms", f"Freshness {label} estimated from the buckets"
+        )
+        value = snap.freshness_quantile(q)
+        gauge.add_metric([], value if value is not None else float("nan"))
+        yield gauge
+
+
+def _worker_families(snap: TelemetrySnapshot) -> Any:
+    """The live workers and the model versions they serve."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    workers = GaugeMetricFamily("streamrec_workers", "Workers that reported in the last 60 s")
+    workers.add_metric([], float(len(snap.workers)))
+    yield workers
+    versions = GaugeMetricFamily(
+        "streamrec_model_version",
+        "1 per model version a live worker serves",
+        labels=["model", "version"],
+    )
+    for model, served in snap.model_versions.items():
+        for version in served:
+            versions.add_metric([model, version], 1.0)
+    yield versions
 
 
 #: Per-partition ranker series: (kind, name after ``streamrec_ranker_``, ``RankerStats`` field,

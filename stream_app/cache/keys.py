@@ -2,22 +2,8 @@
 
 Every key starts with a version prefix (``settings.redis_key_prefix``, ``streamrec:v1``) so a
 change of value format ships as ``streamrec:v2`` side by side with the old keys instead of
-breaking readers that still expect v1.
-
-Keys (``{p}`` is the prefix):
-
-- ``{p}:recs:{user_id}`` (string, expires after ``settings.rec_ttl_s``): JSON
-  ``{"user_id", "items": [{"item_id", "score", "reason"}], "model_versions", "computed_at"}``
-- ``{p}:trending`` (sorted set): item_id -> forward-decayed popularity
-- ``{p}:trending:epoch`` (string): epoch (ms) the forward weights in ``trending`` refer to
-- ``{p}:neighbors:{item_id}`` (string): JSON ``[[item_id, cosine], ...]``, the item's top-M
-  neighbours, written by the item side of the worker that owns the item's partition
-- ``{p}:item_norms`` (hash): item_id -> squared norm of its co-occurrence vector (cosine)
-- ``{p}:hwm:{name}`` (hash): partition -> last source offset counted (``{topic}`` for
-  trending, ``{topic}:counted`` for the counters written with the recs)
-- ``{p}:stats:{name}`` (integer): counters ``events``, ``dlq``, ``batches``, ...
-- ``{p}:ranker:{partition}`` (string): JSON state of a user-side partition's River ranker,
-  written in the same transaction as the counted marks (``StreamRanker.to_json``)
+breaking readers that still expect v1. The keys and their values: docs/stream.md, "Redis key
+schema".
 """
 
 from __future__ import annotations

@@ -1,39 +1,10 @@
 """Faust's aiokafka transport with two fixes and one shortcut: uncommitted source partitions
-restart from the start, the fetch wait is ours to set, and a message that is handed to its
-stream without waiting costs no asyncio tasks.
+restart from the start, the fetch wait is ours to set, and a message handed to its stream
+without waiting costs no asyncio tasks.
 
-Why this exists (found by the SIGKILL recovery test, which lost events in about 1 run of 3):
-when a rebalance's table recovery ends, Faust (faust-streaming 0.15.3, ``Recovery.
-on_recovery_completed``) resumes the source partitions *while the fetcher runs*, then seeks
-them to their committed offsets, then resumes flow, which clears every stream's queue. Records
-fetched between the resume and the clear are dropped from the queues; for a partition with a
-committed offset the seek rewinds, so they are fetched again, but aiokafka's
-``seek_to_committed`` leaves a partition *without* one (or at 0) where the fetcher left it. Those
-records are gone for good: a worker killed before its group's first commit, restarted on a
-backlog, skipped 125-300 events per partition while the test watched.
-
-The fix keeps Faust's sequence and completes the seek: flow stops first (so nothing from the old
-position is delivered after it: our per-partition Redis marks need each partition in order),
-then, in the same call on the consumer's own thread, every assigned non-changelog partition
-without a committed offset is reset to its beginning, which is where
-``consumer_auto_offset_reset="earliest"`` (our setting) starts it anyway. What the dropped fetch
-had delivered is fetched again; the marks make that replay idempotent. Every caller of
-``perform_seek`` resumes flow right after it.
-
-The fetch wait: Faust builds its consumer with ``fetch_max_wait_ms=1500``, a constant. One fetch
-request per broker is in flight at a time, and it names only the partitions with nothing
-buffered, so a fetch for partitions that stay quiet (``model-updates``; the item deltas, which
-stop when the user side starves) is held the full 1.5 s while new events wait behind it
-(docs/stream.md, "Tuning"). ``StreamApp.fetch_max_wait_ms`` (``STREAMREC_FETCH_MAX_WAIT_MS``)
-replaces it.
-
-The shortcut: Faust's fetcher hands each message to the conductor with ``await
-self.wait_first(callback(message), self.suspend_flow.wait())``, which races the delivery against
-a rebalance's flow stop and the consumer's stop: four new tasks and an ``asyncio.wait`` per
-message. Nearly every delivery finishes
-without suspending (the stream's queue has room, flow is not stopped, the producer buffer is
-low), so :meth:`Consumer.wait_first` runs the delivery's first step at once, as Python 3.12's
-eager tasks do, and races only a delivery that does suspend, exactly as before.
+Why each exists (a SIGKILL recovery test lost events in about 1 run of 3 before the first fix;
+a quiet partition held every fetch 1.5 s before the second; four tasks per message before the
+third): docs/stream.md, "The Kafka transport".
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """The Faust application, built by a factory from ``Settings`` (never from import-time globals).
 
-``streamrec worker`` is the main entry point. For the ``faust`` command line, this module also
-offers a lazily built ``app`` (settings read from ``STREAMREC_*`` when first touched)::
-
-    faust -A stream_app.worker.app:app worker -l info
-    faust -A stream_app.worker.app:app agents
-
-The app's tables (``history``, ``item_stats``) use the in-memory store and are rebuilt from
-their changelog topics on start, so no local RocksDB is needed; Faust's own files go under
-``STATE_DIR/faust/<app_id>``.
+``streamrec worker`` is the entry point; for Faust's own command line this module also offers a
+lazily built ``app`` (``faust -A stream_app.worker.app:app worker -l info``). The tables use the
+in-memory store and are rebuilt from their changelogs on start, so no local RocksDB is needed;
+Faust's own files go under ``STATE_DIR/faust/<app_id>``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The worker's per-batch logic, free of Faust: events in, user histories and top-N out.
 
-The agent (``stream_app.worker.agents``) only moves bytes: it hands each micro-batch of valid events to
-``LivePath.process``, which updates trending popularity, asks a ``Scorer`` for every affected
-user's top-N and writes them to the cache. Replacing the trending scorer by the online
-recommender means passing another ``Scorer``; nothing here or in the agent changes.
+The user side (``stream_app.worker.user_side``) hands each micro-batch of valid events to
+``LivePath.process``, which updates trending popularity, lets the ``Scorer`` learn the batch
+and rank every affected user, writes the lists with the counters, and records the telemetry.
 """
 
 from __future__ import annotations
@@ -305,52 +304,31 @@ class LivePath:
         before: Mapping[str, Sequence[str]] | None = None,
         durable: Callable[[], None] | None = None,
     ) -> BatchResult:
-        """Apply one batch. ``histories`` are the affected users' histories *after* the batch,
-        ``before`` the same users' histories *before* it.
+        """Apply one batch: trending, the rankers' learning, every affected user's top-N and
+        the counters written together, then the telemetry. ``histories`` are the affected
+        users' histories *after* the batch, ``before`` the same users' histories *before* it.
 
-        Decay is in event time: "now" is the batch's latest event, so a replay of old data
+        Decay is in event time ("now" is the batch's latest event), so a replay of old data
         ranks as it would have live. A cache outage degrades (logged, counted on the next
-        successful write) instead of raising. With ``telemetry`` set, the batch's freshness
-        (write time minus ``kafka_ts_ms``, the events' Kafka timestamps) and two forms of the
-        online HitRate@10 and MRR@10 counts are reported: *cached* (every event against its
-        user's list cached before the batch) and *sequential* (a sample of events, each against
-        the list the worker would have cached right before it; see ``stream_app.worker.telemetry``).
-        Without ``before`` the lists before a user's later events cannot be computed, and
-        judging her first events alone would bias the sample, so the sequential count is
-        skipped.
-        ``hwm`` = (topic, each event's (partition, offset)): trending and the counters then
-        count each event once, even if a restart or a rebalance hands it over twice.
-        ``durable`` is called (and may raise) right before the counted marks move with the
-        recs: whatever the batch must have made durable first (the agent's item deltas) can then
-        be waited for while trending and scoring run, not before them.
+        successful write) instead of raising. ``hwm`` = (topic, each event's (partition,
+        offset)): trending and the counters then count each event once, even if a restart or a
+        rebalance hands it over twice. ``durable`` is called (and may raise) right before the
+        counted marks move with the recs: what the batch must have made durable first (the
+        agent's item deltas) is waited for while trending and scoring run. Without ``before``
+        the sequential HitRate is skipped (docs/stream.md, "Telemetry").
         """
         stats = {"events": len(events), "dlq": dlq, "batches": 1}
         if not events:
             return self._write([], stats, 0, 0)
-        latest_ok = int(time.time() * 1000) + FUTURE_TOLERANCE_MS
-        weights = [(e.item_id, event_weight(e), min(e.timestamp_ms, latest_ok)) for e in events]
-        now = now_ms if now_ms is not None else max(ts for _, _, ts in weights)
-        k = self.scorer.candidates_needed(self.top_n, self.history_len)
         judged = self._judge(events, histories, before) if self.telemetry is not None else None
-        try:
-            # With high-water marks (one set for trending, one for the counters written with
-            # the recs) a reprocessed event is never counted twice.
-            trending = self.cache.update_trending(weights, self.half_life_s, now, k, hwm=hwm)
-        except CacheUnavailable as exc:
-            log.warning("trending update skipped, cache unavailable: %s", exc)
-            self.pending_cache_errors += 1
+        trending = self._update_trending(events, now_ms, hwm)
+        if trending is None:
             return BatchResult(len(events), len(histories), 0, degraded=True)
-        self._served_trending = [item for item, _ in trending[:HIT_K]]
         if before is not None and hwm is not None:
             # Exactly the events the counted marks are about to count (``events`` are past
             # them): the rankers' checkpoint below moves with those marks.
             self.scorer.learn_batch(events, before, [p for p, _ in hwm[1]])
-        ranked = self.scorer.recommend_batch(histories, trending, self.top_n)
-        computed_at = int(time.time() * 1000)
-        versions = dict(self.scorer.versions)
-        recs = [
-            UserRecs(user, tuple(items), versions, computed_at) for user, items in ranked.items()
-        ]
+        recs, computed_at, versions = self._ranked(histories, trending)
         counted = (counted_marks(hwm[0]), hwm[1]) if hwm else None
         if durable is not None:
             durable()
@@ -360,22 +338,42 @@ class LivePath:
             self.scorer.checkpointed()
         if judged is not None and not result.degraded:
             # After the write, so the extra scorer call never delays the recommendations.
-            seq = self._judge_later(judged, trending)
             stamps = kafka_ts_ms if kafka_ts_ms is not None else [e.timestamp_ms for e in events]
-            self._report(
-                BatchTelemetry.from_batch(
-                    stamps,
-                    computed_at,
-                    hits=judged.cached.hits,
-                    trials=judged.cached.trials,
-                    rr=judged.cached.rr,
-                    seq_hits=seq.hits,
-                    seq_trials=seq.trials,
-                    seq_rr=seq.rr,
-                    model_versions=versions,
-                )
-            )
+            self._report(judged, trending, stamps, computed_at, versions)
         return result
+
+    def _update_trending(
+        self,
+        events: Sequence[Interaction],
+        now_ms: int | None,
+        hwm: tuple[str, Sequence[tuple[int, int]]] | None,
+    ) -> list[tuple[str, float]] | None:
+        """The batch's weights added to trending (each event once, by the trending marks);
+        the new top, or None when the cache is down."""
+        latest_ok = int(time.time() * 1000) + FUTURE_TOLERANCE_MS
+        weights = [(e.item_id, event_weight(e), min(e.timestamp_ms, latest_ok)) for e in events]
+        now = now_ms if now_ms is not None else max(ts for _, _, ts in weights)
+        k = self.scorer.candidates_needed(self.top_n, self.history_len)
+        try:
+            trending = self.cache.update_trending(weights, self.half_life_s, now, k, hwm=hwm)
+        except CacheUnavailable as exc:
+            log.warning("trending update skipped, cache unavailable: %s", exc)
+            self.pending_cache_errors += 1
+            return None
+        self._served_trending = [item for item, _ in trending[:HIT_K]]
+        return list(trending)
+
+    def _ranked(
+        self, histories: Mapping[str, Sequence[str]], trending: Sequence[tuple[str, float]]
+    ) -> tuple[list[UserRecs], int, dict[str, str]]:
+        """Every affected user's top-N, the time computed (epoch ms) and the versions used."""
+        ranked = self.scorer.recommend_batch(histories, trending, self.top_n)
+        computed_at = int(time.time() * 1000)
+        versions = dict(self.scorer.versions)
+        recs = [
+            UserRecs(user, tuple(items), versions, computed_at) for user, items in ranked.items()
+        ]
+        return recs, computed_at, versions
 
     def _judge(
         self,
@@ -447,8 +445,29 @@ class LivePath:
         )
         return judged.seq + later
 
-    def _report(self, batch: BatchTelemetry) -> None:
+    def _report(
+        self,
+        judged: Judgement,
+        trending: Sequence[tuple[str, float]],
+        stamps: Sequence[int],
+        computed_at: int,
+        versions: Mapping[str, str],
+    ) -> None:
+        """The batch's telemetry: its trials (the sequential ones completed now), freshness
+        against the time its lists were computed, and the versions that served."""
         assert self.telemetry is not None
+        seq = self._judge_later(judged, trending)
+        batch = BatchTelemetry.from_batch(
+            stamps,
+            computed_at,
+            hits=judged.cached.hits,
+            trials=judged.cached.trials,
+            rr=judged.cached.rr,
+            seq_hits=seq.hits,
+            seq_trials=seq.trials,
+            seq_rr=seq.rr,
+            model_versions=versions,
+        )
         try:
             self.telemetry(batch)
         except Exception as exc:  # best effort: metrics must never cost recommendations

@@ -1,31 +1,11 @@
 """The serving session model and its hot swap: load, gate, swap between batches, remember refusals.
 
-How the worker uses it: at the start of each micro-batch it takes ``slot.current()`` and uses that
-one object for the whole batch; a swap replaces the reference under a lock, so a batch never sees
-half a model and no batch is paused by a swap. Offers come from the ``model-updates`` topic and
-from a timer over the model store (:func:`newest_in_store`); both call
-:meth:`ModelSlot.offer_async`, which does the heavy part (TensorFlow import, safe-mode load,
-smoke prediction) in an executor so the event loop keeps consuming.
-
-A candidate is refused, and the serving version keeps serving, when
-
-1. the loader rejects it (``ArtifactRejected``: manifest, hashes, safe-mode load, smoke check) or
-   fails in any other way;
-2. its manifest has no finite test ``recall@20`` and ``mrr@20``;
-3. it is worse than the serving version beyond the relative tolerance on either metric
-   (``candidate >= serving * (1 - tolerance)``; the tolerance absorbs retraining noise so a
-   fresher model on newer data is not refused for a 1 % dip);
-4. it does not beat every baseline recorded in its own manifest on both metrics (strictly), or,
-   with ``require_baselines``, records none (a model that cannot show it beats popularity and
-   Markov should not replace anything).
-
-Refusals are kept (version -> reason) so a version announced again is not reloaded for nothing.
-
-Where the gate reads metrics in a manifest (either shape is accepted)::
-
-    {"metrics": {"test": {"recall@20": .., "mrr@20": ..},
-                 "baselines": {"markov": {"recall@20": .., "mrr@20": ..}, ...}}}
-    {"metrics": {"recall@20": .., "mrr@20": ..}, "baselines": {"markov": {...}, ...}}
+Each micro-batch takes ``slot.current()`` once and uses that object throughout; a swap replaces
+the reference under a lock, so a batch never sees half a model and no batch waits for a swap.
+Offers (the ``model-updates`` topic, a timer over the model store) load, smoke-test and gate the
+candidate in an executor so the event loop keeps consuming. A candidate that fails to load or
+fails the gate is refused and the serving version keeps serving; refusals are remembered. The
+gate's rules and the manifest shapes it reads: docs/stream.md, "The session-model gate".
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
 import faust
 
@@ -68,4 +69,21 @@ def dead_letter(
         offset=offset,
         message_timestamp_ms=message_timestamp_ms,
         dead_at_ms=int(time.time() * 1000) if now_ms is None else now_ms,
+    )
+
+
+def letter_for(event: Any, reason: str) -> tuple[bytes | None, DeadLetter]:
+    """(message key, DLQ record) for a rejected Faust event: its bytes, where it came from."""
+    message = event.message
+    raw = event.value if isinstance(event.value, bytes | bytearray) else None
+    return (
+        message.key if isinstance(message.key, bytes) else None,
+        dead_letter(
+            raw,
+            reason,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            message_timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+        ),
     )

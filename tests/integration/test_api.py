@@ -23,8 +23,8 @@ import redis
 from aiohttp.test_utils import TestClient as AioClient
 from aiohttp.test_utils import TestServer as AioServer
 
-from stream_app.api.store import RedisReadStore
 from stream_app.api.server import UNKNOWN_USER_REASON, make_app
+from stream_app.api.store import RedisReadStore
 from stream_app.cache.base import Recommendation, UserRecs
 from stream_app.cache.keys import CacheKeys
 from stream_app.cache.redis_backend import RedisCache

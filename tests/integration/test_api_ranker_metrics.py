@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient as AioClient
 from aiohttp.test_utils import TestServer as AioServer
 
 from models.online.stream import FEATURES, StreamRanker
-from stream_app.api.store import RedisReadStore
 from stream_app.api.server import make_app
+from stream_app.api.store import RedisReadStore
 from stream_app.cache.keys import CacheKeys
 from stream_app.cache.redis_backend import RedisCache
 from stream_app.cache.telemetry import TelemetryKeys

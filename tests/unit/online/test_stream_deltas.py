@@ -16,9 +16,9 @@ from models.online.stream.deltas import (
     user_side_batch,
 )
 from stream_app.cache import MemoryCache
-from stream_app.worker.agents import SortedBatch, batch_deltas
 from stream_app.worker.live_path import LivePath
 from stream_app.worker.online_scorer import OnlineScorer
+from stream_app.worker.user_side import SortedBatch, batch_deltas
 
 T0 = 1_700_000_000_000
 

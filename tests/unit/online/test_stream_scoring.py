@@ -37,9 +37,10 @@ from models.online.stream.scoring import (
     training_pairs,
 )
 from stream_app.cache import CacheKeys, MemoryCache
-from stream_app.worker.agents import SortedBatch, _folded, _publish_neighbors, batch_deltas
+from stream_app.worker.item_side import _folded, _publish_neighbors
 from stream_app.worker.live_path import LivePath
 from stream_app.worker.online_scorer import CF_VERSION, OnlineScorer
+from stream_app.worker.user_side import SortedBatch, batch_deltas
 
 T0 = 1_700_000_000_000
 Lists = dict[str, list[tuple[str, float]]]

@@ -19,8 +19,9 @@ import pytest
 from models.events import Interaction
 from models.online.stream.partitions import key_partition
 from stream_app.cache import MemoryCache
+from stream_app.kafka.item_deltas import unpack_deltas
 from stream_app.settings import Settings
-from stream_app.worker.agents import register_live_path, unpack_deltas
+from stream_app.worker.agents import register_live_path
 from stream_app.worker.records import DeadLetter
 
 T0 = 1_700_000_000_000
@@ -182,7 +183,7 @@ def test_user_side_sends_one_delta_per_touched_item_and_item_side_publishes_neig
 
 def test_item_side_sends_an_undecodable_delta_message_to_the_dlq_and_applies_the_rest(harness):
     from models.online.stream.deltas import ItemDelta
-    from stream_app.worker.agents import pack_deltas
+    from stream_app.kafka.item_deltas import pack_deltas
 
     good = pack_deltas({("a", 0): ItemDelta(1.0, {"b": 1.0}, (0, 3))}, 1)[0]
     good_b = pack_deltas({("b", 0): ItemDelta(1.0, {"a": 1.0}, (0, 3))}, 1)[0]
@@ -205,7 +206,7 @@ def test_item_side_sends_an_undecodable_delta_message_to_the_dlq_and_applies_the
 
 
 def test_a_worker_thread_waits_for_the_delta_acks_on_the_event_loop():
-    from stream_app.worker.agents import _acks
+    from stream_app.worker.user_side import _acks
 
     async def scenario() -> tuple[list[str], BaseException | None]:
         loop = asyncio.get_running_loop()
@@ -237,7 +238,7 @@ def test_a_worker_thread_waits_for_the_delta_acks_on_the_event_loop():
 def test_item_rows_are_written_with_at_most_the_allowed_writes_waiting():
     """The item side's rows go out while the producer buffer drains, never flooding it (Faust's
     conductor stops every stream while over 100 writes wait)."""
-    from stream_app.worker.agents import write_paced
+    from stream_app.worker.item_side import write_paced
 
     class Buffer:  # stands in for Faust's ProducerBuffer: one write sent per look
         def __init__(self) -> None:

@@ -10,7 +10,6 @@ import pytest
 from models.events import MAX_ID_LENGTH, Interaction, InvalidEvent
 from models.online.stream.deltas import merge_history
 from stream_app.cache import CacheUnavailable, MemoryCache, Recommendation, UserRecs
-from stream_app.worker.agents import sort_batch
 from stream_app.worker.live_path import (
     TRENDING_REASON,
     LearnsNothing,
@@ -23,6 +22,7 @@ from stream_app.worker.live_path import (
     trending_top_n,
 )
 from stream_app.worker.telemetry import sampled
+from stream_app.worker.user_side import sort_batch
 
 T0 = 1_700_000_000_000
 

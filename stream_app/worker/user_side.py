@@ -1,0 +1,259 @@
+"""The user side's steps for one micro-batch, in the data's order: validate, dead letters,
+skip what was counted before, histories, item deltas, then score, write and telemetry
+(``LivePath.process``). Where a batch runs (loop or thread) and why the deltas are acknowledged
+before the counted marks move: docs/stream.md, "Where a batch runs" and "Learned state"."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from models.events import Interaction, InvalidEvent, event_weight
+from models.online.stream.deltas import (
+    PAIR_WINDOW,
+    ItemDelta,
+    deltas_by_item,
+    merge_history,
+    transitions,
+    user_side_batch,
+)
+from stream_app.cache.base import RecCache
+from stream_app.cache.keys import counted_marks
+from stream_app.kafka.item_deltas import pack_deltas
+from stream_app.settings import Settings
+from stream_app.worker.live_path import LivePath, items_by_user, parse_message
+from stream_app.worker.model_slot import ModelSlot
+from stream_app.worker.records import DeadLetter, letter_for
+from stream_app.worker.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SortedBatch:
+    """A micro-batch split into accepted events and dead letters (with their message keys)."""
+
+    valid: list[Interaction]
+    dead: list[tuple[bytes | None, DeadLetter]]
+    #: Kafka timestamps (ms) of the valid events, for freshness
+    kafka_ts_ms: list[int]
+    #: (partition, offset) of each valid event
+    positions: list[tuple[int, int]]
+
+    def fresh(self, marks: dict[int, int]) -> SortedBatch:
+        """Only the valid events past the high-water marks (those not counted before).
+
+        >>> from models.events import Interaction
+        >>> b = SortedBatch([Interaction("u", "a", "view", 1), Interaction("u", "b", "view", 2)],
+        ...                 [], [1, 2], [(0, 7), (0, 8)])
+        >>> [e.item_id for e in b.fresh({0: 7}).valid]
+        ['b']
+        """
+        # offset -1: unknown position (a local channel in tests): always counted
+        keep = [i for i, (p, o) in enumerate(self.positions) if o < 0 or o > marks.get(p, -1)]
+        return SortedBatch(
+            [self.valid[i] for i in keep],
+            self.dead,
+            [self.kafka_ts_ms[i] for i in keep],
+            [self.positions[i] for i in keep],
+        )
+
+    def last_offsets(self) -> dict[int, int]:
+        """partition -> highest offset of the valid events."""
+        out: dict[int, int] = {}
+        for p, o in self.positions:
+            if o >= 0:
+                out[p] = max(o, out.get(p, -1))
+        return out
+
+
+def sort_batch(events: Sequence[Any]) -> SortedBatch:
+    """Validate each Faust event of a batch; never raises on bad input."""
+    valid: list[Interaction] = []
+    dead: list[tuple[bytes | None, DeadLetter]] = []
+    stamps: list[int] = []
+    positions: list[tuple[int, int]] = []
+    for event in events:
+        message = event.message
+        try:
+            parsed = parse_message(event.value)
+        except InvalidEvent as exc:
+            dead.append(letter_for(event, str(exc)))
+            continue
+        valid.append(parsed)
+        stamps.append(int(message.timestamp * 1000) if message.timestamp else parsed.timestamp_ms)
+        offset = message.offset if isinstance(message.offset, int) else -1
+        positions.append((int(message.partition or 0), offset))
+    return SortedBatch(valid, dead, stamps, positions)
+
+
+def batch_deltas(
+    batch: SortedBatch, before: dict[str, list[str]]
+) -> dict[tuple[str, int], ItemDelta]:
+    """(item, source partition) -> aggregated delta of a batch; ``before`` = histories before it.
+
+    One group per source partition, so each delta carries ``src`` = (partition, last offset)
+    and the item side can skip it if it is ever resent.
+
+    >>> from models.events import Interaction
+    >>> b = SortedBatch([Interaction("u", "b", "view", 2)], [], [2], [(1, 9)])
+    >>> d = batch_deltas(b, {"u": ["a"]})
+    >>> d[("a", 1)].pairs, d[("b", 1)].src
+    ({'b': 1.0}, (1, 9))
+    """
+    groups: dict[int, list[Interaction]] = {}
+    last: dict[int, int] = {}
+    for event, (p, o) in zip(batch.valid, batch.positions, strict=True):
+        groups.setdefault(p, []).append(event)
+        last[p] = max(o, last.get(p, -1))
+    out: dict[tuple[str, int], ItemDelta] = {}
+    for p, events in groups.items():
+        per_user: dict[str, list[tuple[str, float]]] = {}
+        for e in sorted(events, key=lambda e: e.timestamp_ms):
+            per_user.setdefault(e.user_id, []).append((e.item_id, event_weight(e)))
+        learned = []
+        moves = []
+        for user, items in per_user.items():
+            history = before.get(user, [])
+            learned.extend(user_side_batch(history, items, window=PAIR_WINDOW))
+            moves.extend(transitions(history, [item for item, _ in items]))
+        for item, delta in deltas_by_item(learned, moves).items():
+            delta.src = (p, last[p])
+            out[(item, p)] = delta
+    return out
+
+
+class UserSide:
+    """One micro-batch of ``events`` from topic to Redis (:meth:`process`), step by step."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        settings: Settings,
+        store: RecCache,
+        path: LivePath,
+        slot: ModelSlot,
+    ) -> None:
+        self.topology = topology
+        self.settings = settings
+        self.store = store
+        self.path = path
+        self.slot = slot
+
+    async def process(self, events: Sequence[Any]) -> None:
+        """The data's path: each step below is one method."""
+        checked = sort_batch(events)
+        await self.send_dead_letters(checked.dead)
+        on_loop = self.runs_on_loop()
+        # Idempotence: events at or below the marks of the batch's *last* step (recs +
+        # counters) were fully processed before a restart: skip them. Events between those
+        # and the trending marks are processed again; trending skips them.
+        batch = checked.fresh(await self.counted(on_loop))
+        before, histories = self.merge_histories(checked.valid)
+        pending = await self.send_deltas(batch, before)
+        work = functools.partial(
+            self.path.process,
+            batch.valid,
+            histories,
+            len(checked.dead),
+            kafka_ts_ms=batch.kafka_ts_ms,
+            hwm=(self.settings.topic_events, batch.positions),
+            before=before,
+        )
+        await self.score_and_write(work, pending, on_loop)
+
+    async def send_dead_letters(self, dead: Sequence[tuple[bytes | None, DeadLetter]]) -> None:
+        for key, letter in dead:
+            await self.topology.dlq.send(key=key, value=letter)
+
+    def runs_on_loop(self) -> bool:
+        """On the event loop unless told, a session model serves (Keras inference must not
+        block the loop), or Redis is failing (its retries would hold the loop for seconds)."""
+        return (
+            not self.settings.batch_in_thread
+            and self.slot.current() is None
+            and not self.path.pending_cache_errors
+        )
+
+    async def counted(self, on_loop: bool) -> dict[int, int]:
+        """The counted high-water marks of the events topic, by partition."""
+        key = counted_marks(self.settings.topic_events)
+        if on_loop:
+            return _read_marks(self.store, key)
+        return await asyncio.to_thread(_read_marks, self.store, key)
+
+    def merge_histories(
+        self, valid: Sequence[Interaction]
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """(histories before the batch, histories after it) of the batch's users; the table
+        row of each is written once. *Every* valid event is merged, replayed ones included:
+        the merge is idempotent, and after a SIGKILL the table's changelog may lack events the
+        Redis marks already count (its writes are buffered)."""
+        table = self.topology.history
+        before: dict[str, list[str]] = {}
+        after: dict[str, list[str]] = {}
+        for user, items in items_by_user(valid).items():
+            key = user.encode()
+            before[user] = list(table.get(key) or [])
+            after[user] = table[key] = merge_history(before[user], items, self.settings.history_len)
+        return before, after
+
+    async def send_deltas(self, batch: SortedBatch, before: dict[str, list[str]]) -> list[Any]:
+        """The batch's item co-occurrence increments, one message per target partition (not
+        per item: Faust's per-message cost dominated); returns the sends' futures."""
+        packed = pack_deltas(batch_deltas(batch, before), self.settings.event_partitions)
+        return [
+            await self.topology.deltas.send(key=b"deltas", value=value, partition=part)
+            for part, value in packed.items()
+        ]
+
+    async def score_and_write(
+        self, work: Callable[..., Any], pending: Sequence[Any], on_loop: bool
+    ) -> None:
+        """Run ``work`` (``LivePath.process``: trending, learning, scoring, the Redis writes
+        and the telemetry) once the deltas are acknowledged: a crash can then resend a batch's
+        deltas (the item side skips one it applied) but never lose them."""
+        if on_loop:
+            await _all_acked(pending)
+            work()
+        else:
+            acked = _acks(pending, asyncio.get_running_loop())
+            await asyncio.to_thread(work, durable=acked)
+
+
+#: How long a batch waits for the broker to acknowledge its item deltas before it gives up
+#: (the batch is then logged as failed and its recs are not written).
+DELTA_ACK_TIMEOUT_S = 60.0
+
+
+async def _all_acked(pending: Sequence[Any]) -> None:
+    """Wait on the event loop for the sends' acknowledgements (``pending``: what
+    ``Topic.send`` returned), at most ``DELTA_ACK_TIMEOUT_S``."""
+    futures = [f for f in pending if isinstance(f, asyncio.Future)]
+    if futures:
+        await asyncio.wait_for(asyncio.gather(*futures), DELTA_ACK_TIMEOUT_S)
+
+
+def _acks(pending: Sequence[Any], loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """A blocking wait, for a worker thread, on the sends' acknowledgements (``pending``:
+    what ``Topic.send`` returned; futures of the event loop ``loop``): :func:`_all_acked`, run
+    on that loop."""
+
+    def wait() -> None:
+        if any(isinstance(f, asyncio.Future) for f in pending):
+            asyncio.run_coroutine_threadsafe(_all_acked(pending), loop).result()
+
+    return wait
+
+
+def _read_marks(store: RecCache, topic: str) -> dict[int, int]:
+    """High-water marks, or none when the cache is down (then nothing is skipped)."""
+    try:
+        return store.read_hwm(topic)
+    except Exception as exc:
+        log.warning("high-water marks unavailable: %r", exc)
+        return {}
