@@ -1,21 +1,12 @@
 """A deterministic synthetic event stream with structure a good model can find and we can check.
 
-The planted world:
-- items belong to clusters (categories); inside each cluster items have Zipf-like popularity;
-- each cluster has a hidden *successor chain*: a fixed random order of its items. A session walks
-  along it: each step either moves to the successor of the session's current chain position
-  (``follow_chain_p``) or takes a *detour* (a cluster-popular item, or noise) that leaves the
-  chain position where it was, so the walk resumes after the detour. The item after a detour thus
-  depends on an earlier item of the session, not on the previous one: a sequential pattern that
-  session models (GRU, item-kNN over the session) can exploit and first-order Markov cannot. With
-  ``resume_chain=False`` detours move the position instead, and Markov is near-optimal;
-- each user has a sparse taste over clusters (Dirichlet with a small concentration), and picks one
-  cluster per session from it (which item-to-item CF should exploit);
-- a little noise: some events pick an item uniformly from the whole catalog.
-
-Sessions of one user are separated by at least ``min_session_gap_s`` (default 2 h), so splitting
-by a 30-minute inactivity gap recovers them; each event also carries its ``session_id``.
-Same config, same seed, same stream: byte for byte.
+Items fall into clusters with Zipf-like popularity inside each; every user has a sparse taste over
+clusters and picks one per session; a session walks its cluster's hidden successor chain and, with
+``resume_chain``, resumes it after a detour, so the next item can depend on an earlier one than
+the last: a pattern session models can exploit and first-order Markov cannot. The ground truth
+comes along (``dataset.planted``, a :class:`SyntheticWorld`) so tests and benchmarks can check
+what a model recovered. Same config, same seed, same stream: byte for byte. The planted world,
+sessions and timing in full: docs/datasets.md.
 """
 
 from __future__ import annotations
@@ -94,8 +85,114 @@ def _zipf_weights(n: int, exponent: float) -> np.ndarray:
     return weights / weights.sum()
 
 
+@dataclass(frozen=True, slots=True)
+class _Plant:
+    """The hidden world as arrays over item and user numbers."""
+
+    clusters: list[np.ndarray]  # each cluster's items, most popular first
+    cluster_of: np.ndarray
+    successor: np.ndarray  # each item's successor on its cluster's chain
+    popularity: list[np.ndarray]  # each cluster's Zipf weights, in ``clusters`` order
+    taste: np.ndarray  # users x clusters
+
+
+def _plant(cfg: SyntheticConfig, rng: np.random.Generator) -> _Plant:
+    """Clusters (a random partition; inside each, the order is the popularity rank), each
+    with a random successor chain, and every user's cluster taste."""
+    order = rng.permutation(cfg.n_items)
+    clusters = [order[c :: cfg.n_clusters] for c in range(cfg.n_clusters)]
+    cluster_of = np.empty(cfg.n_items, dtype=np.int64)
+    successor = np.empty(cfg.n_items, dtype=np.int64)
+    for c, members in enumerate(clusters):
+        cluster_of[members] = c
+        chain = rng.permutation(members)
+        successor[chain] = np.roll(chain, -1)
+    popularity = [_zipf_weights(len(members), cfg.zipf_exponent) for members in clusters]
+    taste = rng.dirichlet(np.full(cfg.n_clusters, cfg.taste_concentration), size=cfg.n_users)
+    return _Plant(clusters, cluster_of, successor, popularity, taste)
+
+
+def _sessions(
+    cfg: SyntheticConfig, rng: np.random.Generator, plant: _Plant
+) -> list[tuple[int, int, int, str, int]]:
+    """``(ts, user, item, type, session number)`` of every event, session by session until
+    ``n_events`` (users drawn by a lognormal activity; sessions of one user at least
+    ``min_session_gap_s`` apart)."""
+    activity = rng.lognormal(mean=0.0, sigma=1.0, size=cfg.n_users)
+    activity /= activity.sum()
+    span_ms = cfg.span_days * 86_400_000
+    next_free_ms = cfg.start_ms + rng.uniform(0, span_ms / 4, size=cfg.n_users)
+    session_count = np.zeros(cfg.n_users, dtype=np.int64)
+    sessions_needed = int(cfg.n_events / cfg.mean_session_length * 1.2) + 10
+    session_users = rng.choice(cfg.n_users, size=sessions_needed, p=activity)
+    rows: list[tuple[int, int, int, str, int]] = []
+    for user in session_users:
+        if len(rows) >= cfg.n_events:
+            break
+        ts = _walk(cfg, rng, plant, int(user), next_free_ms[user], int(session_count[user]), rows)
+        session_count[user] += 1
+        gap = cfg.min_session_gap_s * 1000 + rng.exponential(
+            span_ms * cfg.n_users / sessions_needed
+        )
+        next_free_ms[user] = ts + gap
+    return rows[: cfg.n_events]
+
+
+def _walk(
+    cfg: SyntheticConfig,
+    rng: np.random.Generator,
+    plant: _Plant,
+    user: int,
+    ts: float,
+    session: int,
+    rows: list[tuple[int, int, int, str, int]],
+) -> float:
+    """Append one session of ``user`` starting at ``ts`` to ``rows``; return its last time.
+
+    Each step follows the chain from the session's position, or detours (a cluster-popular
+    item, or noise) leaving the position where it was unless ``resume_chain`` is off."""
+    length = 1 + rng.geometric(1.0 / cfg.mean_session_length)
+    cluster = rng.choice(cfg.n_clusters, p=plant.taste[user])
+    members, weights = plant.clusters[cluster], plant.popularity[cluster]
+    item = members[rng.choice(len(members), p=weights)]
+    position = item  # the session's place on its cluster's chain
+    for step in range(length):
+        if step > 0:
+            draw = rng.random()
+            if draw < cfg.noise_p:
+                item = rng.integers(cfg.n_items)
+            elif draw < cfg.noise_p + cfg.follow_chain_p:
+                item = plant.successor[position]
+                position = item
+            else:
+                item = members[rng.choice(len(members), p=weights)]
+            if not cfg.resume_chain:
+                position = item
+            ts += rng.exponential(cfg.mean_event_gap_s * 1000) + 1000
+        event_type = str(rng.choice(_EVENT_TYPES, p=_EVENT_TYPE_P))
+        rows.append((int(ts), user, int(item), event_type, session))
+    return ts
+
+
+def _world(
+    cfg: SyntheticConfig, plant: _Plant, item_ids: list[str], user_ids: list[str]
+) -> SyntheticWorld:
+    """The ground truth under the stream's item and user ids."""
+    return SyntheticWorld(
+        item_cluster={item_ids[i]: int(plant.cluster_of[i]) for i in range(cfg.n_items)},
+        successor={item_ids[i]: item_ids[int(plant.successor[i])] for i in range(cfg.n_items)},
+        user_taste={user_ids[u]: plant.taste[u] for u in range(cfg.n_users)},
+        resume_chain=cfg.resume_chain,
+        item_popularity={
+            item_ids[int(i)]: float(w)
+            for members, weights in zip(plant.clusters, plant.popularity, strict=True)
+            for i, w in zip(members, weights, strict=True)
+        },
+    )
+
+
 def generate_synthetic(config: SyntheticConfig | None = None) -> EventDataset:
-    """Generate the stream described in the module docstring.
+    """Generate the stream of ``config`` (the planted world: docs/datasets.md).
 
     >>> ds = generate_synthetic(SyntheticConfig(n_users=20, n_items=50, n_clusters=5,
     ...                                         n_events=500, seed=1))
@@ -107,68 +204,7 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> EventDataset:
     rng = np.random.default_rng(cfg.seed)
     item_ids = [f"i{n}" for n in range(cfg.n_items)]
     user_ids = [f"u{n}" for n in range(cfg.n_users)]
-
-    # Clusters: a random partition; inside each, the order is the popularity rank.
-    order = rng.permutation(cfg.n_items)
-    clusters = [order[c :: cfg.n_clusters] for c in range(cfg.n_clusters)]
-    cluster_of = np.empty(cfg.n_items, dtype=np.int64)
-    successor = np.empty(cfg.n_items, dtype=np.int64)
-    for c, members in enumerate(clusters):
-        cluster_of[members] = c
-        chain = rng.permutation(members)
-        successor[chain] = np.roll(chain, -1)
-    popularity = [_zipf_weights(len(members), cfg.zipf_exponent) for members in clusters]
-
-    taste = rng.dirichlet(np.full(cfg.n_clusters, cfg.taste_concentration), size=cfg.n_users)
-    activity = rng.lognormal(mean=0.0, sigma=1.0, size=cfg.n_users)
-    activity /= activity.sum()
-
-    span_ms = cfg.span_days * 86_400_000
-    next_free_ms = cfg.start_ms + rng.uniform(0, span_ms / 4, size=cfg.n_users)
-    session_count = np.zeros(cfg.n_users, dtype=np.int64)
-    sessions_needed = int(cfg.n_events / cfg.mean_session_length * 1.2) + 10
-    session_users = rng.choice(cfg.n_users, size=sessions_needed, p=activity)
-
-    rows: list[tuple[int, int, int, str, int]] = []  # (ts, user, item, type, session number)
-    for user in session_users:
-        if len(rows) >= cfg.n_events:
-            break
-        length = 1 + rng.geometric(1.0 / cfg.mean_session_length)
-        cluster = rng.choice(cfg.n_clusters, p=taste[user])
-        members, weights = clusters[cluster], popularity[cluster]
-        ts = next_free_ms[user]
-        item = members[rng.choice(len(members), p=weights)]
-        position = item  # the session's place on its cluster's chain
-        session = int(session_count[user])
-        for step in range(length):
-            if step > 0:
-                draw = rng.random()
-                if draw < cfg.noise_p:
-                    item = rng.integers(cfg.n_items)
-                elif draw < cfg.noise_p + cfg.follow_chain_p:
-                    item = successor[position]
-                    position = item
-                else:
-                    item = members[rng.choice(len(members), p=weights)]
-                if not cfg.resume_chain:
-                    position = item
-                ts += rng.exponential(cfg.mean_event_gap_s * 1000) + 1000
-            rows.append(
-                (
-                    int(ts),
-                    int(user),
-                    int(item),
-                    str(rng.choice(_EVENT_TYPES, p=_EVENT_TYPE_P)),
-                    session,
-                )
-            )
-        session_count[user] += 1
-        gap = cfg.min_session_gap_s * 1000 + rng.exponential(
-            span_ms * cfg.n_users / sessions_needed
-        )
-        next_free_ms[user] = ts + gap
-
-    rows = rows[: cfg.n_events]
+    plant = _plant(cfg, rng)
     events = [
         Interaction(
             user_id=user_ids[u],
@@ -177,18 +213,8 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> EventDataset:
             timestamp_ms=ts,
             session_id=f"{user_ids[u]}-s{s}",
         )
-        for ts, u, i, etype, s in rows
+        for ts, u, i, etype, s in _sessions(cfg, rng, plant)
     ]
-    world = SyntheticWorld(
-        item_cluster={item_ids[i]: int(cluster_of[i]) for i in range(cfg.n_items)},
-        successor={item_ids[i]: item_ids[int(successor[i])] for i in range(cfg.n_items)},
-        user_taste={user_ids[u]: taste[u] for u in range(cfg.n_users)},
-        resume_chain=cfg.resume_chain,
-        item_popularity={
-            item_ids[int(i)]: float(w)
-            for members, weights in zip(clusters, popularity, strict=True)
-            for i, w in zip(members, weights, strict=True)
-        },
-    )
-    items = {item_ids[i]: {"category": f"c{int(cluster_of[i])}"} for i in range(cfg.n_items)}
+    items = {item_ids[i]: {"category": f"c{int(plant.cluster_of[i])}"} for i in range(cfg.n_items)}
+    world = _world(cfg, plant, item_ids, user_ids)
     return EventDataset(name="synthetic", events=events, items=items, planted=world).sort()
