@@ -1,17 +1,10 @@
 """Prequential ("test, then train") evaluation of online rankers over one event stream.
 
-Protocol, written down once (the evaluator, the CLI and the benchmarks share it):
-- events are replayed in stream order (timestamp, then user, then item);
-- the first ``warmup`` fraction only trains; afterwards, for every event, each model is first
-  asked for the user's top-``k`` and then learns the event;
-- candidates are the items the model has seen so far minus the user's own; ties are broken by
-  popularity (each model's ``rank`` applies :func:`models.online.ranking.top_k`);
-- an event whose item the user already interacted with cannot be recommended under that rule, so
-  it is not scored (counted in ``repeats``); an event on an item nobody has seen yet *is* scored
-  (a miss for every model: it is part of the stream a recommender faces);
-- coverage@k is the share of the stream's distinct items that appeared in any scored top-k;
-- cost is CPU time of this thread per event of ``rank`` + ``learn_one`` on scored events (one
-  core; other load on a shared machine does not count), wall time reported alongside.
+One protocol, written down once, that the evaluator, the CLI and the benchmarks share: events
+replayed in stream order; after a warm-up that only trains, each model ranks the user's top-``k``
+before it learns each event; an item the user already had is not scored (``repeats``); cost is
+thread CPU time of ``rank`` + ``learn_one``. The rules in full (candidates, ties, coverage, what
+is and is not scored, timing): docs/online-models.md, "Prequential evaluation".
 """
 
 from __future__ import annotations
@@ -36,6 +29,44 @@ class ModelTrace:
     learn_s: float = 0.0
     wall_s: float = 0.0
     bucket_hits: list[int] = field(default_factory=list)
+
+
+def _test_then_train(model: OnlineRanker, trace: ModelTrace, event: Interaction, k: int) -> None:
+    """One scored event: the model ranks the user's top-``k``, then learns the event; both
+    timed (thread CPU and wall), the target's rank recorded."""
+    clock, wall = time.thread_time, time.perf_counter
+    w0, t0 = wall(), clock()
+    ranked = model.rank(event.user_id, k, event.timestamp_ms)
+    t1 = clock()
+    model.learn_one(event)
+    t2 = clock()
+    trace.wall_s += wall() - w0
+    trace.rank_s += t1 - t0
+    trace.learn_s += t2 - t1
+    rank = rank_in_list(event.item_id, ranked[:k])
+    trace.acc.add(rank)
+    trace.recommended.update(ranked[:k])
+    if rank is not None:
+        trace.bucket_hits[-1] += 1
+
+
+def _model_results(
+    trace: ModelTrace, k: int, scored: int, distinct_items: int, bucket_size: int
+) -> dict[str, Any]:
+    """One model's metrics, coverage, cost and HitRate curve."""
+    summary = trace.acc.summary()
+    cost = trace.rank_s + trace.learn_s
+    return {
+        f"hit_rate@{k}": summary.get(f"hit_rate@{k}", 0.0),
+        f"mrr@{k}": summary.get(f"mrr@{k}", 0.0),
+        f"ndcg@{k}": summary.get(f"ndcg@{k}", 0.0),
+        f"coverage@{k}": len(trace.recommended) / max(distinct_items, 1),
+        "events_per_s": scored / cost if cost > 0 else 0.0,
+        "events_per_s_wall": scored / trace.wall_s if trace.wall_s > 0 else 0.0,
+        "rank_us": 1e6 * trace.rank_s / max(scored, 1),
+        "learn_us": 1e6 * trace.learn_s / max(scored, 1),
+        "hit_rate_curve": [h / bucket_size for h in trace.bucket_hits],
+    }
 
 
 def prequential(
@@ -63,8 +94,6 @@ def prequential(
     scored = repeats = 0
     bucket_size = max(1, (len(events) - n_warm) // max(n_buckets, 1))
     bucket_fill = 0
-    clock = time.thread_time
-    wall = time.perf_counter
     for n, event in enumerate(events):
         stream_items.add(event.item_id)
         own = user_items.setdefault(event.user_id, set())
@@ -78,41 +107,17 @@ def prequential(
                     trace.bucket_hits.append(0)
             bucket_fill = (bucket_fill + 1) % bucket_size
         for name, model in models.items():
-            trace = traces[name]
             if score_it:
-                w0, t0 = wall(), clock()
-                ranked = model.rank(event.user_id, k, event.timestamp_ms)
-                t1 = clock()
-                model.learn_one(event)
-                t2 = clock()
-                trace.wall_s += wall() - w0
-                trace.rank_s += t1 - t0
-                trace.learn_s += t2 - t1
-                rank = rank_in_list(event.item_id, ranked[:k])
-                trace.acc.add(rank)
-                trace.recommended.update(ranked[:k])
-                if rank is not None:
-                    trace.bucket_hits[-1] += 1
+                _test_then_train(model, traces[name], event, k)
             else:
                 model.learn_one(event)
         own.add(event.item_id)
         if progress is not None:
             progress(n)
-    results: dict[str, Any] = {}
-    for name, trace in traces.items():
-        summary = trace.acc.summary()
-        cost = trace.rank_s + trace.learn_s
-        results[name] = {
-            f"hit_rate@{k}": summary.get(f"hit_rate@{k}", 0.0),
-            f"mrr@{k}": summary.get(f"mrr@{k}", 0.0),
-            f"ndcg@{k}": summary.get(f"ndcg@{k}", 0.0),
-            f"coverage@{k}": len(trace.recommended) / max(len(stream_items), 1),
-            "events_per_s": scored / cost if cost > 0 else 0.0,
-            "events_per_s_wall": scored / trace.wall_s if trace.wall_s > 0 else 0.0,
-            "rank_us": 1e6 * trace.rank_s / max(scored, 1),
-            "learn_us": 1e6 * trace.learn_s / max(scored, 1),
-            "hit_rate_curve": [h / bucket_size for h in trace.bucket_hits],
-        }
+    results = {
+        name: _model_results(trace, k, scored, len(stream_items), bucket_size)
+        for name, trace in traces.items()
+    }
     protocol = {
         "k": k,
         "warmup_fraction": warmup,
