@@ -1,7 +1,7 @@
 """The worker's topics and tables, declared on the Faust app in one place: events in, dead
 letters out, the user histories, the internal item-deltas topic with the item table it feeds,
-and the model-updates topic. Why each table is keyed and partitioned as it is: docs/stream.md,
-"Partitioning"."""
+and the model-updates topic. Why each is keyed and partitioned as it is: the comments in
+:func:`declare`."""
 
 from __future__ import annotations
 

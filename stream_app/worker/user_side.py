@@ -1,7 +1,7 @@
 """The user side's steps for one micro-batch, in the data's order: validate, dead letters,
 skip what was counted before, histories, item deltas, then score, write and telemetry
 (``LivePath.process``). Where a batch runs (loop or thread) and why the deltas are acknowledged
-before the counted marks move: docs/stream.md, "Where a batch runs" and "Learned state"."""
+before the counted marks move: docs/stream.md, "How a batch is processed, and why"."""
 
 from __future__ import annotations
 
