@@ -1,22 +1,12 @@
 """Versioned, self-describing session-model artifacts: save, verify, load, find the newest.
 
-Layout of one version (a directory under the model store)::
-
-    <store>/<version>/
-        model.keras     the encoder (standard Keras layers only; loads in safe mode)
-        vocab.json      {"pad_index": 0, "oov_index": 1, "items": [...]}  (index = position + 2)
-        manifest.json   version, data range, metrics, hyper-parameters, hashes, smoke check
-
-A version is written into a hidden temporary directory and renamed into place, so a reader
-polling the store never sees half a version. ``version`` sorts by creation time
-(``YYYYmmddTHHMMSSZ-<8 hex of the files' hash>``), so the newest is the greatest name.
-
-Loading never executes code from the files (no pickle; ``safe_mode=True``) and refuses, with
-``ArtifactRejected(reason)``, anything that does not check out: a missing or unparsable manifest,
-an unknown format, a file whose SHA-256 differs from the manifest, a manifest whose content hash
-does not match, a vocabulary whose size differs from the model's item table, a model Keras'
-safe mode will not load, or a smoke prediction that is not finite or does not reproduce the
-scores recorded at save time.
+A version is a directory under the model store (``model.keras``, ``vocab.json``,
+``manifest.json``), written into a hidden temporary directory and renamed into place, so a reader
+polling the store never sees half a version; version names sort by creation time, so the newest
+is the greatest name. Loading never executes code from the files (no pickle; Keras' safe mode)
+and refuses, with ``ArtifactRejected(reason)``, anything that does not check out: a hash, the
+format, the vocabulary size, safe mode, or a smoke prediction that does not reproduce. The
+layout and every refusal: docs/session-model.md, "Worker API" and "Artifact layout".
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """Sessions, vocabulary and splits: the data side of the session model, free of TensorFlow.
 
-Rules, written down once (the trainer, the evaluator and the benchmarks all use these):
-
-- **Sessions.** A user's events, in stream order, are cut into sessions. Between two consecutive
-  events of one user there is a boundary when both carry a ``session_id`` and the ids differ, or
-  when either lacks one and the inactivity gap exceeds ``gap_s`` (default 30 minutes). A given
-  ``session_id`` is trusted over the clock: one id, one session, however long the pause.
-- **Vocabulary.** Index 0 is padding, index 1 the out-of-vocabulary (OOV) bucket, items follow in
-  descending training support (ties by id). Items seen fewer than ``min_support`` times in the
-  *training* split fall into the OOV bucket; an OOV target can never be recommended, so it counts
-  as a miss for every model alike.
-- **Session protocol split (by time, never random).** Cut times are the event-time quantiles at
-  ``1 - val - test`` and ``1 - test``; a session belongs to the split its *last* event falls in,
-  so no training session contains an event later than the validation cut (GRU4Rec's convention).
-- **Leave-one-out split.** Each user's events in time order: the last is the test target, the one
-  before it the validation target, the rest training. Every earlier item of the user is excluded
-  from that user's ranking (MovieLens has no repeats).
+The rules live here once because the trainer, the evaluator and the benchmarks all use them:
+sessions are cut by ``session_id`` (trusted over the clock) or else by a ``gap_s`` inactivity
+gap; the vocabulary has padding at 0, the OOV bucket at 1, then items by training support (rarer
+than ``min_support``: OOV, a miss for every model); the session protocol splits by time at
+event-time quantiles, a session going to the part of its last event; leave-one-out holds out
+each user's last two events (validation, test). The rules in full: docs/session-model.md,
+"Protocols".
 """
 
 from __future__ import annotations

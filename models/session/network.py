@@ -1,17 +1,11 @@
 """The GRU4Rec-style network: item embedding -> GRU -> projection -> item scores.
 
-The Keras model holds only standard layers (Embedding, Dropout, GRU, Dense), so the loader can use
-Keras' safe mode with no custom objects at all. Two output heads, as in GRU4Rec:
-
-- **tied** (``constrained embedding``): the model outputs a session vector per position, and an
-  item's score is ``vector . input_embedding[item]``; no extra parameters, good when items that
-  follow each other are also similar;
-- **untied**: a final ``Dense(vocab_size)`` (``item_scores``) holds a separate output vector and a
-  bias per item, so "after X comes Y" can be learned even when X and Y look nothing alike (a
-  deterministic successor, for instance) and popularity lives in the bias.
-
-Training never computes the full ``Dense`` output: :class:`OutputHead` gathers only the candidate
-columns (sampled softmax), so the cost per step does not grow with the catalogue.
+Only standard Keras layers (Embedding, Dropout, GRU, Dense), so the loader can use Keras' safe
+mode with no custom objects at all. Two output heads, as in GRU4Rec: tied (an item's score is the
+session vector against its input embedding) or untied (a ``Dense(vocab_size)``, ``item_scores``,
+with an output vector and a bias per item). Training never computes the full ``Dense`` output:
+:class:`OutputHead` gathers only the candidate columns (sampled softmax), so a step's cost does
+not grow with the catalogue. When each head fits: docs/session-model.md, "Design choices, and why".
 """
 
 from __future__ import annotations

@@ -1,28 +1,12 @@
 """Training the GRU: padded mini-batches, sampled softmax, early stopping on validation MRR@20.
 
-Choices, and why (the GRU4Rec authors list what third-party versions get wrong; we avoid it):
-
-- **Padded sequences, not session-parallel mini-batches.** Keras' GRU cannot reset the hidden
-  state of one row of a batch mid-sequence, which session-parallel training needs; a padded,
-  masked batch gives the same thing — every position of every session predicts its next item,
-  with the state reset between sessions. Batches are bucketed by length so short sessions are not
-  padded to the longest one. Sessions longer than ``max_len`` are covered by overlapping windows,
-  and every target is trained once with at least ``max_len/2`` items of history (no chunk starts
-  from an empty state, no position is silently dropped).
-- **Sampled softmax with in-batch plus popularity-sampled negatives.** The candidate set of a
-  step is the union of the batch's targets (negatives for each other, already popularity-shaped)
-  and ``negatives`` extra items drawn from ``popularity ** sample_alpha``, deduplicated, so an
-  item never appears as its own negative. Cross-entropy over that set costs O(batch x candidates),
-  independent of the catalogue size.
-- **Output head**: GRU4Rec's tied ("constrained") embeddings or a separate output table with a
-  per-item bias, plus an optional skip of the current item's embedding past the GRU; validation
-  preferred untied + skip on both datasets (see ``network``). Dropout on the GRU output, Adam,
-  fixed seeds (``keras.utils.set_random_seed`` and a seeded NumPy generator for batches and
-  negatives).
-- **Early stopping on validation MRR@20**, the learning rate multiplied by ``lr_decay`` after
-  every epoch that did not improve it, evaluated through the same full-ranking evaluator as
-  the test numbers, best weights restored; the log reports optimiser *updates*, not just epochs
-  (a huge batch on small data can make "15 epochs" mean a few dozen updates).
+Padded, masked batches bucketed by length, because Keras' GRU cannot reset one row's state in the
+middle of a batch (which session-parallel training needs); sessions longer than ``max_len`` as
+overlapping windows, so every target is trained once with history. Sampled softmax over the
+batch's targets plus extra negatives, so a step's cost does not grow with the catalogue. Early
+stopping on validation MRR@20 through the test evaluator, the learning rate decayed on a
+plateau, the best weights restored; seeds fixed. Each choice, and the GRU4Rec pitfalls it
+avoids: docs/session-model.md, "Design choices, and why".
 """
 
 from __future__ import annotations
@@ -30,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -106,46 +90,23 @@ def _pad_right_aligned(rows: Sequence[np.ndarray], dtype: Any) -> np.ndarray:
     return out
 
 
-def train_gru(
-    train_sequences: Sequence[np.ndarray],
-    vocab: Vocabulary,
-    validation: Sequence[EvalCase],
-    config: GRUConfig | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """Train on encoded sequences; early-stop on ``validation`` MRR@20; return the best model."""
-    cfg = config or GRUConfig()
-    tf = tensorflow()
-    k = keras()
-    k.utils.set_random_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-
-    xs, ys, ms = training_windows(train_sequences, cfg.max_len, cfg.stride)
-    if not xs:
-        raise ValueError("no training windows: every sequence is shorter than 2 items")
-    lengths = np.array([len(x) for x in xs])
-
-    counts = np.zeros(vocab.size, dtype=np.float64)
+def _negative_sampling(
+    train_sequences: Sequence[np.ndarray], vocab_size: int, alpha: float
+) -> np.ndarray:
+    """The extra negatives' distribution: training counts ``** alpha``, normalised (padding
+    and OOV counted as 0 before the power)."""
+    counts = np.zeros(vocab_size, dtype=np.float64)
     for seq in train_sequences:
         np.add.at(counts, seq, 1.0)
     counts[:FIRST_ITEM_INDEX] = 0.0
-    sampling = counts**cfg.sample_alpha
+    sampling = counts**alpha
     sampling /= sampling.sum()
-    n_negatives = min(cfg.negatives, vocab.size - FIRST_ITEM_INDEX)
+    return sampling
 
-    encoder = build_encoder(
-        vocab.size,
-        cfg.embedding_dim,
-        cfg.hidden_units,
-        cfg.n_layers,
-        cfg.dropout_embedding,
-        cfg.dropout_hidden,
-        cfg.tied,
-        cfg.item_skip,
-    )
-    head = OutputHead(encoder)
-    optimizer = k.optimizers.Adam(learning_rate=cfg.learning_rate)
-    variables = encoder.trainable_variables
+
+def _train_step(head: OutputHead, optimizer: Any, variables: Any) -> Callable[..., Any]:
+    """One compiled update: sampled softmax over the batch's targets plus ``negatives``."""
+    tf = tensorflow()
 
     @tf.function(
         input_signature=[
@@ -172,75 +133,169 @@ def train_gru(
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
 
-    model = SessionModel(encoder, vocab, max_len=cfg.max_len)
-    val_cases = list(validation)
-    if len(val_cases) > cfg.validation_cases:
-        pick = rng.choice(len(val_cases), size=cfg.validation_cases, replace=False)
-        val_cases = [val_cases[i] for i in np.sort(pick)]
+    return train_step
 
-    history: list[dict[str, float]] = []
-    best_mrr, best_epoch, best_weights, stale, updates = -1.0, 0, None, 0, 0
-    started = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        batches = _batches(lengths, cfg.batch_size, rng)
-        losses = []
+
+def _validation_sample(
+    validation: Sequence[EvalCase], limit: int, rng: np.random.Generator
+) -> list[EvalCase]:
+    """At most ``limit`` validation cases, a random subset in their original order."""
+    cases = list(validation)
+    if len(cases) > limit:
+        pick = rng.choice(len(cases), size=limit, replace=False)
+        cases = [cases[i] for i in np.sort(pick)]
+    return cases
+
+
+@dataclass(slots=True)
+class _Epochs:
+    """What every epoch of one training run shares: the windows, the negatives' draw, the
+    compiled step, the progress bar's wish, and the update count so far."""
+
+    train_step: Callable[..., Any]
+    windows: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]
+    sampling: np.ndarray
+    n_negatives: int
+    rng: np.random.Generator
+    progress: bool
+    updates: int = 0
+
+    def fit(self, batches: list[np.ndarray], desc: str) -> list[float]:
+        """One pass over ``batches``; the loss of each update."""
+        xs, ys, ms = self.windows
         iterator: Any = batches
-        if progress:
+        if self.progress:
             from tqdm import tqdm
 
-            iterator = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
+            iterator = tqdm(batches, desc=desc, unit="batch", leave=False)
+        losses = []
         for batch in iterator:
             x = _pad_right_aligned([xs[i] for i in batch], np.int32)
             y = _pad_right_aligned([ys[i] for i in batch], np.int32)
             m = _pad_right_aligned([ms[i] for i in batch], np.float32)
-            negatives = rng.choice(vocab.size, size=n_negatives, p=sampling).astype(np.int32)
-            loss = float(train_step(x, y, m, negatives))
+            negatives = self.rng.choice(
+                self.sampling.shape[0], size=self.n_negatives, p=self.sampling
+            ).astype(np.int32)
+            loss = float(self.train_step(x, y, m, negatives))
             losses.append(loss)
-            updates += 1
-            if progress and updates % 10 == 0:
+            self.updates += 1
+            if self.progress and self.updates % 10 == 0:
                 iterator.set_postfix(loss=f"{loss:.3f}")
+        return losses
+
+
+@dataclass(slots=True)
+class _EarlyStop:
+    """Early stopping on validation MRR@20 with the best weights kept, and the learning rate
+    multiplied by ``lr_decay`` after an epoch that did not improve it."""
+
+    patience: int
+    lr_decay: float
+    best_mrr: float = -1.0
+    best_epoch: int = 0
+    best_weights: list[np.ndarray] | None = None
+    stale: int = 0
+
+    def carry_on(self, epoch: int, mrr: float, encoder: Any, optimizer: Any) -> bool:
+        """Record an epoch's validation MRR@20; False once ``patience`` epochs did not improve."""
+        if mrr > self.best_mrr:
+            self.best_mrr, self.best_epoch, self.stale = mrr, epoch, 0
+            self.best_weights = [np.array(v.numpy(), copy=True) for v in encoder.weights]
+            return True
+        self.stale += 1
+        if self.stale >= self.patience:
+            return False
+        # A plateau is often noise at too high a step size: halve it and carry on.
+        optimizer.learning_rate.assign(float(optimizer.learning_rate.numpy()) * self.lr_decay)
+        return True
+
+    def restore(self, encoder: Any) -> None:
+        """Put the best epoch's weights back (none recorded: leave the encoder as it is)."""
+        if self.best_weights is not None:
+            for variable, value in zip(encoder.weights, self.best_weights, strict=True):
+                variable.assign(value)
+
+
+def _epoch_row(
+    epoch: int, updates: int, losses: list[float], val: dict[str, float], elapsed: float
+) -> dict[str, float]:
+    """An epoch's line of the training history, logged."""
+    row = {
+        "epoch": float(epoch),
+        "updates": float(updates),
+        "loss": float(np.mean(losses)),
+        "val_mrr@20": val["mrr@20"],
+        "val_recall@20": val.get("recall@20", 0.0),
+        "seconds": elapsed,
+    }
+    log.info(
+        "epoch %d: %d updates, loss %.4f, val MRR@20 %.4f, Recall@20 %.4f, %.1fs",
+        epoch,
+        updates,
+        row["loss"],
+        row["val_mrr@20"],
+        row["val_recall@20"],
+        elapsed,
+    )
+    return row
+
+
+def train_gru(
+    train_sequences: Sequence[np.ndarray],
+    vocab: Vocabulary,
+    validation: Sequence[EvalCase],
+    config: GRUConfig | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train on encoded sequences; early-stop on ``validation`` MRR@20; return the best model."""
+    cfg = config or GRUConfig()
+    k = keras()
+    k.utils.set_random_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    xs, ys, ms = training_windows(train_sequences, cfg.max_len, cfg.stride)
+    if not xs:
+        raise ValueError("no training windows: every sequence is shorter than 2 items")
+    lengths = np.array([len(x) for x in xs])
+    sampling = _negative_sampling(train_sequences, vocab.size, cfg.sample_alpha)
+    n_negatives = min(cfg.negatives, vocab.size - FIRST_ITEM_INDEX)
+    encoder = build_encoder(
+        vocab.size,
+        cfg.embedding_dim,
+        cfg.hidden_units,
+        cfg.n_layers,
+        cfg.dropout_embedding,
+        cfg.dropout_hidden,
+        cfg.tied,
+        cfg.item_skip,
+    )
+    head = OutputHead(encoder)
+    optimizer = k.optimizers.Adam(learning_rate=cfg.learning_rate)
+    train_step = _train_step(head, optimizer, encoder.trainable_variables)
+    model = SessionModel(encoder, vocab, max_len=cfg.max_len)
+    val_cases = _validation_sample(validation, cfg.validation_cases, rng)
+    epochs = _Epochs(train_step, (xs, ys, ms), sampling, n_negatives, rng, progress)
+    stop = _EarlyStop(cfg.patience, cfg.lr_decay)
+    history: list[dict[str, float]] = []
+    started = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        batches = _batches(lengths, cfg.batch_size, rng)
+        losses = epochs.fit(batches, f"epoch {epoch}/{cfg.epochs}")
         if not all(math.isfinite(v) for v in losses):
             raise FloatingPointError(f"training diverged in epoch {epoch} (non-finite loss)")
         val = evaluate(model, val_cases, vocab) if val_cases else {"mrr@20": 0.0}
         elapsed = time.perf_counter() - started
-        row = {
-            "epoch": float(epoch),
-            "updates": float(updates),
-            "loss": float(np.mean(losses)),
-            "val_mrr@20": val["mrr@20"],
-            "val_recall@20": val.get("recall@20", 0.0),
-            "seconds": elapsed,
-        }
-        history.append(row)
-        log.info(
-            "epoch %d: %d updates, loss %.4f, val MRR@20 %.4f, Recall@20 %.4f, %.1fs",
-            epoch,
-            updates,
-            row["loss"],
-            row["val_mrr@20"],
-            row["val_recall@20"],
-            elapsed,
-        )
-        if val["mrr@20"] > best_mrr:
-            best_mrr, best_epoch, stale = val["mrr@20"], epoch, 0
-            best_weights = [np.array(v.numpy(), copy=True) for v in encoder.weights]
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-            # A plateau is often noise at too high a step size: halve it and carry on.
-            optimizer.learning_rate.assign(float(optimizer.learning_rate.numpy()) * cfg.lr_decay)
+        history.append(_epoch_row(epoch, epochs.updates, losses, val, elapsed))
+        if not stop.carry_on(epoch, val["mrr@20"], encoder, optimizer):
+            break
         if cfg.max_train_seconds is not None and elapsed >= cfg.max_train_seconds:
             log.info("time budget of %.0fs reached after epoch %d", cfg.max_train_seconds, epoch)
             break
-    if best_weights is not None:
-        for variable, value in zip(encoder.weights, best_weights, strict=True):
-            variable.assign(value)
+    stop.restore(encoder)
     return TrainResult(
         model=model,
         history=history,
         train_seconds=time.perf_counter() - started,
-        updates=updates,
-        best_epoch=best_epoch,
+        updates=epochs.updates,
+        best_epoch=stop.best_epoch,
         config=cfg,
     )
