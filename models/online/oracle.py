@@ -2,26 +2,11 @@
 
 Not a baseline and not a competitor: it reads the generator's hidden world (item clusters, the
 successor chain, the in-cluster Zipf weights, every user's cluster taste), which no model can see.
-Scored by the same prequential loop, with the same candidates (items seen so far minus the user's
-own) and the same tie rule (global count, then index), it is the ceiling of this protocol, so a
-gap between a model and Markov can be read against the room there is.
-
-What it knows at request time is what a model knows: the user's past events and the request
-time. A request more than ``session_gap_s`` after the user's last event starts a new session
-(the generator separates sessions by >= 2 h and spaces events ~45 s apart), whose first item the
-generator draws from a cluster picked by the user's taste, by in-cluster popularity::
-
-    P(c | new session) = taste[user][cluster(c)] * weight(c)
-
-Inside a session it follows the chain, else takes a detour: a draw from the session's cluster
-(the first item's cluster) by popularity, or a uniform item::
-
-    P(c | in session) = follow * [c == successor(pos)] + draw * [cluster(c) == S] * weight(c)
-                        + noise / n_items,   draw = 1 - follow - noise
-
-where ``pos`` is the session's chain position: the previous item, or with a generator that
-resumes the chain after a detour (``world.chain_position``), the last item reached on the chain.
-A world without ``item_popularity`` falls back to the stream's counts so far as the weights.
+Scored by the same prequential loop, with the same candidates and tie rule, it is the ceiling of
+this protocol, so a gap between a model and Markov can be read against the room there is. At
+request time it knows what a model knows (the user's past events and the request time) and ranks
+by the generator's true next-event probability. The probabilities: docs/online-models.md, "How
+the oracle scores".
 """
 
 from __future__ import annotations

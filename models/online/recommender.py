@@ -4,12 +4,9 @@ Per event (``learn_one``) the user side updates the history, the user->item inde
 re-ranker (the event's item against sampled negatives, features taken *before* the update), and
 applies the event's co-occurrence pairs to the similarity, transition and popularity statistics
 (the item side), in process. This is the dense offline reference (``dense_reference`` in
-``streamrec evaluate``); the stream worker runs ``models.online.stream``.
-
-Scoring (``rank`` / ``recommend``) builds one feature row per source over every known item:
-item neighbours of the user's recent items (recency-weighted), transitions from the last item,
-similar users' recent items, catalog-attribute similarity, decayed popularity. Each row is scaled
-to max 1, the re-ranker combines them, consumed items are removed, ties go to the popular item.
+``streamrec evaluate``); the stream worker runs ``models.online.stream``. Scoring builds one
+feature row per source over every known item and the re-ranker combines them: the rows, their
+scaling, ties and reasons are in docs/online-models.md, "Scoring".
 """
 
 from __future__ import annotations
