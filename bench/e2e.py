@@ -71,7 +71,7 @@ from stream_app.cache.keys import STAT_NAMES, CacheKeys  # noqa: E402
 from stream_app.cache.telemetry import TelemetryKeys, parse_snapshot  # noqa: E402
 from stream_app.cli.produce import PRODUCER_CONFIG, encode_message  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
-from stream_app.worker.telemetry import read_ranker_stats  # noqa: E402
+from stream_app.cache.telemetry import read_ranker_stats  # noqa: E402
 
 READY_PATTERN = re.compile(r"\bReady\b")
 
