@@ -68,10 +68,13 @@ from results_file import command_line  # noqa: E402
 
 from models.events import Interaction  # noqa: E402
 from stream_app.cache.keys import STAT_NAMES, CacheKeys  # noqa: E402
-from stream_app.cache.telemetry import TelemetryKeys, parse_snapshot  # noqa: E402
+from stream_app.cache.telemetry import (  # noqa: E402
+    TelemetryKeys,
+    parse_snapshot,
+    read_ranker_stats,
+)
 from stream_app.cli.produce import PRODUCER_CONFIG, encode_message  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
-from stream_app.cache.telemetry import read_ranker_stats  # noqa: E402
 
 READY_PATTERN = re.compile(r"\bReady\b")
 
