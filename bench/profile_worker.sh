@@ -7,6 +7,7 @@
 # phase) and, once the backlog phase has begun, attaches `py-spy record --gil` (200 Hz, 35 s) to
 # the worker. Writes OUT_DIR/pyspy.raw (collapsed stacks), OUT_DIR/pyspy.txt (inclusive and
 # self shares of the GIL-holding samples, via bench/pyspy_summary.py) and OUT_DIR/e2e.json.
+# PYSPY_DELAY_S (default 12) and PYSPY_DURATION_S (default 35) place the sampling window.
 # Needs the stack up (`make stack-up`) and py-spy (`.venv/bin/pip install py-spy`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,8 +34,8 @@ for _ in $(seq 1 240); do
   sleep 0.5
 done
 [[ -n $pid ]] || { echo "no worker process found" >&2; exit 1; }
-sleep 12  # past the worker's start and the group's join: into the backlog
-"$SPY" record --gil -p "$pid" -d 35 -r 200 -f raw -o "$OUT/pyspy.raw" >/dev/null
+sleep "${PYSPY_DELAY_S:-12}"  # past the worker's start and the group's join: into the backlog
+"$SPY" record --gil -p "$pid" -d "${PYSPY_DURATION_S:-35}" -r 200 -f raw -o "$OUT/pyspy.raw" >/dev/null
 wait $e2e
 trap - EXIT
 "$PY" bench/pyspy_summary.py "$OUT/pyspy.raw" >"$OUT/pyspy.txt"

@@ -1,6 +1,6 @@
-"""Faust's aiokafka transport with two fixes and one shortcut: uncommitted source partitions
-restart from the start, the fetch wait is ours to set, and a message handed to its stream
-without waiting costs no asyncio tasks.
+"""Faust's aiokafka transport with two fixes and two shortcuts: uncommitted source partitions
+restart from the start, the fetch wait is ours to set, a message handed to its stream without
+waiting costs no asyncio tasks, and the producer buffer's size costs no settings lookup.
 
 Why each exists (a SIGKILL recovery test lost events in about 1 run of 3 before the first fix;
 a quiet partition held every fetch 1.5 s before the second; four tasks per message before the
@@ -16,6 +16,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaConsumer
+from faust.transport import producer as faust_producer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode.services import WaitResults
@@ -171,7 +172,28 @@ class Consumer(faust_aiokafka.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class UnthreadedBuffer(faust_producer.ProducerBuffer):
+    """Faust's producer buffer when ``producer_threaded`` is off (ours): its size is the
+    pending queue's length. Faust's conductor asks for the size once per delivered message,
+    and Faust's property looked ``producer_threaded`` up in the app's settings each time
+    (1.4% of the worker's CPU on the 1M-event stream)."""
+
+    @property
+    def size(self) -> int:
+        return self.pending.qsize()
+
+
+class Producer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer with :class:`UnthreadedBuffer` where it applies."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.app.conf.producer_threaded:
+            self.buffer.__class__ = UnthreadedBuffer
+
+
 class Transport(faust_aiokafka.Transport):
-    """``kafka://`` as Faust ships it, with :class:`Consumer`."""
+    """``kafka://`` as Faust ships it, with our :class:`Consumer` and :class:`Producer`."""
 
     Consumer: ClassVar[type[faust_aiokafka.Consumer]] = Consumer
+    Producer: ClassVar[type[faust_aiokafka.Producer]] = Producer

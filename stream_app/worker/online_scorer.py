@@ -189,17 +189,17 @@ class OnlineScorer:
             (e.user_id, e.item_id, e.timestamp_ms, p)
             for e, p in zip(events, partitions, strict=True)
         ]
-        priors = self.model.event_histories(before, rows, self.history_len)
+        priors, taught = self.model.event_priors(before, rows, self.history_len)
         try:
             self.restore(partitions)
             # only the events that teach need their history's lists
-            neighbors, successors = self._lists(
-                [priors[at] for at in self.model.teaching(rows, priors)]
-            )
+            neighbors, successors = self._lists([priors[at] for at in taught])
         except CacheUnavailable as exc:
             log.warning("ranker did not learn a batch of %d events: %s", len(events), exc)
             return
-        self.model.learn(before, rows, neighbors, successors, self._trending_before, priors=priors)
+        self.model.learn(
+            before, rows, neighbors, successors, self._trending_before, priors=priors, taught=taught
+        )
         self._dirty.update(partitions)
 
     def checkpoint(self) -> dict[str, bytes]:

@@ -187,35 +187,47 @@ class StreamScorer:
         >>> StreamScorer.event_histories({"u": ["a"]}, [("u", "c", 2, 0), ("u", "b", 1, 0)], 10)
         [['a', 'b'], ['a']]
         """
-        running: dict[str, list[str]] = {}
-        out: list[list[str]] = [[] for _ in events]
-        for at in sorted(range(len(events)), key=lambda i: events[i][2]):
-            user, item = events[at][0], events[at][1]
-            history = running.get(user)
-            if history is None:
-                history = list(before.get(user, ()))
-            out[at] = history
-            if item in history:  # a repeat moves to the end
-                running[user] = merge_history(history, [item], history_len)
-            else:  # histories are distinct: merge_history's result, without its dict
-                running[user] = [*history, item][-history_len:]
-        return out
+        return StreamScorer.event_priors(before, events, history_len)[0]
 
     @staticmethod
-    def teaching(
-        events: Sequence[tuple[str, str, int, int]], priors: Sequence[Sequence[str]]
-    ) -> list[int]:
-        """Positions of the events that teach: not a repeat (an item already in the history
-        just before it; seen items are never candidates, so a repeat teaches nothing true).
+    def event_priors(
+        before: Mapping[str, Sequence[str]],
+        events: Sequence[tuple[str, str, int, int]],
+        history_len: int,
+    ) -> tuple[list[list[str]], list[int]]:
+        """:meth:`event_histories` and :meth:`teaching` in one pass. A set per user says
+        whether an event repeats an item of her history: scanning a 200-item history per
+        event, three times, was 4% of the worker's CPU on the 1M-event stream.
 
-        >>> StreamScorer.teaching([("u", "a", 1, 0), ("u", "b", 2, 0)], [["a"], ["a"]])
-        [1]
+        >>> StreamScorer.event_priors({"u": ["a"]}, [("u", "a", 1, 0), ("u", "b", 2, 0)], 10)
+        ([['a'], ['a']], [1])
         """
-        return [
-            at
-            for at, (event, prior) in enumerate(zip(events, priors, strict=True))
-            if event[1] not in prior
-        ]
+        running: dict[str, tuple[list[str], set[str] | None]] = {}
+        out: list[list[str]] = [[] for _ in events]
+        repeats: set[int] = set()
+        for at in sorted(range(len(events)), key=lambda i: events[i][2]):
+            user, item = events[at][0], events[at][1]
+            state = running.get(user)
+            if state is None:
+                start = list(before.get(user, ()))
+                distinct = set(start)
+                # a history that is not distinct (not one of ours) is scanned instead
+                state = (start, distinct if len(distinct) == len(start) else None)
+            history, members = state
+            out[at] = history
+            if item in (history if members is None else members):  # a repeat moves to the end
+                repeats.add(at)
+                merged = merge_history(history, [item], history_len)
+                running[user] = (merged, set(merged) if len(merged) < len(history) else members)
+                continue
+            grown = [*history, item]  # histories are distinct: merge_history's result
+            excess = len(grown) - history_len
+            if members is not None:
+                members.add(item)
+                for dropped in grown[:excess] if excess > 0 else ():
+                    members.discard(dropped)
+            running[user] = (grown[excess:] if excess > 0 else grown, members)
+        return out, [at for at in range(len(events)) if at not in repeats]
 
     def learn(
         self,
@@ -226,6 +238,7 @@ class StreamScorer:
         trending: Sequence[tuple[str, float]],
         history_len: int = 200,
         priors: Sequence[Sequence[str]] | None = None,
+        taught: Sequence[int] | None = None,
     ) -> int:
         """The rankers learn a batch: each event ``(user, item, timestamp, partition)`` against
         the features of its user's history just before it (``priors``, by default
@@ -233,8 +246,9 @@ class StreamScorer:
         batch. A repeat (its item in that history) is counted and skipped before any feature is
         computed: seen items are never candidates, so it would teach nothing true."""
         if priors is None:
-            priors = self.event_histories(before, events, history_len)
-        taught = self.teaching(events, priors)
+            priors, taught = self.event_priors(before, events, history_len)
+        elif taught is None:
+            taught = self.teaching(events, priors)
         for at in set(range(len(events))).difference(taught):  # repeats are counted too
             self.ranker(events[at][3]).n_events += 1
         cands = self.candidates([priors[at] for at in taught], neighbors, successors, trending)

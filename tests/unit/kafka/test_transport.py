@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from faust.types import TP
 
 from stream_app.kafka import transport as kafka_transport
@@ -214,3 +216,19 @@ def test_resumed_hands_a_failed_future_to_the_coroutine_at_its_await() -> None:
         return await kafka_transport.resumed(coro, first)
 
     assert asyncio.run(scenario()) == "caught at the await"
+
+
+def test_the_producer_buffer_counts_its_pending_sends_without_the_settings() -> None:
+    async def scenario() -> list[int]:
+        app = create_app(Settings(app_id="unit-buffer"))
+        buffer = app.producer.buffer
+        assert isinstance(buffer, kafka_transport.UnthreadedBuffer)
+        sizes = [buffer.size]
+        for _ in range(3):
+            buffer.pending.put_nowait(object())
+            sizes.append(buffer.size)
+        buffer.pending.get_nowait()
+        sizes.append(buffer.size)
+        return sizes
+
+    assert asyncio.run(scenario()) == [0, 1, 2, 3, 2]
