@@ -35,6 +35,10 @@ class LagProbe:
         self.ttl_s = ttl_s
         self._admin: Any = None
         self._cached: tuple[float, dict[str, int]] | None = None
+        self._kafka_down = False
+        # One broker read at a time: the sampler and a scrape can ask together, and the admin
+        # client is not thread-safe; the second caller then gets the fresh reading.
+        self._reading = asyncio.Lock()
 
     def _read(self) -> dict[str, int]:
         from kafka.admin import KafkaAdminClient
@@ -48,16 +52,26 @@ class LagProbe:
                 )
             lags = {t: consumer_lag(self._admin, self.group, t) for t in self.topics}
         except Exception as exc:  # Kafka down: no lag lines, and reconnect next time
-            log.warning("consumer lag unavailable: %r", exc)
+            # Once per outage: the dashboard's sampler asks every few seconds.
+            log.log(
+                logging.DEBUG if self._kafka_down else logging.WARNING,
+                "consumer lag unavailable: %r",
+                exc,
+            )
+            self._kafka_down = True
             self.close()
             return {}
+        if self._kafka_down:
+            log.info("consumer lag readable again")
+        self._kafka_down = False
         return {t: lag for t, lag in lags.items() if lag is not None}
 
     async def lag(self) -> dict[str, int]:
-        now = time.monotonic()
-        if self._cached is None or now - self._cached[0] > self.ttl_s:
-            self._cached = (now, await asyncio.to_thread(self._read))
-        return self._cached[1]
+        async with self._reading:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] > self.ttl_s:
+                self._cached = (now, await asyncio.to_thread(self._read))
+            return self._cached[1]
 
     def close(self) -> None:
         if self._admin is not None:

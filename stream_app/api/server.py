@@ -14,10 +14,22 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from stream_app.api.context import (
+    DEFAULT_N,
+    LAG_KEY,
+    MAX_N,
+    PARTITIONS_KEY,
+    STORE_KEY,
+    BadRequest,
+    checked_id,
+    parse_n,
+)
+from stream_app.api.dashboard import add_dashboard
 from stream_app.api.lag import LagProbe
 from stream_app.api.metrics import render_metrics
-from stream_app.api.store import ReadStore
-from stream_app.cache.base import CacheUnavailable, UserRecs
+from stream_app.api.sampler import DEFAULT_SAMPLE_S, DEFAULT_WINDOW_S, Sampler
+from stream_app.api.store import CachedRecs, ReadStore
+from stream_app.cache.base import CacheUnavailable
 from stream_app.cache.telemetry import (
     RankerStats,
     TelemetrySnapshot,
@@ -25,55 +37,17 @@ from stream_app.cache.telemetry import (
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DEFAULT_N", "DEFAULT_PORT", "MAX_N", "BadRequest", "make_app", "parse_n"]
+
 
 DEFAULT_PORT = 8080
-
-
-DEFAULT_N = 10
-
-
-MAX_N = 100
 
 
 UNKNOWN_USER_REASON = "trending now (no history for this user yet)"
 
 
-STORE_KEY: web.AppKey[ReadStore] = web.AppKey("store")
-
-
-LAG_KEY: web.AppKey[LagProbe | None] = web.AppKey("lag_probe")
-
-
-PARTITIONS_KEY: web.AppKey[int] = web.AppKey("ranker_partitions")
-
-
-class BadRequest(ValueError):
-    """A client error; the message is returned to the client."""
-
-
-def parse_n(raw: str | None, default: int = DEFAULT_N, max_n: int = MAX_N) -> int:
-    """The ``n`` query parameter, validated (1..``max_n``).
-
-    >>> parse_n(None), parse_n("25")
-    (10, 25)
-    >>> parse_n("0")
-    Traceback (most recent call last):
-    ...
-    stream_app.api.server.BadRequest: n must be an integer between 1 and 100
-    """
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= max_n:
-        raise BadRequest(f"n must be an integer between 1 and {max_n}")
-    return value
-
-
 def trending_payload(user_id: str, trending: Sequence[tuple[str, float]], now_ms: int) -> dict:
-    """The answer for a user with nothing cached.
+    """The answer for a user with nothing cached (and so no history to show).
 
     >>> trending_payload("u9", [("a", 2.0)], 5)["items"]
     [{'item_id': 'a', 'score': 2.0, 'reason': 'trending now (no history for this user yet)'}]
@@ -87,19 +61,22 @@ def trending_payload(user_id: str, trending: Sequence[tuple[str, float]], now_ms
         ],
         "model_versions": {"trending": "live"},
         "computed_at": now_ms,
+        "recent": [],
     }
 
 
-def cached_payload(recs: UserRecs, n: int, now_ms: int) -> dict:
-    """The answer for a user with cached recommendations (at most ``n`` of them).
+def cached_payload(cached: CachedRecs, n: int, now_ms: int) -> dict:
+    """The answer for a user with cached recommendations (at most ``n`` of them), with the
+    history they were computed from (``recent``, oldest first; empty in older lists).
 
-    >>> from stream_app.cache.base import Recommendation
+    >>> from stream_app.cache.base import Recommendation, UserRecs
     >>> recs = UserRecs("u1", (Recommendation("i1", 1.0, "r"), Recommendation("i2", 0.5, "r")),
     ...                 {"cf": "v1"}, 1_000)
-    >>> p = cached_payload(recs, 1, now_ms=1_250)
-    >>> [i["item_id"] for i in p["items"]], p["age_ms"], p["source"]
-    (['i1'], 250, 'cache')
+    >>> p = cached_payload(CachedRecs(recs, ("i0",)), 1, now_ms=1_250)
+    >>> [i["item_id"] for i in p["items"]], p["age_ms"], p["source"], p["recent"]
+    (['i1'], 250, 'cache', ['i0'])
     """
+    recs = cached.recs
     return {
         "user_id": recs.user_id,
         "source": "cache",
@@ -107,6 +84,7 @@ def cached_payload(recs: UserRecs, n: int, now_ms: int) -> dict:
         "model_versions": dict(recs.model_versions),
         "computed_at": recs.computed_at,
         "age_ms": max(now_ms - recs.computed_at, 0),
+        "recent": list(cached.recent),
     }
 
 
@@ -119,7 +97,7 @@ def _now_ms() -> int:
 
 
 async def recommendations(request: web.Request) -> web.Response:
-    user_id = request.match_info["user_id"]
+    user_id = checked_id(request.match_info["user_id"], "user_id")
     n = parse_n(request.query.get("n"))
     store = request.app[STORE_KEY]
     now = _now_ms()
@@ -130,7 +108,7 @@ async def recommendations(request: web.Request) -> web.Response:
 
 
 async def similar(request: web.Request) -> web.Response:
-    item_id = request.match_info["item_id"]
+    item_id = checked_id(request.match_info["item_id"], "item_id")
     n = parse_n(request.query.get("n"))
     found = await request.app[STORE_KEY].neighbors(item_id, n)
     if found is None:
@@ -210,11 +188,18 @@ async def errors_as_json(
 
 
 def make_app(
-    store: ReadStore, lag_probe: LagProbe | None = None, ranker_partitions: int = 0
+    store: ReadStore,
+    lag_probe: LagProbe | None = None,
+    ranker_partitions: int = 0,
+    *,
+    sampling: bool = True,
+    sample_s: float = DEFAULT_SAMPLE_S,
+    window_s: float = DEFAULT_WINDOW_S,
 ) -> web.Application:
     """The aiohttp application over a read store (closed when the app shuts down) and, for
-    ``/metrics``, an optional consumer-lag probe and the number of user-side partitions whose
-    ranker states to export (0: none)."""
+    ``/metrics`` and the dashboard, an optional consumer-lag probe and the number of user-side
+    partitions whose ranker states to export (0: none). With ``sampling`` the dashboard's
+    sampler reads the telemetry every ``sample_s`` and keeps the last ``window_s``."""
     app = web.Application(middlewares=[errors_as_json])
     app[STORE_KEY] = store
     app[LAG_KEY] = lag_probe
@@ -223,11 +208,14 @@ def make_app(
     app.router.add_get("/similar/{item_id}", similar)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    sampler = Sampler(store, lag_probe, sample_s, window_s) if sampling else None
+    add_dashboard(app, sampler)
 
     async def close_store(app: web.Application) -> None:
         await app[STORE_KEY].close()
-        if app[LAG_KEY] is not None:
-            app[LAG_KEY].close()
+        probe = app[LAG_KEY]
+        if probe is not None:
+            probe.close()
 
     app.on_cleanup.append(close_store)
     return app

@@ -1,6 +1,7 @@
-"""What the read API reads from Redis: a user's cached list, an item's neighbours, the trending
-ranking and the telemetry snapshot, through redis-py's asyncio client so no request blocks
-another. ``ReadStore`` is the interface the routes see; tests give it an in-memory one.
+"""What the read API reads from Redis: a user's cached list, an item's neighbours and successors,
+the trending ranking, the telemetry snapshot and the workers' journals, through redis-py's
+asyncio client so no request blocks another. ``ReadStore`` is the interface the routes see;
+tests give it an in-memory one.
 """
 
 from __future__ import annotations
@@ -9,9 +10,19 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from stream_app.cache.base import CacheUnavailable, UserRecs
+import orjson
+
+from models.online.decay import forward_to_decayed
+from stream_app.api.journals import (
+    DeadLetterEntry,
+    ModelDecision,
+    parse_dead_letters,
+    parse_model_decisions,
+)
+from stream_app.cache.base import CacheUnavailable, UserRecs, decode_neighbors
 from stream_app.cache.keys import STAT_NAMES, CacheKeys
 from stream_app.cache.telemetry import (
     WORKER_TTL_S,
@@ -41,15 +52,61 @@ def parse_neighbors(raw: Any) -> list[tuple[str, float]]:
     return [(str(item), float(score)) for item, score in data]
 
 
+def recent_items(raw: bytes | str) -> tuple[str, ...]:
+    """The ``recent`` field of a cached list: the user's last items, oldest first (none in a
+    list written before the field existed, or a damaged one).
+
+    >>> recent_items(b'{"user_id": "u", "items": [], "recent": ["a", 7]}')
+    ('a', '7')
+    >>> recent_items(b'{"user_id": "u", "items": []}'), recent_items(b'{"recent": "a"}')
+    ((), ())
+    """
+    data = orjson.loads(raw)
+    recent = data.get("recent") if isinstance(data, dict) else None
+    if not isinstance(recent, list):
+        return ()
+    return tuple(str(item) for item in recent if isinstance(item, str | int))
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRecs:
+    """A user's cached list and the history it was computed from (``recent``, oldest first)."""
+
+    recs: UserRecs
+    recent: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> CachedRecs:
+        # Two small parses: UserRecs' own reader stays the one definition of the list.
+        return cls(UserRecs.from_json(raw), recent_items(raw))
+
+
 class ReadStore(Protocol):
     """What the API reads. ``RedisReadStore`` in production, a fake in unit tests. Every method
     raises ``CacheUnavailable`` when the store cannot be reached."""
 
-    async def get_recs(self, user_id: str) -> UserRecs | None: ...
+    async def get_recs(self, user_id: str) -> CachedRecs | None: ...
 
     async def trending(self, n: int, now_ms: int) -> list[tuple[str, float]]: ...
 
+    async def trending_rank(self, item_id: str, now_ms: int) -> tuple[int, float] | None:
+        """The item's 1-based trending rank and its decayed score at ``now_ms``; None when it
+        is not trending."""
+        ...
+
     async def neighbors(self, item_id: str, n: int) -> list[tuple[str, float]] | None: ...
+
+    async def successors(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
+        """The items users went to next after this one, likeliest first; None when none."""
+        ...
+
+    async def dead_letters(self, n: int) -> list[DeadLetterEntry]:
+        """The newest ``n`` dead letters, newest first."""
+        ...
+
+    async def model_decisions(self, n: int) -> list[ModelDecision]:
+        """The model slot's newest ``n`` decisions, newest first."""
+        ...
 
     async def ping(self) -> bool: ...
 
@@ -101,9 +158,9 @@ class RedisReadStore:
         except self._errors as exc:
             raise CacheUnavailable(f"redis unavailable: {exc}") from exc
 
-    async def get_recs(self, user_id: str) -> UserRecs | None:
+    async def get_recs(self, user_id: str) -> CachedRecs | None:
         raw = await self._call(lambda: self._redis.get(self.keys.recs(user_id)))
-        return None if raw is None else UserRecs.from_json(raw)
+        return None if raw is None else CachedRecs.from_json(raw)
 
     async def trending(self, n: int, now_ms: int) -> list[tuple[str, float]]:
         async def read() -> tuple[Any, Any]:
@@ -122,6 +179,35 @@ class RedisReadStore:
         order = {item: i for i, (item, _) in enumerate(sorted(stored, key=lambda p: (-p[1], p[0])))}
         decayed = decayed_ranking(stored, float(raw_epoch), self.half_life_s, now_ms)
         return sorted(decayed, key=lambda p: order[p[0]])[:n]
+
+    async def trending_rank(self, item_id: str, now_ms: int) -> tuple[int, float] | None:
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(self.keys.trending_epoch)
+                pipe.zrevrank(self.keys.trending, item_id)
+                pipe.zscore(self.keys.trending, item_id)
+                return list(await pipe.execute())
+
+        raw_epoch, rank, stored = await self._call(read)
+        if raw_epoch is None or rank is None or stored is None:
+            return None
+        # ZREVRANK breaks ties by member name descending, trending() by item id ascending:
+        # equal forward scores are rare, and the rank is for display.
+        epoch = float(raw_epoch)
+        score = forward_to_decayed(float(stored), max(now_ms, epoch), epoch, self.half_life_s)
+        return int(rank) + 1, score
+
+    async def successors(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
+        raw = await self._call(lambda: self._redis.get(self.keys.successors(item_id)))
+        return None if raw is None else decode_neighbors(raw)[:n]
+
+    async def dead_letters(self, n: int) -> list[DeadLetterEntry]:
+        raws = await self._call(lambda: self._redis.lrange(self.keys.dead_letters, 0, n - 1))
+        return parse_dead_letters(raws)
+
+    async def model_decisions(self, n: int) -> list[ModelDecision]:
+        raws = await self._call(lambda: self._redis.lrange(self.keys.model_decisions, 0, n - 1))
+        return parse_model_decisions(raws)
 
     async def neighbors(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
         key = self.keys.neighbors(item_id)

@@ -1,21 +1,22 @@
 """The read API's routes, validation and error sorting, over an in-memory fake store.
 
-The app runs in aiohttp's in-process test server (loopback only); no Redis is involved.
+The app runs in aiohttp's in-process test server (loopback only); no Redis is involved. The
+fake store and ``call`` are in this folder's conftest.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient as AioClient
-from aiohttp.test_utils import TestServer as AioServer
 
 from models.online.stream import StreamRanker
-from stream_app.api.server import UNKNOWN_USER_REASON, make_app
-from stream_app.cache.base import CacheUnavailable, Recommendation, UserRecs
-from stream_app.cache.telemetry import RankerStats, TelemetrySnapshot, ranker_stats
+from stream_app.api.server import UNKNOWN_USER_REASON
+from stream_app.cache.base import Recommendation, UserRecs
+
+#: ``call(store, scenario, partitions=0, **make_app_options)``, from the conftest
+Call = Callable[..., Any]
 
 
 def ranker_state(updates: int, pairs: int, correct: int, loss: float, learn_s: float) -> bytes:
@@ -29,129 +30,54 @@ def ranker_state(updates: int, pairs: int, correct: int, loss: float, learn_s: f
     return ranker.to_json()
 
 
-class FakeStore:
-    def __init__(self, down: bool = False) -> None:
-        self.down = down
-        self.rankers_down = False
-        self.closed = False
-        #: partition -> raw stored state, as the Redis MGET would return it
-        self.ranker_raw: dict[int, bytes] = {}
-        self.ranker_reads: list[list[int]] = []
-        self.recs = {
-            "u1": UserRecs(
-                "u1",
-                tuple(Recommendation(f"i{j}", 1.0 / (j + 1), "people like you") for j in range(20)),
-                {"cf": "cf-v3", "session": "s-7"},
-                1_700_000_000_000,
-            )
-        }
-        self.trending_items = [("t1", 9.0), ("t2", 4.0), ("t3", 1.0)]
-        self.neighbours = {"i1": [("i2", 0.9), ("i3", 0.5)]}
-
-    def _check(self) -> None:
-        if self.down:
-            raise CacheUnavailable("redis unavailable: connection refused")
-
-    async def get_recs(self, user_id: str) -> UserRecs | None:
-        self._check()
-        return self.recs.get(user_id)
-
-    async def trending(self, n: int, now_ms: int) -> list[tuple[str, float]]:
-        self._check()
-        return self.trending_items[:n]
-
-    async def neighbors(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
-        self._check()
-        found = self.neighbours.get(item_id)
-        return None if found is None else found[:n]
-
-    async def ping(self) -> bool:
-        self._check()
-        return True
-
-    async def snapshot(self) -> TelemetrySnapshot:
-        self._check()
-        return TelemetrySnapshot(
-            events=10,
-            dlq=1,
-            stats={"events": 10, "dlq": 1},
-            hits=3,
-            trials=10,
-            rr=1.5,
-            seq_hits=2,
-            seq_trials=5,
-            seq_rr=1.25,
-            workers={"w1": {"session": "s-7"}},
-        )
-
-    async def ranker_states(self, partitions: Sequence[int]) -> list[RankerStats]:
-        self._check()
-        if self.rankers_down:
-            raise CacheUnavailable("redis unavailable: connection reset")
-        parts = list(partitions)
-        self.ranker_reads.append(parts)
-        return ranker_stats(parts, [self.ranker_raw.get(p) for p in parts])
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-def call(
-    store: FakeStore, scenario: Callable[[AioClient], Awaitable[Any]], partitions: int = 0
-) -> Any:
-    async def main() -> Any:
-        async with AioClient(AioServer(make_app(store, ranker_partitions=partitions))) as client:
-            return await scenario(client)
-
-    return asyncio.run(main())
-
-
 async def get_json(client: AioClient, path: str) -> tuple[int, Any]:
     resp = await client.get(path)
     return resp.status, await resp.json()
 
 
-def test_cached_user_gets_top_n_with_versions_and_computed_at() -> None:
-    status, body = call(FakeStore(), lambda c: get_json(c, "/recommendations/u1?n=5"))
+def test_cached_user_gets_top_n_with_versions_and_computed_at(store: Any, call: Call) -> None:
+    status, body = call(store, lambda c: get_json(c, "/recommendations/u1?n=5"))
     assert status == 200
     assert body["source"] == "cache"
     assert [i["item_id"] for i in body["items"]] == ["i0", "i1", "i2", "i3", "i4"]
     assert body["items"][1] == {"item_id": "i1", "score": 0.5, "reason": "people like you"}
     assert body["model_versions"] == {"cf": "cf-v3", "session": "s-7"}
     assert body["computed_at"] == 1_700_000_000_000
+    assert body["recent"] == ["h1", "h2", "h3"]  # the history it came from, oldest first
 
 
-def test_default_n_is_ten() -> None:
-    status, body = call(FakeStore(), lambda c: get_json(c, "/recommendations/u1"))
+def test_default_n_is_ten(store: Any, call: Call) -> None:
+    status, body = call(store, lambda c: get_json(c, "/recommendations/u1"))
     assert status == 200 and len(body["items"]) == 10
 
 
-def test_unknown_user_gets_trending_with_a_reason_that_says_so() -> None:
-    status, body = call(FakeStore(), lambda c: get_json(c, "/recommendations/nobody?n=2"))
+def test_unknown_user_gets_trending_with_a_reason_that_says_so(store: Any, call: Call) -> None:
+    status, body = call(store, lambda c: get_json(c, "/recommendations/nobody?n=2"))
     assert status == 200
     assert body["source"] == "trending"
     assert [i["item_id"] for i in body["items"]] == ["t1", "t2"]
     assert {i["reason"] for i in body["items"]} == {UNKNOWN_USER_REASON}
+    assert body["recent"] == []
 
 
-def test_bad_n_is_a_json_400() -> None:
+def test_bad_n_is_a_json_400(store: Any, call: Call) -> None:
     for bad in ("0", "101", "ten", "-3", "2.5"):
-        status, body = call(FakeStore(), lambda c, b=bad: get_json(c, f"/recommendations/u1?n={b}"))
+        status, body = call(store, lambda c, b=bad: get_json(c, f"/recommendations/u1?n={b}"))
         assert status == 400, bad
         assert body["error"] == "bad_request" and "between 1 and 100" in body["detail"]
-    status, _ = call(FakeStore(), lambda c: get_json(c, "/similar/i1?n=1000"))
+    status, _ = call(store, lambda c: get_json(c, "/similar/i1?n=1000"))
     assert status == 400
 
 
-def test_similar_items_and_404_for_unknown_item() -> None:
-    status, body = call(FakeStore(), lambda c: get_json(c, "/similar/i1?n=1"))
+def test_similar_items_and_404_for_unknown_item(store: Any, call: Call) -> None:
+    status, body = call(store, lambda c: get_json(c, "/similar/i1?n=1"))
     assert status == 200 and body == {"item_id": "i1", "items": [{"item_id": "i2", "score": 0.9}]}
-    status, body = call(FakeStore(), lambda c: get_json(c, "/similar/zzz"))
+    status, body = call(store, lambda c: get_json(c, "/similar/zzz"))
     assert status == 404 and body["error"] == "not_found"
 
 
-def test_redis_down_gives_503_not_a_crash() -> None:
-    store = FakeStore(down=True)
+def test_redis_down_gives_503_not_a_crash(store: Any, call: Call) -> None:
+    store.down = True
     for path in ("/recommendations/u1", "/similar/i1"):
         status, body = call(store, lambda c, p=path: get_json(c, p))
         assert status == 503, path
@@ -160,8 +86,8 @@ def test_redis_down_gives_503_not_a_crash() -> None:
     assert status == 503 and body["redis"] == "down"
 
 
-def test_health_reports_redis_and_serving_versions() -> None:
-    status, body = call(FakeStore(), lambda c: get_json(c, "/health"))
+def test_health_reports_redis_and_serving_versions(store: Any, call: Call) -> None:
+    status, body = call(store, lambda c: get_json(c, "/health"))
     assert status == 200
     assert body == {
         "status": "ok",
@@ -176,8 +102,8 @@ async def get_text(client: AioClient, path: str) -> tuple[int, str, str]:
     return resp.status, resp.headers["Content-Type"], await resp.text()
 
 
-def test_metrics_are_prometheus_text() -> None:
-    status, ctype, text = call(FakeStore(), lambda c: get_text(c, "/metrics"))
+def test_metrics_are_prometheus_text(store: Any, call: Call) -> None:
+    status, ctype, text = call(store, lambda c: get_text(c, "/metrics"))
     assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
     lines = set(text.splitlines())
     assert "streamrec_events_total 10.0" in lines
@@ -199,8 +125,9 @@ def test_metrics_are_prometheus_text() -> None:
     assert not any(line.startswith("streamrec_ranker_") for line in lines)  # no partitions
 
 
-def test_metrics_export_each_partitions_ranker_and_skip_what_they_cannot_read() -> None:
-    store = FakeStore()
+def test_metrics_export_each_partitions_ranker_and_skip_what_they_cannot_read(
+    store: Any, call: Call
+) -> None:
     store.ranker_raw = {
         0: ranker_state(100, 400, 300, 200.0, 0.05),
         # 1: nothing stored yet
@@ -229,8 +156,7 @@ def test_metrics_export_each_partitions_ranker_and_skip_what_they_cannot_read() 
     assert "streamrec_events_total 10.0" in lines  # the rest of the scrape is there
 
 
-def test_metrics_without_ranker_states_still_scrape() -> None:
-    store = FakeStore()
+def test_metrics_without_ranker_states_still_scrape(store: Any, call: Call) -> None:
     store.rankers_down = True
     store.ranker_raw = {0: ranker_state(1, 1, 1, 0.1, 0.0)}
     status, _, text = call(store, lambda c: get_text(c, "/metrics"), partitions=2)
@@ -240,22 +166,21 @@ def test_metrics_without_ranker_states_still_scrape() -> None:
     assert not any(line.startswith("streamrec_ranker_") for line in lines)
 
 
-def test_metrics_with_redis_down_still_scrape_with_redis_up_zero() -> None:
-    status, _, text = call(FakeStore(down=True), lambda c: get_text(c, "/metrics"))
+def test_metrics_with_redis_down_still_scrape_with_redis_up_zero(store: Any, call: Call) -> None:
+    store.down = True
+    status, _, text = call(store, lambda c: get_text(c, "/metrics"))
     assert status == 200
     assert "streamrec_redis_up 0.0" in text.splitlines()
     assert "streamrec_events_total" not in text
 
 
-def test_unknown_route_is_json_404_and_store_closed_on_shutdown() -> None:
-    store = FakeStore()
+def test_unknown_route_is_json_404_and_store_closed_on_shutdown(store: Any, call: Call) -> None:
     status, body = call(store, lambda c: get_json(c, "/nope"))
     assert status == 404 and body["error"] == "not_found"
     assert store.closed
 
 
-def test_unexpected_error_is_json_500_and_server_keeps_serving() -> None:
-    store = FakeStore()
+def test_unexpected_error_is_json_500_and_server_keeps_serving(store: Any, call: Call) -> None:
 
     async def boom(user_id: str) -> None:
         raise KeyError("bug")
@@ -272,7 +197,7 @@ def test_unexpected_error_is_json_500_and_server_keeps_serving() -> None:
     assert after == 200
 
 
-def test_stored_recs_and_api_items_have_one_json_shape() -> None:
+def test_stored_recs_and_api_items_have_one_json_shape(store: Any, call: Call) -> None:
     """What the worker stores (``UserRecs.to_json``) and what the API serves
     (``Recommendation.to_json_dict``) are the same item objects, scores rounded to 6 places."""
     import orjson

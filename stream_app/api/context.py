@@ -1,0 +1,69 @@
+"""What every route of the read API shares: the typed app keys it reads its store and probe
+under, the client-error type and the validation of ids and ``n``.
+
+Apart from ``server`` so that the route modules (``server``, ``dashboard``) import it rather
+than each other.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from models.events import MAX_ID_LENGTH
+from stream_app.api.lag import LagProbe
+from stream_app.api.store import ReadStore
+
+DEFAULT_N = 10
+
+
+MAX_N = 100
+
+
+STORE_KEY: web.AppKey[ReadStore] = web.AppKey("store")
+
+
+LAG_KEY: web.AppKey[LagProbe | None] = web.AppKey("lag_probe")
+
+
+PARTITIONS_KEY: web.AppKey[int] = web.AppKey("ranker_partitions")
+
+
+class BadRequest(ValueError):
+    """A client error; the message is returned to the client."""
+
+
+def parse_n(raw: str | None, default: int = DEFAULT_N, max_n: int = MAX_N) -> int:
+    """The ``n`` query parameter, validated (1..``max_n``).
+
+    >>> parse_n(None), parse_n("25")
+    (10, 25)
+    >>> parse_n("0")
+    Traceback (most recent call last):
+    ...
+    stream_app.api.context.BadRequest: n must be an integer between 1 and 100
+    """
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= max_n:
+        raise BadRequest(f"n must be an integer between 1 and {max_n}")
+    return value
+
+
+def checked_id(raw: str, name: str) -> str:
+    """A user or item id from the path; longer than the event contract allows is a 400 (no
+    event could have written it, and a megabyte id should not reach Redis).
+
+    >>> checked_id("u1", "user_id")
+    'u1'
+    >>> checked_id("x" * 257, "item_id")
+    Traceback (most recent call last):
+    ...
+    stream_app.api.context.BadRequest: item_id longer than 256 characters
+    """
+    if len(raw) > MAX_ID_LENGTH:
+        raise BadRequest(f"{name} longer than {MAX_ID_LENGTH} characters")
+    return raw
