@@ -86,6 +86,17 @@ class CacheKeys:
         """Hash partition -> last offset of ``topic`` already counted (idempotent counters)."""
         return f"{self.prefix}:hwm:{topic}"
 
+    @property
+    def dead_letters(self) -> str:
+        """List of the newest dead letters (JSON objects, newest first, capped)."""
+        return f"{self.prefix}:dlq:recent"
+
+    @property
+    def model_decisions(self) -> str:
+        """List of the session-model slot's decisions: swaps and refusals with the gate's
+        reason (JSON objects, newest first, capped)."""
+        return f"{self.prefix}:models:decisions"
+
     def ranker(self, partition: int) -> str:
         """A user-side partition's ranker state (JSON), checkpointed with the counted marks."""
         return f"{self.prefix}:ranker:{partition}"
