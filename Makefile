@@ -16,8 +16,8 @@ export PYTHONUNBUFFERED := 1
 
 DATA ?= movielens100k
 
-.PHONY: help venv stack-up stack-down stack-status demo demo-stop bench-stream test unit integration lint fmt \
-        evaluate train-session bench bench-online bench-session clean readme
+.PHONY: help venv browser stack-up stack-down stack-status demo demo-stop bench-stream test unit integration \
+        lint fmt evaluate train-session bench bench-online bench-session bench-dashboard clean readme
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -29,6 +29,15 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 venv: $(VENV)/.installed ## create .venv and install the package with its dev tools
+
+# Debian's Chromium for the dashboard's browser test (Playwright drives it; Playwright's own
+# browser download cannot run here). Installed once; apt needs root, or sudo without a password.
+CHROMIUM ?= /usr/bin/chromium
+browser: ## install Debian's headless Chromium for the browser tests (once)
+	@test -x $(CHROMIUM) || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+	@test -x $(CHROMIUM) || { echo "make browser: $(CHROMIUM) missing after apt-get" >&2; exit 1; }
 
 stack-up: venv ## start Kafka (KRaft) and Redis on 127.0.0.1 (idempotent)
 	@bash infra/stack.sh up
@@ -60,10 +69,10 @@ fmt: venv
 unit: venv ## tests that need no services (and the doctests)
 	$(PY) -m pytest -m "not integration" tests models stream_app
 
-integration: stack-up ## tests against the real Kafka and Redis
+integration: stack-up browser ## tests against the real Kafka and Redis (and a real browser)
 	$(PY) -m pytest -m integration tests
 
-test: lint stack-up ## everything: lint, unit tests, doctests, integration tests on the real stack
+test: lint stack-up browser ## everything: lint, unit tests, doctests, integration tests on the real stack
 	$(PY) -m pytest tests models stream_app
 
 evaluate: venv ## prequential evaluation of the online models on DATA
@@ -71,6 +80,9 @@ evaluate: venv ## prequential evaluation of the online models on DATA
 
 train-session: venv ## train and evaluate the GRU session model on DATA
 	$(PY) -m stream_app.cli train-session --dataset $(DATA) --out bench/results/session_$(DATA).json
+
+bench-dashboard: stack-up browser ## first load of the dashboard with 100k events processed (bench/results/dashboard.json)
+	$(PY) bench/dashboard.py --screenshot docs/img/dashboard.png
 
 bench: stack-up ## end-to-end benchmark against the real stack (bench/results/e2e.json; ~35 min)
 	bash bench/e2e.sh

@@ -13,8 +13,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
-
 from models.online.decay import forward_to_decayed
 from stream_app.api.journals import (
     DeadLetterEntry,
@@ -52,22 +50,6 @@ def parse_neighbors(raw: Any) -> list[tuple[str, float]]:
     return [(str(item), float(score)) for item, score in data]
 
 
-def recent_items(raw: bytes | str) -> tuple[str, ...]:
-    """The ``recent`` field of a cached list: the user's last items, oldest first (none in a
-    list written before the field existed, or a damaged one).
-
-    >>> recent_items(b'{"user_id": "u", "items": [], "recent": ["a", 7]}')
-    ('a', '7')
-    >>> recent_items(b'{"user_id": "u", "items": []}'), recent_items(b'{"recent": "a"}')
-    ((), ())
-    """
-    data = orjson.loads(raw)
-    recent = data.get("recent") if isinstance(data, dict) else None
-    if not isinstance(recent, list):
-        return ()
-    return tuple(str(item) for item in recent if isinstance(item, str | int))
-
-
 @dataclass(frozen=True, slots=True)
 class CachedRecs:
     """A user's cached list and the history it was computed from (``recent``, oldest first)."""
@@ -77,8 +59,8 @@ class CachedRecs:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> CachedRecs:
-        # Two small parses: UserRecs' own reader stays the one definition of the list.
-        return cls(UserRecs.from_json(raw), recent_items(raw))
+        recs = UserRecs.from_json(raw)
+        return cls(recs, recs.recent)
 
 
 class ReadStore(Protocol):

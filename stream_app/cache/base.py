@@ -42,6 +42,8 @@ class UserRecs:
     items: tuple[Recommendation, ...]
     model_versions: Mapping[str, str] = field(default_factory=dict)
     computed_at: int = 0  #: epoch ms (wall clock) when the worker wrote it
+    #: the user's last few history items, oldest first (what the lists follow from)
+    recent: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -50,6 +52,7 @@ class UserRecs:
                 "items": [r.to_json_dict() for r in self.items],
                 "model_versions": dict(self.model_versions),
                 "computed_at": self.computed_at,
+                "recent": list(self.recent),
             }
         )
 
@@ -64,6 +67,7 @@ class UserRecs:
             ),
             model_versions={str(k): str(v) for k, v in data.get("model_versions", {}).items()},
             computed_at=int(data.get("computed_at", 0)),
+            recent=tuple(str(item) for item in data.get("recent", ())),
         )
 
     @staticmethod
@@ -187,6 +191,15 @@ class RecCache(Protocol):
 
     def read_state(self, keys: Sequence[str]) -> dict[str, bytes]:
         """The values of those ``state`` keys that exist (one round trip)."""
+        ...
+
+    def append_journal(self, key: str, entries: Sequence[bytes], keep: int) -> None:
+        """Push ``entries`` (oldest first) onto the capped list ``key``, which keeps the newest
+        ``keep``, newest first (``stream_app.cache.journals``)."""
+        ...
+
+    def read_journal(self, key: str, n: int) -> list[bytes]:
+        """The newest ``n`` entries of the list ``key``, newest first."""
         ...
 
     def get_recs(self, user_id: str) -> UserRecs | None: ...

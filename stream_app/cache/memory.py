@@ -38,6 +38,15 @@ class MemoryCache:
         self._norms: dict[str, float] = {}
         self._successors: dict[str, list[tuple[str, float]]] = {}
         self._state: dict[str, bytes] = {}
+        self._journals: dict[str, list[bytes]] = {}
+
+    def append_journal(self, key: str, entries: Sequence[bytes], keep: int) -> None:
+        journal = self._journals.setdefault(key, [])
+        journal[:0] = list(reversed(entries))
+        del journal[keep:]
+
+    def read_journal(self, key: str, n: int) -> list[bytes]:
+        return list(self._journals.get(key, [])[:n])
 
     def read_state(self, keys: Sequence[str]) -> dict[str, bytes]:
         return {k: self._state[k] for k in keys if k in self._state}

@@ -231,6 +231,21 @@ class RedisCache:
             if count:
                 pipe.incrby(self.keys.stat(name), int(count))
 
+    def append_journal(self, key: str, entries: Sequence[bytes], keep: int) -> None:
+        if not entries:
+            return
+
+        def push() -> None:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.lpush(key, *entries)
+            pipe.ltrim(key, 0, keep - 1)
+            pipe.execute()
+
+        self._call(push)
+
+    def read_journal(self, key: str, n: int) -> list[bytes]:
+        return list(self._call(lambda: self._redis.lrange(key, 0, n - 1)))
+
     def read_state(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:
             return {}

@@ -20,12 +20,13 @@ from typing import Any
 import faust
 
 from stream_app.cache import CacheKeys, RecCache, open_cache
+from stream_app.cache.journals import MODEL_DECISIONS_KEPT, encode_entry
 from stream_app.cache.telemetry import TelemetryKeys
 from stream_app.kafka.model_updates import InvalidUpdate, parse_update
 from stream_app.settings import Settings
 from stream_app.worker.item_side import ItemSide
 from stream_app.worker.live_path import LivePath, Scorer
-from stream_app.worker.model_slot import ModelSlot
+from stream_app.worker.model_slot import Decision, ModelSlot
 from stream_app.worker.online_scorer import OnlineScorer
 from stream_app.worker.telemetry import BatchTelemetry, TelemetryRecorder
 from stream_app.worker.topology import Topology, declare, track_metadata
@@ -61,12 +62,12 @@ def register_live_path(
     starts (a given one is used as is and left open, for tests).
     """
     topology = declare(app, settings)
-    slot = ModelSlot()
     keys = CacheKeys(settings.redis_key_prefix)
+    slot = ModelSlot(on_decision=_decision_journal(cache, keys, settings))
 
     async def load_session_model(reason: str) -> None:
         try:
-            decision = await slot.offer_newest_async(settings.model_store)
+            decision = await slot.offer_newest_async(settings.model_store, trigger=reason)
         except Exception:
             log.exception("session model check (%s) failed; serving %s", reason, slot.version)
             return
@@ -79,7 +80,7 @@ def register_live_path(
         await load_session_model("start")
         await track_metadata(app, topology.produced())
         path = _live_path(store, scorer, slot, keys, settings)
-        side = UserSide(topology, settings, store, path, slot)
+        side = UserSide(topology, settings, store, path, slot, keys)
         try:
             # take_events (events, not values): the DLQ needs each message's position.
             async for events in stream.take_events(  # type: ignore[attr-defined]
@@ -99,7 +100,7 @@ def register_live_path(
     async def item_side(stream: faust.StreamT) -> AsyncIterator[None]:
         """item deltas -> item_stats table + top-M neighbours in Redis"""
         store = cache or open_cache(settings.redis_url, keys)
-        side = ItemSide(topology, store, app.producer.buffer)
+        side = ItemSide(topology, store, app.producer.buffer, keys)
         try:
             # A longer window than the user side's: each batch rewrites, changelogs and
             # republishes every item its deltas name, so fewer, larger batches cost far less
@@ -140,7 +141,7 @@ def _agents(
                 yield None
                 continue
             try:
-                decision = await slot.offer_async(update.path)
+                decision = await slot.offer_async(update.path, trigger="update")
                 log.info("session model update %s: %s", decision.version, decision.reason)
             except Exception:
                 log.exception("session model update %s failed", update.version)
@@ -204,3 +205,27 @@ def _poll(load: Callable[[str], Any]) -> Callable[[], Any]:
         await load("poll")
 
     return poll_model_store
+
+
+def _decision_journal(
+    cache: RecCache | None, keys: CacheKeys, settings: Settings
+) -> Callable[[Decision], None]:
+    """Each session-model decision (a swap, or a refusal with the gate's reason) onto the
+    dashboard's journal, ``CacheKeys.model_decisions``, through a store opened on first use
+    (decisions are rare and made in the slot's executor thread)."""
+    opened: list[RecCache] = []
+
+    def record(decision: Decision) -> None:
+        if not opened:
+            opened.append(cache or open_cache(settings.redis_url, keys))
+        entry = {
+            "at_ms": decision.at_ms,
+            "version": decision.version,
+            "accepted": decision.accepted,
+            "reason": decision.reason,
+            "trigger": decision.trigger,
+            "path": decision.path,
+        }
+        opened[0].append_journal(keys.model_decisions, [encode_entry(entry)], MODEL_DECISIONS_KEPT)
+
+    return record

@@ -18,9 +18,11 @@ from models.online.stream.deltas import (
     published_lists,
 )
 from stream_app.cache.base import CacheUnavailable, RecCache
+from stream_app.cache.keys import CacheKeys
 from stream_app.kafka.item_deltas import unpack_deltas
 from stream_app.worker.records import letter_for
 from stream_app.worker.topology import Topology
+from stream_app.worker.user_side import journal_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,10 @@ log = logging.getLogger(__name__)
 class ItemSide:
     """One batch of item-delta messages into the item table and Redis (:meth:`process`)."""
 
-    def __init__(self, topology: Topology, store: RecCache, buffer: Any) -> None:
+    def __init__(self, topology: Topology, store: RecCache, buffer: Any, keys: CacheKeys) -> None:
         self.topology = topology
         self.store = store
+        self.keys = keys
         #: Faust's producer buffer, watched by :func:`write_paced`
         self.buffer = buffer
 
@@ -39,12 +42,15 @@ class ItemSide:
         the event loop, a 0.5 s batch stalled the user side for tens of ms. Only the table
         reads (dict lookups) and writes (changelog sends) stay on the loop."""
         deltas, rejected = await asyncio.to_thread(_unpacked, [e.value for e in events])
+        letters = []
         for index, reason in rejected:
             # Only our user side writes here: a bad message is a bug or version skew. It goes
             # to the DLQ; the batch's good deltas are still applied.
             log.warning("item delta message to the DLQ: %s", reason)
             key, letter = letter_for(events[index], reason)
             await self.topology.dlq.send(key=key, value=letter)
+            letters.append(letter)
+        journal_dead_letters(self.store, self.keys, letters)
         table = self.topology.item_stats
         current = {key: table.get(key) for key in {key for key, _ in deltas}}
         rows = await asyncio.to_thread(_folded, deltas, current)

@@ -33,6 +33,10 @@ FUTURE_TOLERANCE_MS = 3_600_000
 #: default (``STREAMREC_HITRATE_SAMPLE``), read from there so the two cannot drift apart.
 DEFAULT_HITRATE_SAMPLE = Settings().hitrate_sample
 
+#: History items written with each user's list (``UserRecs.recent``): what the dashboard shows
+#: the list follows from.
+RECENT = 10
+
 
 def parse_message(value: object) -> Interaction:
     """A Kafka message value (raw bytes, or None for a tombstone) to a validated event.
@@ -371,7 +375,8 @@ class LivePath:
         computed_at = int(time.time() * 1000)
         versions = dict(self.scorer.versions)
         recs = [
-            UserRecs(user, tuple(items), versions, computed_at) for user, items in ranked.items()
+            UserRecs(user, tuple(items), versions, computed_at, tuple(histories[user][-RECENT:]))
+            for user, items in ranked.items()
         ]
         return recs, computed_at, versions
 

@@ -125,6 +125,8 @@ class Decision:
     accepted: bool
     reason: str
     at_ms: int
+    #: what asked: ``start``, ``poll`` (the model store) or ``update`` (the topic)
+    trigger: str = ""
 
 
 def _default_loader(path: Path) -> Any:
@@ -184,8 +186,12 @@ class ModelSlot:
         loader: Callable[[Path], Any] | None = None,
         policy: GatePolicy = GatePolicy(),
         clock: Callable[[], float] = time.time,
+        on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
         self.loader = loader or _default_loader
+        #: told of every decision as it is made (the worker journals them for the dashboard);
+        #: an exception it raises is logged, never the offer's
+        self.on_decision = on_decision
         self.policy = policy
         self.clock = clock
         self._model: Any = None
@@ -210,9 +216,16 @@ class ModelSlot:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def _decide(self, version: str, path: Path, accepted: bool, reason: str) -> Decision:
-        decision = Decision(version, str(path), accepted, reason, self._now_ms())
+    def _decide(
+        self, version: str, path: Path, accepted: bool, reason: str, trigger: str
+    ) -> Decision:
+        decision = Decision(version, str(path), accepted, reason, self._now_ms(), trigger)
         self.history.append(decision)
+        if self.on_decision is not None:
+            try:
+                self.on_decision(decision)
+            except Exception as exc:
+                log.warning("session model decision %s not journaled: %r", version, exc)
         if not accepted:
             self.refused[version] = decision
             log.warning(
@@ -220,7 +233,7 @@ class ModelSlot:
             )
         return decision
 
-    def offer(self, path: Path | str) -> Decision:
+    def offer(self, path: Path | str, trigger: str = "") -> Decision:
         """Load, gate and (if it passes) swap in the version at ``path``. Blocking and CPU-heavy:
         from the event loop call :meth:`offer_async`."""
         path = Path(path)
@@ -234,7 +247,7 @@ class ModelSlot:
                 candidate = self.loader(path)
             except Exception as exc:  # ArtifactRejected, or anything a broken file raises
                 reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-                return self._decide(path.name, path, False, f"load failed: {reason}")
+                return self._decide(path.name, path, False, f"load failed: {reason}", trigger)
             version = _version_of(candidate, path)
             if version == self.version:
                 return Decision(version, str(path), False, "already serving", self._now_ms())
@@ -246,27 +259,31 @@ class ModelSlot:
                 getattr(candidate, "manifest", {}) or {}, serving_manifest, self.policy
             )
             if reason is not None:
-                return self._decide(version, path, False, f"quality gate: {reason}")
+                return self._decide(version, path, False, f"quality gate: {reason}", trigger)
             with self._swap_lock:
                 old = self._version
                 self._model, self._version = candidate, version
             log.info("session model %s -> %s (%s)", old or "none", version, path)
-            return self._decide(version, path, True, f"swapped in, replacing {old or 'none'}")
+            return self._decide(
+                version, path, True, f"swapped in, replacing {old or 'none'}", trigger
+            )
 
-    def offer_newest(self, model_store: Path | str) -> Decision | None:
+    def offer_newest(self, model_store: Path | str, trigger: str = "poll") -> Decision | None:
         """Offer the newest version in the store unless it is serving or was refused before."""
         newest = newest_in_store(model_store)
         if newest is None or newest.name == self.version or newest.name in self.refused:
             return None
-        return self.offer(newest)
+        return self.offer(newest, trigger)
 
-    async def offer_async(self, path: Path | str, executor: Executor | None = None) -> Decision:
+    async def offer_async(
+        self, path: Path | str, executor: Executor | None = None, trigger: str = "update"
+    ) -> Decision:
         """:meth:`offer` in an executor, so loading never blocks the consumer's event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, self.offer, path)
+        return await loop.run_in_executor(executor, self.offer, path, trigger)
 
     async def offer_newest_async(
-        self, model_store: Path | str, executor: Executor | None = None
+        self, model_store: Path | str, executor: Executor | None = None, trigger: str = "poll"
     ) -> Decision | None:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, self.offer_newest, model_store)
+        return await loop.run_in_executor(executor, self.offer_newest, model_store, trigger)

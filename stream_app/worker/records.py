@@ -72,6 +72,30 @@ def dead_letter(
     )
 
 
+#: Characters of a dead letter's payload its journal entry shows.
+PREVIEW_CHARS = 120
+
+
+def journal_entry(letter: DeadLetter) -> dict[str, Any]:
+    """What the dashboard lists of a dead letter (``stream_app.cache.journals``): where it
+    came from, why, and the start of its payload as text.
+
+    >>> entry = journal_entry(dead_letter(b"{oops", "not valid JSON", topic="ev", partition=0,
+    ...                                   offset=7, now_ms=5))
+    >>> entry["reason"], entry["offset"], entry["preview"]
+    ('not valid JSON', 7, '{oops')
+    """
+    return {
+        "reason": letter.reason,
+        "topic": letter.topic,
+        "partition": letter.partition,
+        "offset": letter.offset,
+        "dead_at_ms": letter.dead_at_ms,
+        "payload_size": letter.payload_size,
+        "preview": letter.payload()[:PREVIEW_CHARS].decode("utf-8", "replace"),
+    }
+
+
 def letter_for(event: Any, reason: str) -> tuple[bytes | None, DeadLetter]:
     """(message key, DLQ record) for a rejected Faust event: its bytes, where it came from."""
     message = event.message

@@ -119,6 +119,15 @@ def test_neighbors_and_norms_round_trip(cache):
     assert cache.get_successors(["a", "b"]) == {"a": [("b", 1.0)]}
 
 
+def test_journals_keep_the_newest_entries_newest_first(cache):
+    key = CacheKeys("contract:v1").dead_letters
+    cache.append_journal(key, [b"1", b"2"], keep=3)
+    cache.append_journal(key, [b"3", b"4"], keep=3)
+    cache.append_journal(key, [], keep=3)
+    assert cache.read_journal(key, 10) == [b"4", b"3", b"2"]
+    assert cache.read_journal(key, 1) == [b"4"]
+
+
 def test_counters_written_with_recs_count_replayed_positions_once(cache):
     recs = [UserRecs("u1", (Recommendation("i1", 0.5, "trending now"),), {}, T0)]
     cache.write_batch(recs, 60, {"events": 2, "batches": 1}, hwm=("ev:c", [(0, 1), (0, 2)]))

@@ -18,7 +18,8 @@ import pytest
 
 from models.events import Interaction
 from models.online.stream.partitions import key_partition
-from stream_app.cache import MemoryCache
+from stream_app.cache import CacheKeys, MemoryCache
+from stream_app.cache.journals import decode_entries
 from stream_app.kafka.item_deltas import unpack_deltas
 from stream_app.settings import Settings
 from stream_app.worker.agents import register_live_path
@@ -135,6 +136,11 @@ def test_agent_routes_bad_bytes_to_the_dlq_and_good_ones_to_history_and_recs(har
     assert [r.item_id for r in u1.items] == ["b"]
     assert {r.item_id for r in harness.cache.get_recs("u3").items} == {"b", "c"}
     assert harness.cache.get_stats()["dlq"] == 2
+    # Each list carries the history it follows from; the dashboard's journal the dead letters.
+    assert u1.recent == ("a", "c")
+    journal = decode_entries(harness.cache.read_journal(CacheKeys().dead_letters, 10))
+    assert [(e["preview"], e["offset"]) for e in journal] == [("", 4), ("\ufffdnot json", 2)]
+    assert all(e["reason"] for e in journal)
 
 
 def test_user_side_sends_one_delta_per_touched_item_and_item_side_publishes_neighbors(harness):
@@ -201,6 +207,8 @@ def test_item_side_sends_an_undecodable_delta_message_to_the_dlq_and_applies_the
     asyncio.run(item_side())
     assert [letter.payload() for _, letter in harness.dead] == bad
     assert all("undecodable item deltas" in letter.reason for _, letter in harness.dead)
+    journal = decode_entries(harness.cache.read_journal(CacheKeys().dead_letters, 10))
+    assert [e["preview"] for e in journal] == [raw.decode() for raw in reversed(bad)]
     assert harness.cache.get_neighbors(["a"])["a"] == [("b", 1.0)]
     assert dict(harness.item_changelog)[b"a"]["p"] == {"b": 1.0}
 

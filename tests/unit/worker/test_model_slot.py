@@ -204,3 +204,20 @@ def test_a_batch_keeps_the_model_it_started_with_across_a_swap() -> None:
 def test_policy_validates_tolerance() -> None:
     with pytest.raises(ValueError):
         GatePolicy(tolerance=1.5)
+
+
+def test_every_decision_made_is_told_once_and_a_failing_listener_costs_nothing() -> None:
+    told: list[tuple[str, bool]] = []
+    loader = FakeLoader()
+    slot = ModelSlot(loader=loader, on_decision=lambda d: told.append((d.version, d.accepted)))
+    v1 = slot.offer(loader.add("v1", 0.30, 0.10))
+    slot.offer(loader.add("v2", 0.20, 0.10))
+    slot.offer("/store/v2")  # refused before: the same decision, not a new one
+    slot.offer("/store/v1")  # already serving: no decision
+    assert v1.accepted and told == [("v1", True), ("v2", False)]
+
+    def broken(_decision: Any) -> None:
+        raise RuntimeError("journal down")
+
+    slot.on_decision = broken
+    assert slot.offer(loader.add("v3", 0.31, 0.11)).accepted and slot.version == "v3"
