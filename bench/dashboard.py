@@ -31,6 +31,7 @@ import e2e  # bench/e2e.py: the run context, the real worker and the producer
 from results_file import command_line, write_results
 
 from stream_app.cache.keys import CacheKeys
+from stream_app.cache.telemetry import read_ranker_stats
 from stream_app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_until(lambda: urllib.request.urlopen(url + "/health", timeout=2), 60, "the API")
         timings = timed_loads(url, args.loads, args.screenshot)
         processed = int(client.get(keys.stat("events")) or 0)
+        learned = sum(r.updates for r in read_ranker_stats(client, keys, settings.event_partitions))
     finally:
         api.terminate()
         api.wait(15)
@@ -166,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {
         "command": command_line("bench/dashboard.py", argv),
         "events_processed": processed,
+        "ranker_updates": learned,
         "loads": args.loads,
         **timings,
         "bar_first_render_ms": 1000,

@@ -3,14 +3,15 @@
 # in Redis, and a console view of throughput, lag and live recommendations.
 #
 #   bash scripts/demo.sh [movielens100k|synthetic|FILE]   (what `make demo DATA=...` runs)
-#   bash scripts/demo.sh stop                             stop the demo's worker
+#   bash scripts/demo.sh stop                             stop the demo's worker and API
 #   bash scripts/demo.sh status                           is the demo's worker running?
 #
-# Needs the stack (`make stack-up`). Leaves the stack and the worker running afterwards, so the
-# recommendations stay readable (and the read API can serve them); `stop` ends the worker.
+# Needs the stack (`make stack-up`). Leaves the stack, the worker and the read API (with the live
+# dashboard at http://127.0.0.1:$DEMO_API_PORT/) running afterwards, so the recommendations stay
+# readable; `stop` ends the worker and the API.
 #
-# Environment (optional): DEMO_SECONDS (60) how long the replay should last; PY (.venv/bin/python);
-# STREAMREC_* settings (the Makefile exports the stack's addresses).
+# Environment (optional): DEMO_SECONDS (60) how long the replay should last; DEMO_API_PORT (8080);
+# PY (.venv/bin/python); STREAMREC_* settings (the Makefile exports the stack's addresses).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,6 +22,9 @@ RUN=$STATE/worker
 PIDFILE=$RUN/worker.pid
 LOG=$RUN/worker.log
 DEMO_SECONDS=${DEMO_SECONDS:-60}
+DEMO_API_PORT=${DEMO_API_PORT:-8080}
+API_PIDFILE=$RUN/api.pid
+API_LOG=$RUN/api.log
 
 say() { printf 'demo: %s\n' "$*"; }
 
@@ -82,8 +86,46 @@ start_worker() {
   return 1
 }
 
+# The read API and its dashboard: started once, left running like the worker.
+api_pid() {
+  [[ -f $API_PIDFILE ]] || return 1
+  local pid
+  pid=$(<"$API_PIDFILE")
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "stream_app.cli api" || return 1
+  echo "$pid"
+}
+
+start_api() {
+  local pid
+  if pid=$(api_pid); then
+    say "reusing the running API (pid $pid): dashboard at http://127.0.0.1:$DEMO_API_PORT/"
+    return 0
+  fi
+  mkdir -p "$RUN"
+  setsid nohup "$PY" -m stream_app.cli api --port "$DEMO_API_PORT" >>"$API_LOG" 2>&1 </dev/null &
+  echo $! >"$API_PIDFILE"
+  for _ in $(seq 1 40); do
+    if "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$DEMO_API_PORT/health', timeout=1)" \
+      2>/dev/null; then
+      say "live dashboard: http://127.0.0.1:$DEMO_API_PORT/ (read API log $API_LOG)"
+      return 0
+    fi
+    sleep 0.25
+  done
+  say "the read API did not answer on port $DEMO_API_PORT (see $API_LOG); the demo goes on without it"
+}
+
+stop_api() {
+  local pid
+  if pid=$(api_pid); then
+    kill -TERM "$pid" && say "read API stopped (pid $pid)"
+  fi
+  rm -f "$API_PIDFILE"
+}
+
 case ${1:-movielens100k} in
-  stop) stop_worker; exit $? ;;
+  stop) stop_api; stop_worker; exit $? ;;
   status)
     if pid=$(worker_pid); then say "worker running (pid $pid, log $LOG)"; else say "no worker"; fi
     exit 0 ;;
@@ -101,6 +143,7 @@ RATE=$(( (EVENTS + DEMO_SECONDS - 1) / DEMO_SECONDS ))
 say "creating topics"
 "$PY" -m stream_app.cli topics
 start_worker
+start_api
 
 say "replaying $DATA: $EVENTS events at $RATE events/s (~${DEMO_SECONDS} s), timestamps moved to now"
 say "every 3 s: events/s processed, consumer lag, dead letters, and three users' live recommendations"
@@ -114,9 +157,10 @@ trap - EXIT
 cat <<EOF_HELP
 
 demo: done. Kafka, Redis and the worker are still running:
+  - live dashboard:   http://127.0.0.1:$DEMO_API_PORT/   (the read API: /recommendations/<user_id>, /metrics)
   - recommendations:  $PY -m stream_app.cli watch --user <user_id>   (Redis key streamrec:v1:recs:<user_id>)
   - dead letters:     topic events.dlq (20 malformed events were mixed in on purpose)
   - worker log:       $LOG
-  - stop the worker:  bash scripts/demo.sh stop
+  - stop the worker and the API:  bash scripts/demo.sh stop
   - stop the stack:   make stack-down
 EOF_HELP
