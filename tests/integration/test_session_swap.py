@@ -23,6 +23,7 @@ from models.events import Interaction, encode_event
 from models.online.stream import SESSION_REASON
 from models.session.artifacts import MANIFEST_FILE, MODEL_FILE
 from stream_app.cache import CacheKeys, UserRecs
+from stream_app.cache.journals import decode_entries
 from stream_app.kafka.admin import ensure_topics
 from stream_app.kafka.model_updates import ModelUpdate, publish_update
 from stream_app.settings import Settings
@@ -165,4 +166,13 @@ def test_new_model_swaps_in_live_and_a_corrupted_one_is_refused(
     assert _events_counted(client, keys) == len(live)
     last = _session_recs(client, keys, {e.user_id for e in third})
     assert last and all(r.model_versions.get("session") == version for r in last)
+    # The dashboard's journal holds both decisions, newest first, with the gate's reason.
+    journal = decode_entries(client.lrange(keys.model_decisions, 0, -1))
+    assert [(d["version"], d["accepted"]) for d in journal[:2]] == [
+        (bad.name, False),
+        (version, True),
+    ]
+    assert journal[0]["reason"].startswith("load failed")
+    # what asked: the update message, or the model-store poll if it saw the files first
+    assert {d["trigger"] for d in journal[:2]} <= {"update", "poll"}
     assert worker.stop() == 0, worker.log_tail()
