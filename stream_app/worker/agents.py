@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,48 +77,72 @@ def register_live_path(
 
     async def live_path(stream: faust.StreamT) -> AsyncIterator[None]:
         """events -> dead letters | history table + item deltas + top-N in Redis"""
-        store = cache or open_cache(settings.redis_url, keys)
-        await load_session_model("start")
-        await track_metadata(app, topology.produced())
-        path = _live_path(store, scorer, slot, keys, settings)
-        side = UserSide(topology, settings, store, path, slot, keys)
-        try:
-            # take_events (events, not values): the DLQ needs each message's position.
-            async for events in stream.take_events(  # type: ignore[attr-defined]
-                settings.batch_max_events, within=settings.batch_max_delay_s
-            ):
-                try:
-                    await side.process(events)
-                except Exception:
-                    # A bug must not stop the consumer for good (a crashed Faust agent stays
-                    # down while the worker looks alive): log loudly and move on.
-                    log.exception("live path failed on a batch of %d events", len(events))
+        with _opened(cache, settings, keys) as store:
+            await load_session_model("start")
+            await track_metadata(app, topology.produced())
+            path = _live_path(store, scorer, slot, keys, settings)
+            side = UserSide(topology, settings, store, path, slot, keys)
+            batches = _guarded_batches(
+                stream,
+                settings.batch_max_events,
+                settings.batch_max_delay_s,
+                side.process,
+                "live path",
+            )
+            async for _ in batches:
                 yield None
-        finally:
-            if cache is None:
-                store.close()
 
     async def item_side(stream: faust.StreamT) -> AsyncIterator[None]:
         """item deltas -> item_stats table + top-M neighbours in Redis"""
-        store = cache or open_cache(settings.redis_url, keys)
-        side = ItemSide(topology, store, app.producer.buffer, keys)
-        try:
+        with _opened(cache, settings, keys) as store:
+            side = ItemSide(topology, store, app.producer.buffer, keys)
             # A longer window than the user side's: each batch rewrites, changelogs and
             # republishes every item its deltas name, so fewer, larger batches cost far less
             # per event; the lists lag by at most the window.
-            async for events in stream.take_events(  # type: ignore[attr-defined]
-                settings.item_batch_max_deltas, within=settings.item_batch_delay_s
-            ):
-                try:
-                    await side.process(events)
-                except Exception:
-                    log.exception("item side failed on a batch of %d deltas", len(events))
+            batches = _guarded_batches(
+                stream,
+                settings.item_batch_max_deltas,
+                settings.item_batch_delay_s,
+                side.process,
+                "item side",
+            )
+            async for _ in batches:
                 yield None
-        finally:
-            if cache is None:
-                store.close()
 
     return _agents(app, settings, topology, slot, live_path, item_side, load_session_model)
+
+
+@contextmanager
+def _opened(cache: RecCache | None, settings: Settings, keys: CacheKeys) -> Iterator[RecCache]:
+    """The agent's store: the given ``cache`` as is (left open, for tests), else the backend
+    named by ``settings.redis_url``, closed when the agent stops."""
+    store = cache or open_cache(settings.redis_url, keys)
+    try:
+        yield store
+    finally:
+        if cache is None:
+            store.close()
+
+
+async def _guarded_batches(
+    stream: faust.StreamT,
+    max_events: int,
+    within_s: float,
+    process: Callable[[list[Any]], Awaitable[None]],
+    side: str,
+) -> AsyncIterator[None]:
+    """Feed ``process`` micro-batches of up to ``max_events`` taken within ``within_s``.
+
+    ``take_events`` (events, not values): the dead letters need each message's position. A
+    failed batch is logged and skipped: a bug must not stop the consumer for good (a crashed
+    Faust agent stays down while the worker looks alive).
+    """
+    async for events in stream.take_events(max_events, within=within_s):  # type: ignore[attr-defined]
+        try:
+            await process(events)
+        except Exception:
+            log.exception("%s failed on a batch of %d events", side, len(events))
+        yield None
 
 
 def _agents(
