@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+
+Entry = TypeVar("Entry")
 
 #: The most of a dead letter's payload preview the API passes on (the page shows less).
 MAX_PREVIEW_CHARS = 500
@@ -72,15 +74,25 @@ def _bool(data: Mapping[str, Any], name: str) -> bool:
     return value
 
 
-def _objects(raws: Iterable[Any], what: str) -> Iterable[Mapping[str, Any]]:
+def _entries(
+    raws: Iterable[Any], what: str, build: Callable[[Mapping[str, Any]], Entry]
+) -> list[Entry]:
+    """``build`` over each JSON object of ``raws`` in order; what is not JSON, not an object or
+    lacks a field of the right type is skipped."""
+    out: list[Entry] = []
     for raw in raws:
         try:
             data = json.loads(raw)
         except (ValueError, TypeError):
             log.debug("skipped a %s that is not JSON", what)
             continue
-        if isinstance(data, Mapping):
-            yield data
+        if not isinstance(data, Mapping):
+            continue
+        try:
+            out.append(build(data))
+        except (KeyError, TypeError) as exc:
+            log.debug("skipped a damaged %s: %r", what, exc)
+    return out
 
 
 def parse_dead_letters(raws: Iterable[Any]) -> list[DeadLetterEntry]:
@@ -92,23 +104,19 @@ def parse_dead_letters(raws: Iterable[Any]) -> list[DeadLetterEntry]:
     [DeadLetterEntry(reason='bad json', topic='events', partition=0, offset=7, dead_at_ms=5,
                      payload_size=3, preview='{x')]
     """
-    out: list[DeadLetterEntry] = []
-    for data in _objects(raws, "dead letter"):
-        try:
-            entry = DeadLetterEntry(
-                reason=_str(data, "reason"),
-                topic=_str(data, "topic"),
-                partition=_int(data, "partition"),
-                offset=_int(data, "offset"),
-                dead_at_ms=_int(data, "dead_at_ms"),
-                payload_size=_int(data, "payload_size"),
-                preview=_str(data, "preview")[:MAX_PREVIEW_CHARS],
-            )
-        except (KeyError, TypeError) as exc:
-            log.debug("skipped a damaged dead letter: %r", exc)
-            continue
-        out.append(entry)
-    return out
+    return _entries(
+        raws,
+        "dead letter",
+        lambda data: DeadLetterEntry(
+            reason=_str(data, "reason"),
+            topic=_str(data, "topic"),
+            partition=_int(data, "partition"),
+            offset=_int(data, "offset"),
+            dead_at_ms=_int(data, "dead_at_ms"),
+            payload_size=_int(data, "payload_size"),
+            preview=_str(data, "preview")[:MAX_PREVIEW_CHARS],
+        ),
+    )
 
 
 def parse_model_decisions(raws: Iterable[Any]) -> list[ModelDecision]:
@@ -119,18 +127,14 @@ def parse_model_decisions(raws: Iterable[Any]) -> list[ModelDecision]:
     >>> d.version, d.accepted, d.reason, d.trigger
     ('v2', False, 'worse than serving', 'poll')
     """
-    out: list[ModelDecision] = []
-    for data in _objects(raws, "model decision"):
-        try:
-            entry = ModelDecision(
-                at_ms=_int(data, "at_ms"),
-                version=_str(data, "version"),
-                accepted=_bool(data, "accepted"),
-                reason=_str(data, "reason"),
-                trigger=_str(data, "trigger"),
-            )
-        except (KeyError, TypeError) as exc:
-            log.debug("skipped a damaged model decision: %r", exc)
-            continue
-        out.append(entry)
-    return out
+    return _entries(
+        raws,
+        "model decision",
+        lambda data: ModelDecision(
+            at_ms=_int(data, "at_ms"),
+            version=_str(data, "version"),
+            accepted=_bool(data, "accepted"),
+            reason=_str(data, "reason"),
+            trigger=_str(data, "trigger"),
+        ),
+    )
