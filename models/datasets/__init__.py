@@ -6,8 +6,13 @@
 from models.datasets.base import EventDataset
 from models.datasets.files import load_event_file, write_event_file
 from models.datasets.movielens import load_movielens100k
-from models.datasets.registry import DATASET_NAMES, load_dataset
-from models.datasets.synthetic import SyntheticConfig, SyntheticWorld, generate_synthetic
+from models.datasets.registry import DATASET_NAMES, load_catalog, load_dataset
+from models.datasets.synthetic import (
+    SyntheticConfig,
+    SyntheticWorld,
+    generate_synthetic,
+    synthetic_catalog,
+)
 
 __all__ = [
     "DATASET_NAMES",
@@ -15,8 +20,10 @@ __all__ = [
     "SyntheticConfig",
     "SyntheticWorld",
     "generate_synthetic",
+    "load_catalog",
     "load_dataset",
     "load_event_file",
     "load_movielens100k",
+    "synthetic_catalog",
     "write_event_file",
 ]

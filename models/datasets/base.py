@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.catalog import ItemRecord
 from models.events import Interaction
 
 
@@ -15,16 +16,20 @@ def chronological_key(event: Interaction) -> tuple[int, str, str]:
 
 @dataclass(slots=True)
 class EventDataset:
-    """Events in stream order plus an optional item catalog (item_id -> attributes).
+    """Events in stream order plus an optional item catalog.
 
-    ``planted`` holds the ground truth of generated data (None for real data), so tests and
-    benchmarks can check that a model recovers it.
+    ``items`` (item_id -> attributes) is what the offline content features read; ``catalog``
+    the same items as records of the ``items`` topic's contract (``streamrec produce --items``
+    publishes them; empty for data without one). ``planted`` holds the ground truth of
+    generated data (None for real data), so tests and benchmarks can check that a model
+    recovers it.
     """
 
     name: str
     events: list[Interaction]
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     planted: Any = None
+    catalog: list[ItemRecord] = field(default_factory=list)
 
     def sort(self) -> EventDataset:
         self.events.sort(key=chronological_key)

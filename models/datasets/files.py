@@ -1,4 +1,5 @@
-"""Event files in the contract: JSON Lines (one event object per line) or CSV with a header row."""
+"""Event files in the contract: JSON Lines (one event object per line) or CSV with a header row;
+item files: JSON Lines of item records (``models.catalog``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from models.catalog import InvalidItem, ItemRecord, validate_item
 from models.datasets.base import EventDataset
 from models.events import Interaction, InvalidEvent, validate_event
 
@@ -77,3 +79,17 @@ def write_event_file(events: Iterable[Interaction], path: str | Path) -> int:
             handle.write(json.dumps(event.to_json_dict(), separators=(",", ":")) + "\n")
             count += 1
     return count
+
+
+def load_item_file(path: str | Path) -> list[ItemRecord]:
+    """A JSON Lines file of item records, in file order; the first invalid line raises an
+    ``InvalidItem`` naming its line (a catalog half published is worse than none)."""
+    records: list[ItemRecord] = []
+    for n, row in enumerate(_jsonl_rows(Path(path)), start=1):
+        try:
+            if isinstance(row, InvalidEvent):
+                raise InvalidItem(str(row))
+            records.append(validate_item(row))
+        except InvalidItem as exc:
+            raise InvalidItem(f"{path}: record {n}: {exc}") from None
+    return records

@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from models.catalog import ItemRecord
 from models.datasets.base import EventDataset
 from models.events import Interaction
 
@@ -109,4 +110,37 @@ def load_movielens100k(cache_dir: Path | None = None) -> EventDataset:
         row += [""] * (4 - len(row))
         item_id, title, year, genres = row[:4]
         items[item_id] = {"title": title, "year": year, "genres": genres.split()}
-    return EventDataset(name="movielens100k", events=events, items=items).sort()
+    catalog = read_movielens_items(folder / "ml-100k.item")
+    return EventDataset(name="movielens100k", events=events, items=items, catalog=catalog).sort()
+
+
+#: The genre MovieLens gives a film it has no genre for: no category, not a shared one.
+UNKNOWN_GENRE = "unknown"
+
+
+def read_movielens_items(path: Path) -> list[ItemRecord]:
+    """The catalog of an ``ml-100k.item`` file: one record per film, in file order.
+
+    The file (RecBole's atomic form of ``u.item``) has the title without its year, the year,
+    and the genres (``u.item``'s 19 flag columns as names). The title gets the year back as
+    MovieLens writes it, "Star Wars (1977)"; the year is also an attribute, when it is one.
+    """
+    records = []
+    for row in _read_tsv(path):
+        row += [""] * (4 - len(row))
+        item_id, name, year, genres = (cell.strip() for cell in row[:4])
+        known_year = year.isdigit() and len(year) == 4
+        records.append(
+            ItemRecord(
+                item_id=item_id,
+                title=f"{name} ({year})" if known_year else name or item_id,
+                categories=tuple(g for g in dict.fromkeys(genres.split()) if g != UNKNOWN_GENRE),
+                attributes={"year": int(year)} if known_year else {},
+            )
+        )
+    return records
+
+
+def load_movielens_catalog(cache_dir: Path | None = None) -> list[ItemRecord]:
+    """Only the catalog (:func:`read_movielens_items`), without reading the ratings."""
+    return read_movielens_items(fetch_movielens100k(cache_dir) / "ml-100k.item")

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.catalog import ItemRecord
 from models.datasets.base import EventDataset
-from models.datasets.files import load_event_file
-from models.datasets.movielens import load_movielens100k
-from models.datasets.synthetic import SyntheticConfig, generate_synthetic
+from models.datasets.files import load_event_file, load_item_file
+from models.datasets.movielens import load_movielens100k, load_movielens_catalog
+from models.datasets.synthetic import SyntheticConfig, generate_synthetic, synthetic_catalog
 
 DATASET_NAMES = ("movielens100k", "synthetic")
+
+
+def _synthetic_config(synthetic_events: int | None, seed: int) -> SyntheticConfig:
+    config = SyntheticConfig(seed=seed)
+    return config if synthetic_events is None else config.resized(synthetic_events)
+
+
+def _existing(spec: str) -> Path:
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"dataset {spec!r} is neither one of {', '.join(DATASET_NAMES)} nor an existing file"
+        )
+    return path
 
 
 def load_dataset(spec: str, *, synthetic_events: int | None = None, seed: int = 7) -> EventDataset:
@@ -17,13 +32,17 @@ def load_dataset(spec: str, *, synthetic_events: int | None = None, seed: int = 
     if spec == "movielens100k":
         return load_movielens100k()
     if spec == "synthetic":
-        config = SyntheticConfig(seed=seed)
-        if synthetic_events is not None:
-            config = config.resized(synthetic_events)
-        return generate_synthetic(config)
-    path = Path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"dataset {spec!r} is neither one of {', '.join(DATASET_NAMES)} nor an existing file"
-        )
-    return load_event_file(path)
+        return generate_synthetic(_synthetic_config(synthetic_events, seed))
+    return load_event_file(_existing(spec))
+
+
+def load_catalog(
+    spec: str, *, synthetic_events: int | None = None, seed: int = 7
+) -> list[ItemRecord]:
+    """The item records of ``load_dataset(spec, ...)`` (``EventDataset.catalog``), without
+    loading its events; a file path is a JSON Lines file of item records."""
+    if spec == "movielens100k":
+        return load_movielens_catalog()
+    if spec == "synthetic":
+        return synthetic_catalog(_synthetic_config(synthetic_events, seed))
+    return load_item_file(_existing(spec))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from models.catalog import ItemRecord
 from models.datasets.base import EventDataset
 from models.events import Interaction
 
@@ -191,6 +192,28 @@ def _world(
     )
 
 
+def _records(plant: _Plant, item_ids: list[str]) -> list[ItemRecord]:
+    """The catalog: each item's category is its planted cluster (``c{cluster}``), so content
+    similarity has the same ground truth the neighbours are checked against."""
+    return [
+        ItemRecord(item_id, f"Item {n}", (f"c{int(plant.cluster_of[n])}",))
+        for n, item_id in enumerate(item_ids)
+    ]
+
+
+def synthetic_catalog(config: SyntheticConfig | None = None) -> list[ItemRecord]:
+    """The item records of ``generate_synthetic(config)`` without generating its events: the
+    clusters are the first draws of the seeded generator.
+
+    >>> cfg = SyntheticConfig(n_users=20, n_items=50, n_clusters=5, n_events=500, seed=1)
+    >>> synthetic_catalog(cfg) == generate_synthetic(cfg).catalog
+    True
+    """
+    cfg = config or SyntheticConfig()
+    plant = _plant(cfg, np.random.default_rng(cfg.seed))
+    return _records(plant, [f"i{n}" for n in range(cfg.n_items)])
+
+
 def generate_synthetic(config: SyntheticConfig | None = None) -> EventDataset:
     """Generate the stream of ``config`` (the planted world: docs/datasets.md).
 
@@ -217,4 +240,5 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> EventDataset:
     ]
     items = {item_ids[i]: {"category": f"c{int(plant.cluster_of[i])}"} for i in range(cfg.n_items)}
     world = _world(cfg, plant, item_ids, user_ids)
-    return EventDataset(name="synthetic", events=events, items=items, planted=world).sort()
+    catalog = _records(plant, item_ids)
+    return EventDataset("synthetic", events, items, planted=world, catalog=catalog).sort()

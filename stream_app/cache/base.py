@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import orjson
 
+from models.catalog import InvalidItem, ItemRecord, decode_item
 from models.online.stream.scoring import Recommendation
 
 __all__ = ["CacheUnavailable", "RecCache", "Recommendation", "UserRecs"]
@@ -120,6 +121,26 @@ def fresh_positions(
     return keep, moved
 
 
+def decode_item_meta(
+    item_ids: Sequence[str], raws: Sequence[bytes | None]
+) -> dict[str, ItemRecord]:
+    """The stored catalog records of those ``item_ids`` whose value (``raws``, MGET's order) is
+    a record; a damaged one reads as no metadata, never an error.
+
+    >>> decode_item_meta(["a", "b", "c"], [b'{"item_id": "a", "title": "A"}', None, b"{oops"])
+    {'a': ItemRecord(item_id='a', title='A', categories=(), attributes={}, hidden=False)}
+    """
+    out: dict[str, ItemRecord] = {}
+    for item_id, raw in zip(item_ids, raws, strict=True):
+        if raw is None:
+            continue
+        try:
+            out[item_id] = decode_item(raw)
+        except InvalidItem:
+            continue
+    return out
+
+
 @runtime_checkable
 class RecCache(Protocol):
     """Where the worker keeps trending popularity, per-user top-N and its counters."""
@@ -200,6 +221,20 @@ class RecCache(Protocol):
 
     def read_journal(self, key: str, n: int) -> list[bytes]:
         """The newest ``n`` entries of the list ``key``, newest first."""
+        ...
+
+    def write_catalog(self, records: Mapping[str, ItemRecord | None]) -> None:
+        """Mirror catalog changes, item id -> its newest record or None (a tombstone), in one
+        atomic step: each record replaces the item's metadata and sets its membership of the
+        hidden set; a tombstone removes both."""
+        ...
+
+    def get_item_meta(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
+        """The catalog records of those items that have one (one round trip)."""
+        ...
+
+    def hidden_items(self) -> set[str]:
+        """The ids of the items the catalog marks hidden."""
         ...
 
     def get_recs(self, user_id: str) -> UserRecs | None: ...

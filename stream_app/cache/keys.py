@@ -77,6 +77,15 @@ class CacheKeys:
         """Items users went to next after ``item_id`` (JSON list of ``[item_id, probability]``)."""
         return f"{self.prefix}:successors:{item_id}"
 
+    def item_meta(self, item_id: str) -> str:
+        """An item's catalog record (JSON string, ``models.catalog``), kept by the catalog side."""
+        return f"{self.prefix}:item:{item_id}"
+
+    @property
+    def hidden_items(self) -> str:
+        """Set of the ids of catalog items marked hidden (never served)."""
+        return f"{self.prefix}:items:hidden"
+
     @property
     def item_norms(self) -> str:
         """Hash item_id -> squared co-occurrence norm (the item side's cosine denominators)."""

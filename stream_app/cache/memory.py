@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
+from models.catalog import ItemRecord
 from stream_app.cache.base import UserRecs, fresh_positions
 from stream_app.cache.keys import STAT_NAMES
 from stream_app.cache.trending import decayed_ranking, forward_increments, plan_epoch
@@ -39,6 +40,20 @@ class MemoryCache:
         self._successors: dict[str, list[tuple[str, float]]] = {}
         self._state: dict[str, bytes] = {}
         self._journals: dict[str, list[bytes]] = {}
+        self._catalog: dict[str, ItemRecord] = {}
+
+    def write_catalog(self, records: Mapping[str, ItemRecord | None]) -> None:
+        for item_id, record in records.items():
+            if record is None:
+                self._catalog.pop(item_id, None)
+            else:
+                self._catalog[item_id] = record
+
+    def get_item_meta(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
+        return {i: self._catalog[i] for i in item_ids if i in self._catalog}
+
+    def hidden_items(self) -> set[str]:
+        return {i for i, record in self._catalog.items() if record.hidden}
 
     def append_journal(self, key: str, entries: Sequence[bytes], keep: int) -> None:
         journal = self._journals.setdefault(key, [])

@@ -15,9 +15,11 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from models.catalog import ItemRecord, encode_item
 from stream_app.cache.base import (
     CacheUnavailable,
     UserRecs,
+    decode_item_meta,
     decode_neighbors,
     encode_neighbors,
     fresh_positions,
@@ -309,6 +311,39 @@ class RedisCache:
             pipe.execute()
 
         self._call(write)
+
+    def write_catalog(self, records: Mapping[str, ItemRecord | None]) -> None:
+        if not records:
+            return
+        keys = self.keys
+        shown = {i: r for i, r in records.items() if r is not None}
+        hidden = [i for i, r in shown.items() if r.hidden]
+        visible = [i for i in records if i not in hidden]
+
+        def write() -> None:
+            # MULTI: a reader never sees an item's metadata and its hidden flag disagree.
+            pipe = self._redis.pipeline(transaction=True)
+            queue_set_many(pipe, {keys.item_meta(i): encode_item(r) for i, r in shown.items()})
+            gone = [keys.item_meta(i) for i, r in records.items() if r is None]
+            if gone:
+                pipe.delete(*gone)
+            if hidden:
+                pipe.sadd(keys.hidden_items, *hidden)
+            if visible:
+                pipe.srem(keys.hidden_items, *visible)
+            pipe.execute()
+
+        self._call(write)
+
+    def get_item_meta(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
+        if not item_ids:
+            return {}
+        raws = self._call(lambda: self._redis.mget([self.keys.item_meta(i) for i in item_ids]))
+        return decode_item_meta(item_ids, raws)
+
+    def hidden_items(self) -> set[str]:
+        members = self._call(lambda: self._redis.smembers(self.keys.hidden_items))
+        return {m.decode() for m in members}
 
     def get_recs(self, user_id: str) -> UserRecs | None:
         raw = self._call(lambda: self._redis.get(self.keys.recs(user_id)))

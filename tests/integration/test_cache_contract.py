@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from models.catalog import ItemRecord
 from stream_app.cache import CacheKeys, MemoryCache, RecCache, Recommendation, UserRecs
 from stream_app.cache.redis_backend import RedisCache
 
@@ -135,3 +136,36 @@ def test_counters_written_with_recs_count_replayed_positions_once(cache):
     stats = cache.get_stats()
     assert stats["events"] == 3 and stats["batches"] == 2
     assert cache.read_hwm("ev:c") == {0: 3} and cache.get_recs("u1") == recs[0]
+
+
+def test_catalog_records_hide_show_and_tombstone(cache):
+    star_wars = ItemRecord("50", "Star Wars (1977)", ("Action", "Sci-Fi"), {"year": 1977})
+    sold_out = ItemRecord("u:7", "Sold out", ("shop",), {"price": 9.5, "new": True}, hidden=True)
+    cache.write_catalog({"50": star_wars, "u:7": sold_out, "gone": None})
+    assert cache.get_item_meta(["50", "u:7", "nobody"]) == {"50": star_wars, "u:7": sold_out}
+    assert cache.get_item_meta([]) == {}
+    assert cache.hidden_items() == {"u:7"}
+    # a newer record replaces the whole entry: shown again, new title
+    shown = ItemRecord("u:7", "Back in stock", ("shop",))
+    cache.write_catalog({"u:7": shown, "50": ItemRecord("50", "Star Wars", hidden=True)})
+    assert cache.get_item_meta(["u:7"]) == {"u:7": shown}
+    assert cache.hidden_items() == {"50"}
+    cache.write_catalog({"50": None})  # the tombstone removes its metadata and its hidden mark
+    assert cache.get_item_meta(["50", "u:7"]) == {"u:7": shown}
+    assert cache.hidden_items() == set()
+    cache.write_catalog({})
+
+
+def test_catalog_keys_follow_the_documented_schema(redis_db):
+    keys = CacheKeys("contract:v1")
+    cache = RedisCache(redis_db, keys)
+    cache.write_catalog({"a": ItemRecord("a", "A", ("x",), hidden=True), "b": None})
+    client = cache.client
+    assert client.type(keys.item_meta("a")) == b"string"
+    assert client.smembers(keys.hidden_items) == {b"a"}
+    assert client.exists(keys.item_meta("b")) == 0
+    client.set(keys.item_meta("b"), b"{damaged")  # reads as no metadata, never an error
+    assert cache.get_item_meta(["a", "b"]) == {"a": ItemRecord("a", "A", ("x",), hidden=True)}
+    cache.write_catalog({"a": None, "b": None})
+    assert client.keys("contract:v1:item*") == []
+    cache.close()
