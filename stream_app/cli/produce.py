@@ -1,10 +1,11 @@
-"""``streamrec produce``: replay a dataset (or generated events) into the events topic.
+"""``streamrec produce``: replay a dataset (or generated events) into the events topic, or with
+``--items`` publish its catalog to the compacted items topic.
 
-Every message is keyed by ``user_id`` (one user's events stay ordered on one partition, and the
+Every event is keyed by ``user_id`` (one user's events stay ordered on one partition, and the
 worker's history table relies on that partitioning) and its value is the contract JSON
-(``models.events.encode_event``). ``--invalid N`` mixes in malformed messages for demos and
-tests of the dead-letter path; ``--retime`` moves timestamps to now so TTLs and decay behave
-as they would live.
+(``models.events.encode_event``); every item record is keyed by ``item_id``
+(``models.catalog``). ``--invalid N`` mixes in malformed events for demos and tests of the
+dead-letter path; ``--retime`` moves timestamps to now so TTLs and decay behave as live.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
+from models.catalog import ItemRecord, encode_item_message
 from models.events import Interaction, encode_event
 from stream_app.kafka.admin import quiet_kafka_client_logs
 from stream_app.settings import Settings
@@ -150,8 +152,45 @@ def load_events(args: argparse.Namespace) -> list[Interaction]:
     return events
 
 
+def _ids(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def item_messages(
+    records: Sequence[ItemRecord], hide: Sequence[str] = (), delete: Sequence[str] = ()
+) -> list[tuple[bytes, bytes | None]]:
+    """The catalog's messages: each record keyed by its id (those in ``hide`` marked hidden),
+    then a tombstone for each id in ``delete``.
+
+    >>> [(k, v is None) for k, v in item_messages([ItemRecord("a", "A")], delete=["b"])]
+    [(b'a', False), (b'b', True)]
+    >>> b'"hidden":true' in item_messages([ItemRecord("a", "A")], hide=["a"])[0][1]
+    True
+    """
+    hidden = set(hide)
+    shown = [replace(r, hidden=True) if r.item_id in hidden else r for r in records]
+    return [encode_item_message(r.item_id, r) for r in shown] + [
+        encode_item_message(item_id, None) for item_id in delete
+    ]
+
+
+def load_item_messages(args: argparse.Namespace) -> list[tuple[bytes, bytes | None]]:
+    """``--items``: the catalog of ``--dataset``/``--generate`` (none: only ``--delete``'s
+    tombstones), cut by ``--limit``, with ``--hide`` and ``--delete`` applied."""
+    from models.datasets import load_catalog
+
+    records: list[ItemRecord] = []
+    if args.generate is not None:
+        records = load_catalog("synthetic", synthetic_events=args.generate, seed=args.seed)
+    elif args.dataset is not None:
+        records = load_catalog(args.dataset, seed=args.seed)
+    if args.limit is not None:
+        records = records[: args.limit]
+    return item_messages(records, args.hide, args.delete)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--dataset", help="movielens100k, synthetic, or a JSONL/CSV file in the event contract"
     )
@@ -174,24 +213,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --retime: time span of the retimed events (default: N/rate, or 60 s)",
     )
     parser.add_argument("--seed", type=int, default=7, help="synthetic data and --invalid mixing")
-    parser.add_argument("--topic", help="override STREAMREC_TOPIC_EVENTS")
+    parser.add_argument(
+        "--topic", help="override STREAMREC_TOPIC_EVENTS (with --items: STREAMREC_TOPIC_ITEMS)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    items = parser.add_argument_group("catalog (--items)")
+    items.add_argument(
+        "--items",
+        action="store_true",
+        help="publish the dataset's item records (a JSONL file: item records) to the items topic",
+    )
+    items.add_argument(
+        "--hide", type=_ids, default=[], metavar="ID,...", help="publish these items hidden"
+    )
+    items.add_argument(
+        "--delete", type=_ids, default=[], metavar="ID,...", help="tombstones for these items"
+    )
+
+
+def _usage_error(args: argparse.Namespace) -> str | None:
+    """Why this combination of options cannot run, or None."""
+    has_source = args.dataset is not None or args.generate is not None
+    if not args.items:
+        if args.hide or args.delete:
+            return "--hide and --delete need --items"
+        return None if has_source else "one of --dataset or --generate is required"
+    if args.invalid or args.retime:
+        return "--invalid and --retime are for events, not --items"
+    if not has_source and (args.hide or not args.delete):
+        return "--items needs --dataset or --generate (or only --delete)"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    from kafka import KafkaProducer
-    from tqdm import tqdm
-
     settings: Settings = args.settings
     quiet_kafka_client_logs(settings)
-    topic = args.topic or settings.topic_events
+    problem = _usage_error(args)
+    if problem:
+        print(f"streamrec produce: {problem}", file=sys.stderr)
+        return 2
+    from models.catalog import InvalidItem
     from models.datasets.movielens import DatasetUnavailable
     from models.events import InvalidEvent
 
     try:
+        if args.items:
+            return _send(args, args.topic or settings.topic_items, load_item_messages(args), "")
         events = load_events(args)
-    except (InvalidEvent, OSError, DatasetUnavailable) as exc:
-        print(f"streamrec produce: cannot load events: {exc}", file=sys.stderr)
+    except (InvalidEvent, InvalidItem, OSError, DatasetUnavailable) as exc:
+        what = "items" if args.items else "events"
+        print(f"streamrec produce: cannot load {what}: {exc}", file=sys.stderr)
         return 2
     if args.retime:
         span_s = args.span_s
@@ -201,9 +272,23 @@ def run(args: argparse.Namespace) -> int:
     good = [encode_message(e) for e in events]
     bad = [(key, value) for _, key, value in malformed_messages(args.invalid)]
     messages = interleave(good, bad, args.seed) if bad else good
+    note = f", {len(bad)} of them malformed" if bad else ""
+    return _send(args, args.topic or settings.topic_events, messages, note)
 
+
+def _send(
+    args: argparse.Namespace,
+    topic: str,
+    messages: Sequence[tuple[bytes, bytes | None]],
+    note: str,
+) -> int:
+    """Send ``messages`` (key, value; a None value is a tombstone) to ``topic`` at ``--rate``,
+    flush, and print what was produced."""
+    from kafka import KafkaProducer
     from kafka.errors import KafkaError
+    from tqdm import tqdm
 
+    settings: Settings = args.settings
     try:
         producer = KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap.split(","), **PRODUCER_CONFIG
@@ -218,7 +303,9 @@ def run(args: argparse.Namespace) -> int:
     failures: list[BaseException] = []
     start = time.perf_counter()
     try:
-        with tqdm(total=len(messages), unit="ev", disable=args.no_progress, file=sys.stderr) as bar:
+        with tqdm(
+            total=len(messages), unit="msg", disable=args.no_progress, file=sys.stderr
+        ) as bar:
             for i in paced(len(messages), args.rate):
                 key, value = messages[i]
                 producer.send(topic, key=key, value=value).add_errback(failures.append)
@@ -232,9 +319,19 @@ def run(args: argparse.Namespace) -> int:
     if failures:
         print(f"streamrec produce: {len(failures)} sends failed, first: {failures[0]!r}")
         return 1
-    note = f", {len(bad)} of them malformed" if bad else ""
-    print(
-        f"produced {len(messages)} events in {elapsed:.2f} s "
-        f"({len(messages) / max(elapsed, 1e-9):.0f} events/s){note}"
-    )
+    print(_summary(messages, elapsed, args.items) + note)
     return 0
+
+
+def _summary(messages: Sequence[tuple[bytes, bytes | None]], elapsed: float, items: bool) -> str:
+    """The last line: events and their rate, or item records and tombstones.
+
+    >>> _summary([(b"a", b"{}"), (b"b", None)], 0.5, items=True)
+    'produced 1 item records and 1 tombstones in 0.50 s'
+    """
+    if not items:
+        rate = len(messages) / max(elapsed, 1e-9)
+        return f"produced {len(messages)} events in {elapsed:.2f} s ({rate:.0f} events/s)"
+    tombstones = sum(value is None for _, value in messages)
+    records = len(messages) - tombstones
+    return f"produced {records} item records and {tombstones} tombstones in {elapsed:.2f} s"

@@ -60,3 +60,46 @@ def test_a_file_with_a_bad_line_is_refused_before_anything_is_sent(tmp_path, cap
     bad.write_text('{"user_id": "u", "item_id": "i", "event_type": "view", "timestamp": 5}\n')
     assert main(["produce", "--dataset", str(bad), "--no-progress"]) == 2
     assert "cannot load events" in capsys.readouterr().err
+
+
+def _item_args(**given):
+    """The namespace ``streamrec produce`` parses, with the given options set."""
+    import argparse
+
+    from stream_app.cli.produce import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    for name, value in given.items():
+        setattr(args, name, value)
+    return args
+
+
+def test_items_are_keyed_by_item_id_with_hidden_records_and_tombstones_last():
+    from models.catalog import ItemRecord, parse_item_message
+    from stream_app.cli.produce import load_item_messages
+
+    args = _item_args(items=True, generate=2000, limit=3, hide=["i1"], delete=["i0", "zz"])
+    messages = load_item_messages(args)
+    parsed = [parse_item_message(key, value) for key, value in messages]
+    assert [item_id for item_id, _ in parsed] == ["i0", "i1", "i2", "i0", "zz"]
+    records = [record for _, record in parsed]
+    assert [r.hidden for r in records[:3]] == [False, True, False]
+    assert all(isinstance(r, ItemRecord) and r.categories for r in records[:3])
+    assert records[3:] == [None, None]  # tombstones: null values, after the records
+    only_deletes = load_item_messages(_item_args(items=True, delete=["x"]))
+    assert only_deletes == [(b"x", None)]
+
+
+def test_option_combinations_that_cannot_run_are_refused():
+    from stream_app.cli.produce import _usage_error
+
+    assert _usage_error(_item_args(generate=10)) is None
+    assert _usage_error(_item_args(items=True, dataset="synthetic", hide=["a"])) is None
+    assert _usage_error(_item_args(items=True, delete=["a"])) is None
+    assert "required" in _usage_error(_item_args())
+    assert "need --items" in _usage_error(_item_args(generate=10, delete=["a"]))
+    assert "not --items" in _usage_error(_item_args(items=True, generate=10, invalid=3))
+    assert "needs --dataset" in _usage_error(_item_args(items=True))
+    assert "needs --dataset" in _usage_error(_item_args(items=True, hide=["a"]))
