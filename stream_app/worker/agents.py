@@ -1,9 +1,10 @@
 """The worker's agents, wired on the Faust app: the user side (events -> dead letters, the
 history table, item deltas and each affected user's top-N in Redis), the item side (item deltas
--> the ``item_stats`` table and the neighbour lists in Redis) and the model-updates listener.
+-> the ``item_stats`` table and the neighbour lists in Redis), the catalog side (item records ->
+their metadata in Redis) and the model-updates listener.
 
-Each agent only loops and guards: the steps of a batch are :class:`UserSide` and
-:class:`ItemSide`, the topics and tables :mod:`stream_app.worker.topology`. The session model
+Each agent only loops and guards: the steps of a batch are :class:`UserSide`, :class:`ItemSide`
+and :class:`CatalogSide`, the topics and tables :mod:`stream_app.worker.topology`. The session model
 lives in a ``ModelSlot``: loaded at start, re-offered on every ``model-updates`` message and
 every ``settings.model_poll_s`` (in an executor), swapped between batches.
 """
@@ -25,6 +26,7 @@ from stream_app.cache.journals import MODEL_DECISIONS_KEPT, encode_entry
 from stream_app.cache.telemetry import TelemetryKeys
 from stream_app.kafka.model_updates import InvalidUpdate, parse_update
 from stream_app.settings import Settings
+from stream_app.worker.catalog_side import CatalogSide
 from stream_app.worker.item_side import ItemSide
 from stream_app.worker.live_path import LivePath, Scorer
 from stream_app.worker.model_slot import Decision, ModelSlot
@@ -48,6 +50,8 @@ class LivePathParts:
     item_agent: Any
     item_stats: Any
     slot: ModelSlot
+    catalog_agent: Any
+    items_topic: Any
 
 
 def register_live_path(
@@ -109,7 +113,16 @@ def register_live_path(
             async for _ in batches:
                 yield None
 
-    return _agents(app, settings, topology, slot, live_path, item_side, load_session_model)
+    async def catalog_side(stream: faust.StreamT) -> AsyncIterator[None]:
+        """item records -> dead letters | item metadata and the hidden set in Redis"""
+        with _opened(cache, settings, keys) as store:
+            side = CatalogSide(topology, store, keys)
+            limit, within = settings.batch_max_events, settings.batch_max_delay_s
+            async for _ in _guarded_batches(stream, limit, within, side.process, "catalog"):
+                yield None
+
+    sides = {"live-path": live_path, "item-side": item_side, "catalog": catalog_side}
+    return _agents(app, settings, topology, slot, sides, load_session_model)
 
 
 @contextmanager
@@ -150,11 +163,11 @@ def _agents(
     settings: Settings,
     topology: Topology,
     slot: ModelSlot,
-    live_path: Callable[[faust.StreamT], AsyncIterator[None]],
-    item_side: Callable[[faust.StreamT], AsyncIterator[None]],
+    sides: dict[str, Callable[[faust.StreamT], AsyncIterator[None]]],
     load_session_model: Callable[[str], Any],
 ) -> LivePathParts:
-    """Register the three agents and the model-store poll timer."""
+    """Register the agents (``sides``: name -> agent function of the user, item and catalog
+    sides), the model-updates listener and the model-store poll timer."""
 
     async def model_updates(stream: faust.StreamT) -> AsyncIterator[None]:
         """model-updates -> offer the announced version to the slot (in an executor)"""
@@ -172,8 +185,9 @@ def _agents(
                 log.exception("session model update %s failed", update.version)
             yield None
 
-    agent = app.agent(topology.events, name="live-path")(live_path)
-    item_agent = app.agent(topology.deltas, name="item-side")(item_side)
+    agent = app.agent(topology.events, name="live-path")(sides["live-path"])
+    item_agent = app.agent(topology.deltas, name="item-side")(sides["item-side"])
+    catalog_agent = app.agent(topology.items, name="catalog")(sides["catalog"])
     app.agent(topology.model_updates, name="model-updates")(model_updates)
     if settings.model_poll_s > 0:
         app.timer(settings.model_poll_s)(_poll(load_session_model))
@@ -186,6 +200,8 @@ def _agents(
         item_agent,
         topology.item_stats,
         slot,
+        catalog_agent,
+        topology.items,
     )
 
 

@@ -1,7 +1,7 @@
 """The worker's topics and tables, declared on the Faust app in one place: events in, dead
 letters out, the user histories, the internal item-deltas topic with the item table it feeds,
-and the model-updates topic. Why each is keyed and partitioned as it is: the comments in
-:func:`declare`."""
+the item catalog and the model-updates topic. Why each is keyed and partitioned as it is: the
+comments in :func:`declare`."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class Topology:
     deltas: Any
     item_stats: Any
     model_updates: Any
+    items: Any
 
     def produced(self) -> list[str]:
         """Topics the user side writes to (changelogs and deltas): their metadata must be
@@ -84,7 +85,10 @@ def declare(app: faust.App, settings: Settings) -> Topology:
         key_serializer="raw",
         value_serializer="raw",
     )
-    return Topology(events, dlq, history, deltas, item_stats, updates)
+    # The compacted catalog, keyed by item id, one partition: one worker mirrors it in publish
+    # order (a hide and the record after it can never be applied the other way round).
+    items = app.topic(settings.topic_items, schema=RawSchema(), partitions=1)
+    return Topology(events, dlq, history, deltas, item_stats, updates, items)
 
 
 async def track_metadata(app: faust.App, names: list[str]) -> None:

@@ -123,10 +123,12 @@ def test_agent_routes_bad_bytes_to_the_dlq_and_good_ones_to_history_and_recs(har
 
     asyncio.run(scenario())
     # Dead letters: the two bad messages, with reasons and original bytes.
+    # keyed by where they were (topic/partition/offset): a reader deduplicates by the key
     assert [(key, letter.payload()) for key, letter in harness.dead] == [
-        (b"x", b"\xffnot json"),
-        (b"y", b""),
+        (b"events/0/2", b"\xffnot json"),
+        (b"events/0/4", b""),
     ]
+    assert harness.cache.get_stats()["dlq"] == 2
     assert all(letter.reason for _, letter in harness.dead)
     # History: one table write per user per batch, keyed by the user id bytes.
     history = dict(harness.changelog)
@@ -378,3 +380,49 @@ def test_a_batch_runs_on_the_loop_until_redis_fails_then_in_a_thread_until_it_wr
 
     asyncio.run(scenario())
     assert scorer.threads == [True, False, True, False]
+
+
+def test_catalog_side_mirrors_records_hides_and_tombstones_and_dead_letters_the_rest(harness):
+    from models.catalog import ItemRecord, encode_item
+
+    star = ItemRecord("50", "Star Wars (1977)", ("Sci-Fi",), {"year": 1977})
+    hidden = ItemRecord("7", "Sold out", ("shop",), hidden=True)
+    bad = [
+        (b"8", b'{"item_id": "8"}'),  # no title
+        (b"9", b'{"item_id": "10", "title": "Wrong key"}'),
+        (None, encode_item(star)),
+    ]
+    first = [
+        (b"50", encode_item(ItemRecord("50", "Old title"))),
+        (b"50", encode_item(star)),  # the newer record of a key wins
+        bad[0],
+        (b"7", encode_item(hidden)),
+        (b"gone", encode_item(ItemRecord("gone", "Gone"))),
+        bad[1],
+    ]
+    then = [(b"gone", None), bad[2]]  # the tombstone of an item already mirrored
+
+    async def catalog():
+        async with harness.parts.catalog_agent.test_context(channel=harness.raw) as agent:
+            for step, (messages, want) in enumerate([(first, ["gone"]), (then, [])]):
+                for key, value in messages:
+                    await agent.put(value, key=key, wait=False)
+                for _ in range(200):  # until the step is applied
+                    done = harness.cache.get_item_meta(["7", "gone"]).keys() == {"7", *want}
+                    if done and len(harness.dead) == 2 + step:
+                        break
+                    await asyncio.sleep(0.01)
+
+    mentioned, expected = ["50", "7", "gone", "8", "10"], {"50": star, "7": hidden}
+    asyncio.run(catalog())
+    assert harness.cache.get_item_meta(mentioned) == expected
+    assert harness.cache.hidden_items() == {"7"}
+    assert [(key, letter.payload()) for key, letter in harness.dead] == bad
+    reasons = [letter.reason for _, letter in harness.dead]
+    assert reasons == [
+        "item record: title must be a non-empty string",
+        "item record: key '9' is not the record's item_id '10'",
+        "item record: item records are keyed by item_id; the key is missing",
+    ]
+    journal = decode_entries(harness.cache.read_journal(CacheKeys().dead_letters, 10))
+    assert [e["reason"] for e in journal] == list(reversed(reasons))
