@@ -28,7 +28,7 @@ from stream_app.api.dashboard import add_dashboard
 from stream_app.api.lag import LagProbe
 from stream_app.api.metrics import render_metrics
 from stream_app.api.sampler import DEFAULT_SAMPLE_S, DEFAULT_WINDOW_S, Sampler
-from stream_app.api.store import CachedRecs, ReadStore
+from stream_app.api.store import CachedRecs, CatalogView, ReadStore
 from stream_app.cache.base import CacheUnavailable
 from stream_app.cache.telemetry import (
     RankerStats,
@@ -45,9 +45,36 @@ DEFAULT_PORT = 8080
 
 UNKNOWN_USER_REASON = "trending now (no history for this user yet)"
 
+#: Items read past ``n`` from the trending ranking and neighbour lists, so that hidden ones
+#: dropped from them are replaced by the next (a cached list is read whole: TOP_N items).
+HIDDEN_TOP_UP = 20
 
-def trending_payload(user_id: str, trending: Sequence[tuple[str, float]], now_ms: int) -> dict:
-    """The answer for a user with nothing cached (and so no history to show).
+NO_CATALOG = CatalogView({})
+
+
+def described(item: dict, catalog: CatalogView) -> dict:
+    """An answer's item with its ``title`` and ``categories`` added when the catalog has it.
+
+    >>> from models.catalog import ItemRecord
+    >>> described({"item_id": "50"}, CatalogView({"50": ItemRecord("50", "Star Wars", ("War",))}))
+    {'item_id': '50', 'title': 'Star Wars', 'categories': ['War']}
+    >>> described({"item_id": "51"}, NO_CATALOG)
+    {'item_id': '51'}
+    """
+    record = catalog.meta.get(item["item_id"])
+    if record is None:
+        return item
+    return {**item, "title": record.title, "categories": list(record.categories)}
+
+
+def trending_payload(
+    user_id: str,
+    trending: Sequence[tuple[str, float]],
+    now_ms: int,
+    catalog: CatalogView = NO_CATALOG,
+) -> dict:
+    """The answer for a user with nothing cached (and so no history to show); ``trending``
+    is served as given, described by ``catalog``.
 
     >>> trending_payload("u9", [("a", 2.0)], 5)["items"]
     [{'item_id': 'a', 'score': 2.0, 'reason': 'trending now (no history for this user yet)'}]
@@ -56,7 +83,9 @@ def trending_payload(user_id: str, trending: Sequence[tuple[str, float]], now_ms
         "user_id": user_id,
         "source": "trending",
         "items": [
-            {"item_id": item, "score": round(score, 6), "reason": UNKNOWN_USER_REASON}
+            described(
+                {"item_id": item, "score": round(score, 6), "reason": UNKNOWN_USER_REASON}, catalog
+            )
             for item, score in trending
         ],
         "model_versions": {"trending": "live"},
@@ -65,9 +94,12 @@ def trending_payload(user_id: str, trending: Sequence[tuple[str, float]], now_ms
     }
 
 
-def cached_payload(cached: CachedRecs, n: int, now_ms: int) -> dict:
-    """The answer for a user with cached recommendations (at most ``n`` of them), with the
-    history they were computed from (``recent``, oldest first; empty in older lists).
+def cached_payload(
+    cached: CachedRecs, n: int, now_ms: int, catalog: CatalogView = NO_CATALOG
+) -> dict:
+    """The answer for a user with cached recommendations: the first ``n`` that ``catalog`` does
+    not hide (the rest of the list tops up for hidden ones), described by it, with the history
+    they were computed from (``recent``, oldest first; empty in older lists).
 
     >>> from stream_app.cache.base import Recommendation, UserRecs
     >>> recs = UserRecs("u1", (Recommendation("i1", 1.0, "r"), Recommendation("i2", 0.5, "r")),
@@ -80,7 +112,11 @@ def cached_payload(cached: CachedRecs, n: int, now_ms: int) -> dict:
     return {
         "user_id": recs.user_id,
         "source": "cache",
-        "items": [r.to_json_dict() for r in recs.items[:n]],
+        "items": [
+            described(r.to_json_dict(), catalog)
+            for r in recs.items
+            if r.item_id not in catalog.hidden
+        ][:n],
         "model_versions": dict(recs.model_versions),
         "computed_at": recs.computed_at,
         "age_ms": max(now_ms - recs.computed_at, 0),
@@ -103,20 +139,27 @@ async def recommendations(request: web.Request) -> web.Response:
     now = _now_ms()
     recs = await store.get_recs(user_id)
     if recs is not None:
-        return web.json_response(cached_payload(recs, n, now))
-    return web.json_response(trending_payload(user_id, await store.trending(n, now), now))
+        catalog = await store.catalog([r.item_id for r in recs.recs.items])
+        return web.json_response(cached_payload(recs, n, now, catalog))
+    trending = await store.trending(n + HIDDEN_TOP_UP, now)
+    catalog = await store.catalog([item for item, _ in trending])
+    shown = [(item, score) for item, score in trending if item not in catalog.hidden][:n]
+    return web.json_response(trending_payload(user_id, shown, now, catalog))
 
 
 async def similar(request: web.Request) -> web.Response:
     item_id = checked_id(request.match_info["item_id"], "item_id")
     n = parse_n(request.query.get("n"))
-    found = await request.app[STORE_KEY].neighbors(item_id, n)
+    store = request.app[STORE_KEY]
+    found = await store.neighbors(item_id, n + HIDDEN_TOP_UP)
     if found is None:
         return _error(404, "not_found", f"no neighbours published for item {item_id!r}")
+    catalog = await store.catalog([i for i, _ in found])
+    shown = [(i, s) for i, s in found if i not in catalog.hidden][:n]
     return web.json_response(
         {
             "item_id": item_id,
-            "items": [{"item_id": i, "score": round(s, 6)} for i, s in found],
+            "items": [described({"item_id": i, "score": round(s, 6)}, catalog) for i, s in shown],
         }
     )
 

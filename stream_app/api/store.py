@@ -1,7 +1,7 @@
 """What the read API reads from Redis: a user's cached list, an item's neighbours and successors,
-the trending ranking, the telemetry snapshot and the workers' journals, through redis-py's
-asyncio client so no request blocks another. ``ReadStore`` is the interface the routes see;
-tests give it an in-memory one.
+the trending ranking, the catalog's metadata and hidden items, the telemetry snapshot and the
+workers' journals, through redis-py's asyncio client so no request blocks another.
+``ReadStore`` is the interface the routes see; tests give it an in-memory one.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from models.catalog import ItemRecord
 from models.online.decay import forward_to_decayed
 from stream_app.api.journals import (
     DeadLetterEntry,
@@ -20,7 +21,7 @@ from stream_app.api.journals import (
     parse_dead_letters,
     parse_model_decisions,
 )
-from stream_app.cache.base import CacheUnavailable, UserRecs, decode_neighbors
+from stream_app.cache.base import CacheUnavailable, UserRecs, decode_item_meta, decode_neighbors
 from stream_app.cache.keys import STAT_NAMES, CacheKeys
 from stream_app.cache.telemetry import (
     WORKER_TTL_S,
@@ -63,6 +64,23 @@ class CachedRecs:
         return cls(recs, recs.recent)
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogView:
+    """What the catalog says of some items: the records of those that have one, and which of
+    them are hidden (never served)."""
+
+    meta: Mapping[str, ItemRecord]
+    hidden: frozenset[str] = frozenset()
+
+    def visible(self, item_ids: Sequence[str]) -> list[str]:
+        """``item_ids`` without the hidden ones, in order.
+
+        >>> CatalogView({}, frozenset({"b"})).visible(["a", "b", "c"])
+        ['a', 'c']
+        """
+        return [i for i in item_ids if i not in self.hidden]
+
+
 class ReadStore(Protocol):
     """What the API reads. ``RedisReadStore`` in production, a fake in unit tests. Every method
     raises ``CacheUnavailable`` when the store cannot be reached."""
@@ -80,6 +98,10 @@ class ReadStore(Protocol):
 
     async def successors(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
         """The items users went to next after this one, likeliest first; None when none."""
+        ...
+
+    async def catalog(self, item_ids: Sequence[str]) -> CatalogView:
+        """The catalog records and hidden flags of these items, in one round trip."""
         ...
 
     async def dead_letters(self, n: int) -> list[DeadLetterEntry]:
@@ -182,6 +204,21 @@ class RedisReadStore:
     async def successors(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
         raw = await self._call(lambda: self._redis.get(self.keys.successors(item_id)))
         return None if raw is None else decode_neighbors(raw)[:n]
+
+    async def catalog(self, item_ids: Sequence[str]) -> CatalogView:
+        ids = list(dict.fromkeys(item_ids))
+        if not ids:
+            return CatalogView({})
+
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.mget([self.keys.item_meta(i) for i in ids])
+                pipe.smismember(self.keys.hidden_items, ids)
+                return list(await pipe.execute())
+
+        raws, flags = await self._call(read)
+        hidden = frozenset(i for i, flag in zip(ids, flags, strict=True) if flag)
+        return CatalogView(decode_item_meta(ids, raws), hidden)
 
     async def dead_letters(self, n: int) -> list[DeadLetterEntry]:
         raws = await self._call(lambda: self._redis.lrange(self.keys.dead_letters, 0, n - 1))

@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient as AioClient
 from aiohttp.test_utils import TestServer as AioServer
 
+from models.catalog import ItemRecord
 from stream_app.api.journals import (
     DeadLetterEntry,
     ModelDecision,
@@ -22,7 +23,7 @@ from stream_app.api.journals import (
     parse_model_decisions,
 )
 from stream_app.api.server import make_app
-from stream_app.api.store import CachedRecs
+from stream_app.api.store import CachedRecs, CatalogView
 from stream_app.cache.base import CacheUnavailable, Recommendation, UserRecs
 from stream_app.cache.telemetry import RankerStats, TelemetrySnapshot, ranker_stats
 
@@ -63,6 +64,10 @@ class FakeStore:
         self.trending_items = [("t1", 9.0), ("t2", 4.0), ("t3", 1.0)]
         self.neighbours = {"i1": [("i2", 0.9), ("i3", 0.5)]}
         self.successor_lists = {"i1": [("i4", 0.6), ("i2", 0.3)], "i9": [("i1", 1.0)]}
+        #: the catalog: item records, hidden ids, and the ids of each catalog read
+        self.meta: dict[str, ItemRecord] = {}
+        self.hidden: set[str] = set()
+        self.catalog_reads: list[list[str]] = []
         #: raw journal entries, newest first, as LRANGE returns them
         self.dead_raw: list[bytes] = [DEAD_LETTER, b"{damaged"]
         self.decisions_raw: list[bytes] = [DECISION]
@@ -109,6 +114,12 @@ class FakeStore:
         self._check()
         found = self.successor_lists.get(item_id)
         return None if found is None else found[:n]
+
+    async def catalog(self, item_ids: Sequence[str]) -> CatalogView:
+        self._check()
+        self.catalog_reads.append(list(item_ids))
+        meta = {i: self.meta[i] for i in item_ids if i in self.meta}
+        return CatalogView(meta, frozenset(self.hidden & set(item_ids)))
 
     async def dead_letters(self, n: int) -> list[DeadLetterEntry]:
         self._check()
