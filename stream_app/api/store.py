@@ -67,7 +67,7 @@ class CachedRecs:
 @dataclass(frozen=True, slots=True)
 class CatalogView:
     """What the catalog says of some items: the records of those that have one, and which of
-    them are hidden (never served)."""
+    them are not to be served (``hidden``: hidden by their record, or deleted by a tombstone)."""
 
     meta: Mapping[str, ItemRecord]
     hidden: frozenset[str] = frozenset()
@@ -101,7 +101,8 @@ class ReadStore(Protocol):
         ...
 
     async def catalog(self, item_ids: Sequence[str]) -> CatalogView:
-        """The catalog records and hidden flags of these items, in one round trip."""
+        """The catalog records of these items and which of them not to serve (hidden or
+        deleted), in one round trip."""
         ...
 
     async def dead_letters(self, n: int) -> list[DeadLetterEntry]:
@@ -214,10 +215,12 @@ class RedisReadStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.mget([self.keys.item_meta(i) for i in ids])
                 pipe.smismember(self.keys.hidden_items, ids)
+                pipe.smismember(self.keys.deleted_items, ids)
                 return list(await pipe.execute())
 
-        raws, flags = await self._call(read)
-        hidden = frozenset(i for i, flag in zip(ids, flags, strict=True) if flag)
+        raws, hidden_flags, deleted_flags = await self._call(read)
+        flags = zip(ids, hidden_flags, deleted_flags, strict=True)
+        hidden = frozenset(i for i, is_hidden, is_deleted in flags if is_hidden or is_deleted)
         return CatalogView(decode_item_meta(ids, raws), hidden)
 
     async def dead_letters(self, n: int) -> list[DeadLetterEntry]:

@@ -226,7 +226,8 @@ class RecCache(Protocol):
     def write_catalog(self, records: Mapping[str, ItemRecord | None]) -> None:
         """Mirror catalog changes, item id -> its newest record or None (a tombstone), in one
         atomic step: each record replaces the item's metadata and sets its membership of the
-        hidden set; a tombstone removes both."""
+        hidden set; a tombstone removes both and adds the id to the deleted set (a record
+        takes it out again)."""
         ...
 
     def get_item_meta(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
@@ -235,6 +236,10 @@ class RecCache(Protocol):
 
     def hidden_items(self) -> set[str]:
         """The ids of the items the catalog marks hidden."""
+        ...
+
+    def deleted_items(self) -> set[str]:
+        """The ids of the items the catalog deleted (tombstones) and did not publish since."""
         ...
 
     def get_recs(self, user_id: str) -> UserRecs | None: ...

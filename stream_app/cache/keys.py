@@ -87,6 +87,12 @@ class CacheKeys:
         return f"{self.prefix}:items:hidden"
 
     @property
+    def deleted_items(self) -> str:
+        """Set of the ids of items the catalog deleted (tombstones): never served, until a
+        newer record of the id brings it back."""
+        return f"{self.prefix}:items:deleted"
+
+    @property
     def item_norms(self) -> str:
         """Hash item_id -> squared co-occurrence norm (the item side's cosine denominators)."""
         return f"{self.prefix}:item_norms"

@@ -41,19 +41,25 @@ class MemoryCache:
         self._state: dict[str, bytes] = {}
         self._journals: dict[str, list[bytes]] = {}
         self._catalog: dict[str, ItemRecord] = {}
+        self._deleted: set[str] = set()
 
     def write_catalog(self, records: Mapping[str, ItemRecord | None]) -> None:
         for item_id, record in records.items():
             if record is None:
                 self._catalog.pop(item_id, None)
+                self._deleted.add(item_id)
             else:
                 self._catalog[item_id] = record
+                self._deleted.discard(item_id)
 
     def get_item_meta(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
         return {i: self._catalog[i] for i in item_ids if i in self._catalog}
 
     def hidden_items(self) -> set[str]:
         return {i for i, record in self._catalog.items() if record.hidden}
+
+    def deleted_items(self) -> set[str]:
+        return set(self._deleted)
 
     def append_journal(self, key: str, entries: Sequence[bytes], keep: int) -> None:
         journal = self._journals.setdefault(key, [])

@@ -324,9 +324,12 @@ class RedisCache:
             # MULTI: a reader never sees an item's metadata and its hidden flag disagree.
             pipe = self._redis.pipeline(transaction=True)
             queue_set_many(pipe, {keys.item_meta(i): encode_item(r) for i, r in shown.items()})
-            gone = [keys.item_meta(i) for i, r in records.items() if r is None]
+            gone = [i for i, r in records.items() if r is None]
             if gone:
-                pipe.delete(*gone)
+                pipe.delete(*(keys.item_meta(i) for i in gone))
+                pipe.sadd(keys.deleted_items, *gone)
+            if shown:
+                pipe.srem(keys.deleted_items, *shown)
             if hidden:
                 pipe.sadd(keys.hidden_items, *hidden)
             if visible:
@@ -343,6 +346,10 @@ class RedisCache:
 
     def hidden_items(self) -> set[str]:
         members = self._call(lambda: self._redis.smembers(self.keys.hidden_items))
+        return {m.decode() for m in members}
+
+    def deleted_items(self) -> set[str]:
+        members = self._call(lambda: self._redis.smembers(self.keys.deleted_items))
         return {m.decode() for m in members}
 
     def get_recs(self, user_id: str) -> UserRecs | None:

@@ -110,6 +110,15 @@ def test_replayed_positions_are_counted_once(cache):
     assert cache.get_stats()["events"] == 3
 
 
+def test_count_once_counts_each_position_once_under_its_own_marks(cache):
+    assert cache.count_once("dlq", "ev:dead", [(0, 3), (1, 9)]) == 2
+    assert cache.count_once("dlq", "ev:dead", [(0, 3), (0, 4), (1, -1)]) == 2  # 3 seen; -1 kept
+    assert cache.count_once("dlq", "ev:dead", []) == 0
+    assert cache.read_hwm("ev:dead") == {0: 4, 1: 9}
+    assert cache.get_stats()["dlq"] == 4
+    assert cache.read_hwm("ev") == {}  # the events' marks are not these
+
+
 def test_neighbors_and_norms_round_trip(cache):
     cache.publish_neighbors({"a": [("b", 0.5), ("c", 0.25)], "b": []}, {"a": 2.0, "b": 1.0})
     assert cache.get_neighbors(["a", "b", "zz"]) == {"a": [("b", 0.5), ("c", 0.25)], "b": []}
@@ -145,6 +154,7 @@ def test_catalog_records_hide_show_and_tombstone(cache):
     assert cache.get_item_meta(["50", "u:7", "nobody"]) == {"50": star_wars, "u:7": sold_out}
     assert cache.get_item_meta([]) == {}
     assert cache.hidden_items() == {"u:7"}
+    assert cache.deleted_items() == {"gone"}
     # a newer record replaces the whole entry: shown again, new title
     shown = ItemRecord("u:7", "Back in stock", ("shop",))
     cache.write_catalog({"u:7": shown, "50": ItemRecord("50", "Star Wars", hidden=True)})
@@ -153,6 +163,9 @@ def test_catalog_records_hide_show_and_tombstone(cache):
     cache.write_catalog({"50": None})  # the tombstone removes its metadata and its hidden mark
     assert cache.get_item_meta(["50", "u:7"]) == {"u:7": shown}
     assert cache.hidden_items() == set()
+    assert cache.deleted_items() == {"gone", "50"}  # deleted: never served
+    cache.write_catalog({"gone": ItemRecord("gone", "Back")})  # a record brings it back
+    assert cache.deleted_items() == {"50"}
     cache.write_catalog({})
 
 
@@ -167,5 +180,7 @@ def test_catalog_keys_follow_the_documented_schema(redis_db):
     client.set(keys.item_meta("b"), b"{damaged")  # reads as no metadata, never an error
     assert cache.get_item_meta(["a", "b"]) == {"a": ItemRecord("a", "A", ("x",), hidden=True)}
     cache.write_catalog({"a": None, "b": None})
-    assert client.keys("contract:v1:item*") == []
+    assert client.keys("contract:v1:item:*") == []  # the items' own keys are gone
+    assert client.smembers(keys.hidden_items) == set()
+    assert client.smembers(keys.deleted_items) == {b"a", b"b"}
     cache.close()

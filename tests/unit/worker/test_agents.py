@@ -417,6 +417,7 @@ def test_catalog_side_mirrors_records_hides_and_tombstones_and_dead_letters_the_
     asyncio.run(catalog())
     assert harness.cache.get_item_meta(mentioned) == expected
     assert harness.cache.hidden_items() == {"7"}
+    assert harness.cache.deleted_items() == {"gone"}
     assert [(key, letter.payload()) for key, letter in harness.dead] == bad
     reasons = [letter.reason for _, letter in harness.dead]
     assert reasons == [
