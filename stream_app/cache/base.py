@@ -168,6 +168,13 @@ class RecCache(Protocol):
         """partition -> last offset of ``topic`` already counted (empty when none)."""
         ...
 
+    def count_once(self, stat: str, marks: str, positions: Sequence[tuple[int, int]]) -> int:
+        """Add to the ``stat`` counter the ``(partition, offset)`` positions past the high-water
+        marks named ``marks`` (:meth:`read_hwm` reads them) and move those marks, in one atomic
+        step; returns how many were added. A replayed position is counted once: the dead
+        letters' counter, whose sends are not in the recs' transaction, relies on it."""
+        ...
+
     def get_neighbors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
         """Published neighbour lists of those items that have one (one round trip)."""
         ...

@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Counters the worker maintains under ``{prefix}:stats:{name}``.
-STAT_NAMES: tuple[str, ...] = ("events", "dlq", "batches", "recs_written", "redis_errors")
+STAT_NAMES: tuple[str, ...] = (
+    "events",
+    "dlq",
+    "item_dlq",
+    "batches",
+    "recs_written",
+    "redis_errors",
+)
 
 
 def counted_marks(topic: str) -> str:

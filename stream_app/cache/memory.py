@@ -75,6 +75,12 @@ class MemoryCache:
     def read_hwm(self, topic: str) -> dict[int, int]:
         return dict(self._hwm.get(topic, {}))
 
+    def count_once(self, stat: str, marks: str, positions: Sequence[tuple[int, int]]) -> int:
+        keep, self._hwm[marks] = fresh_positions(positions, self._hwm.get(marks, {}))
+        if keep:
+            self._stats[stat] = self._stats.get(stat, 0) + len(keep)
+        return len(keep)
+
     def get_neighbors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
         return {i: list(self._neighbors[i]) for i in item_ids if i in self._neighbors}
 

@@ -258,6 +258,22 @@ class RedisCache:
         raw = self._call(lambda: self._redis.hgetall(self.keys.hwm(topic)))
         return {int(p): int(o) for p, o in raw.items()}
 
+    def count_once(self, stat: str, marks: str, positions: Sequence[tuple[int, int]]) -> int:
+        marks_key = self.keys.hwm(marks)
+        added: list[int] = []
+
+        def transaction(pipe: Any) -> None:
+            stored = {int(p): int(o) for p, o in pipe.hgetall(marks_key).items()}
+            keep, moved = fresh_positions(positions, stored)
+            added[:] = [len(keep)]
+            pipe.multi()
+            if keep:
+                pipe.hset(marks_key, mapping={str(p): o for p, o in moved.items()})
+                pipe.incrby(self.keys.stat(stat), len(keep))
+
+        self._call(lambda: self._redis.transaction(transaction, marks_key))  # type: ignore[arg-type]
+        return added[0] if added else 0
+
     def get_neighbors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
         return self._item_lists(item_ids, self.keys.neighbors)
 

@@ -20,9 +20,9 @@ from models.online.stream.deltas import (
 from stream_app.cache.base import CacheUnavailable, RecCache
 from stream_app.cache.keys import CacheKeys
 from stream_app.kafka.item_deltas import unpack_deltas
+from stream_app.worker.dead_letters import send_once
 from stream_app.worker.records import letter_for
 from stream_app.worker.topology import Topology
-from stream_app.worker.user_side import journal_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,8 @@ class ItemSide:
             # Only our user side writes here: a bad message is a bug or version skew. It goes
             # to the DLQ; the batch's good deltas are still applied.
             log.warning("item delta message to the DLQ: %s", reason)
-            key, letter = letter_for(events[index], reason)
-            await self.topology.dlq.send(key=key, value=letter)
-            letters.append(letter)
-        journal_dead_letters(self.store, self.keys, letters)
+            letters.append(letter_for(events[index], reason)[1])
+        await send_once(self.topology.dlq, self.store, self.keys, letters, "item_dlq")
         table = self.topology.item_stats
         current = {key: table.get(key) for key in {key for key, _ in deltas}}
         rows = await asyncio.to_thread(_folded, deltas, current)

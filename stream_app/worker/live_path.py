@@ -300,7 +300,7 @@ class LivePath:
         self,
         events: Sequence[Interaction],
         histories: Mapping[str, Sequence[str]],
-        dlq: int,
+        dlq: int = 0,
         now_ms: int | None = None,
         kafka_ts_ms: Sequence[int] | None = None,
         hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
@@ -319,7 +319,9 @@ class LivePath:
         rebalance hands it over twice. ``durable`` is called (and may raise) right before the
         counted marks move with the recs: what the batch must have made durable first (the
         agent's item deltas) is waited for while trending and scoring run. Without ``before``
-        the sequential HitRate is skipped (docs/stream.md, "Telemetry").
+        the sequential HitRate is skipped (docs/stream.md, "Telemetry"). ``dlq``: dead letters
+        to add to the counter with the batch, for callers that send none (the worker's own are
+        counted once each by ``stream_app.worker.dead_letters``).
         """
         stats = {"events": len(events), "dlq": dlq, "batches": 1}
         if not events:

@@ -26,6 +26,7 @@ from stream_app.cache.journals import DEAD_LETTERS_KEPT, encode_entry
 from stream_app.cache.keys import CacheKeys, counted_marks
 from stream_app.kafka.item_deltas import pack_deltas
 from stream_app.settings import Settings
+from stream_app.worker.dead_letters import send_once
 from stream_app.worker.live_path import LivePath, items_by_user, parse_message
 from stream_app.worker.model_slot import ModelSlot
 from stream_app.worker.records import DeadLetter, journal_entry, letter_for
@@ -150,7 +151,9 @@ class UserSide:
     async def process(self, events: Sequence[Any]) -> None:
         """The data's path: each step below is one method."""
         checked = sort_batch(events)
-        await self.send_dead_letters(checked.dead)
+        await send_once(
+            self.topology.dlq, self.store, self.keys, [d for _, d in checked.dead], "dlq"
+        )
         on_loop = self.runs_on_loop()
         # Idempotence: events at or below the marks of the batch's *last* step (recs +
         # counters) were fully processed before a restart: skip them. Events between those
@@ -162,18 +165,11 @@ class UserSide:
             self.path.process,
             batch.valid,
             histories,
-            len(checked.dead),
             kafka_ts_ms=batch.kafka_ts_ms,
             hwm=(self.settings.topic_events, batch.positions),
             before=before,
         )
         await self.score_and_write(work, pending, on_loop)
-
-    async def send_dead_letters(self, dead: Sequence[tuple[bytes | None, DeadLetter]]) -> None:
-        """Each to the DLQ topic, and the newest to the dashboard's journal."""
-        for key, letter in dead:
-            await self.topology.dlq.send(key=key, value=letter)
-        journal_dead_letters(self.store, self.keys, [letter for _, letter in dead])
 
     def runs_on_loop(self) -> bool:
         """On the event loop unless told, a session model serves (Keras inference must not
