@@ -15,6 +15,7 @@ STAT_NAMES: tuple[str, ...] = (
     "events",
     "dlq",
     "item_dlq",
+    "catalog_dlq",
     "batches",
     "recs_written",
     "redis_errors",

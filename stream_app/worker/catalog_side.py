@@ -13,9 +13,9 @@ from typing import Any
 from models.catalog import InvalidItem, ItemRecord, parse_item_message
 from stream_app.cache.base import CacheUnavailable, RecCache
 from stream_app.cache.keys import CacheKeys
+from stream_app.worker.dead_letters import send_once
 from stream_app.worker.records import DeadLetter, letter_for
 from stream_app.worker.topology import Topology
-from stream_app.worker.user_side import journal_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,10 @@ class CatalogSide:
     async def process(self, events: Sequence[Any]) -> dict[str, ItemRecord | None]:
         """Returns the changes written to Redis (none while it is down)."""
         changes, dead = sort_catalog(events)
-        for key, letter in dead:
+        for _, letter in dead:
             log.warning("item record to the DLQ: %s", letter.reason)
-            await self.topology.dlq.send(key=key, value=letter)
-        journal_dead_letters(self.store, self.keys, [letter for _, letter in dead])
+        letters = [letter for _, letter in dead]
+        await send_once(self.topology.dlq, self.store, self.keys, letters, "catalog_dlq")
         for item_id, record in changes.items():
             self.pending.pop(item_id, None)
             self.pending[item_id] = record

@@ -127,6 +127,7 @@ def test_catalog_titles_hidden_items_and_tombstones_reach_redis_and_the_api(
     assert [(e["topic"], e["reason"]) for e in journal] == [
         (settings.topic_items, "item record: title must be a non-empty string")
     ]
+    assert int(client.get(keys.stat("catalog_dlq"))) == 1
     after = [i["item_id"] for i in _served(api, f"/recommendations/{user}?n=20")]
     assert after == [r.item_id for r in cached.items if r.item_id != target]  # the rest, in order
 

@@ -418,7 +418,8 @@ def test_catalog_side_mirrors_records_hides_and_tombstones_and_dead_letters_the_
     assert harness.cache.get_item_meta(mentioned) == expected
     assert harness.cache.hidden_items() == {"7"}
     assert harness.cache.deleted_items() == {"gone"}
-    assert [(key, letter.payload()) for key, letter in harness.dead] == bad
+    assert [letter.payload() for _, letter in harness.dead] == [value for _, value in bad]
+    assert harness.cache.get_stats()["catalog_dlq"] == 3
     reasons = [letter.reason for _, letter in harness.dead]
     assert reasons == [
         "item record: title must be a non-empty string",
