@@ -202,6 +202,19 @@ class Settings:
         0.02,
         "Share of events judged for the sequential online HitRate@10 (0 = off)",
     )
+    health_worker_stale_s: float = _env(
+        "HEALTH_WORKER_STALE_S",
+        _positive_float,
+        30.0,
+        "/health is degraded when no worker has reported for this long (idle ones report "
+        "every 10 s)",
+    )
+    health_lag_window_s: float = _env(
+        "HEALTH_LAG_WINDOW_S",
+        _positive_float,
+        60.0,
+        "/health is degraded when the consumer lag grew at every reading for this long",
+    )
     log_level: str = _env("LOG_LEVEL", _log_level, "INFO", "Log level")
 
     @classmethod

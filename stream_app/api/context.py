@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from models.events import MAX_ID_LENGTH
+from stream_app.api.health import HealthPolicy
 from stream_app.api.lag import LagProbe
 from stream_app.api.store import ReadStore
 
@@ -26,6 +27,9 @@ LAG_KEY: web.AppKey[LagProbe | None] = web.AppKey("lag_probe")
 
 
 PARTITIONS_KEY: web.AppKey[int] = web.AppKey("ranker_partitions")
+
+
+HEALTH_KEY: web.AppKey[HealthPolicy] = web.AppKey("health_policy")
 
 
 class BadRequest(ValueError):

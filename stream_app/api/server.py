@@ -16,6 +16,7 @@ from aiohttp import web
 
 from stream_app.api.context import (
     DEFAULT_N,
+    HEALTH_KEY,
     LAG_KEY,
     MAX_N,
     PARTITIONS_KEY,
@@ -24,7 +25,8 @@ from stream_app.api.context import (
     checked_id,
     parse_n,
 )
-from stream_app.api.dashboard import add_dashboard
+from stream_app.api.dashboard import SAMPLER_KEY, add_dashboard
+from stream_app.api.health import HealthPolicy, verdict
 from stream_app.api.lag import LagProbe
 from stream_app.api.metrics import render_metrics
 from stream_app.api.sampler import DEFAULT_SAMPLE_S, DEFAULT_WINDOW_S, Sampler
@@ -165,22 +167,29 @@ async def similar(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """``ok`` (200) or ``degraded`` (503) with the reasons (``stream_app.api.health``)."""
     store = request.app[STORE_KEY]
+    sampler = request.app[SAMPLER_KEY]
+    samples = list(sampler.samples) if sampler is not None else []
+    now_ms = _now_ms()
     try:
         await store.ping()
         snap = await store.snapshot()
     except CacheUnavailable as exc:
-        return web.json_response(
-            {"status": "unavailable", "redis": "down", "detail": str(exc)}, status=503
-        )
-    return web.json_response(
-        {
-            "status": "ok",
-            "redis": "up",
-            "workers": len(snap.workers),
-            "model_versions": snap.model_versions,
-        }
-    )
+        reasons = verdict(False, None, now_ms, samples, request.app[HEALTH_KEY])
+        body = {"status": "degraded", "reasons": reasons, "redis": "down", "detail": str(exc)}
+        return web.json_response(body, status=503)
+    newest = snap.newest_report_ms
+    reasons = verdict(True, newest, now_ms, samples, request.app[HEALTH_KEY])
+    body = {
+        "status": "degraded" if reasons else "ok",
+        "reasons": reasons,
+        "redis": "up",
+        "workers": len(snap.workers),
+        "last_worker_report_ms_ago": None if newest is None else max(now_ms - newest, 0),
+        "model_versions": snap.model_versions,
+    }
+    return web.json_response(body, status=503 if reasons else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -238,15 +247,18 @@ def make_app(
     sampling: bool = True,
     sample_s: float = DEFAULT_SAMPLE_S,
     window_s: float = DEFAULT_WINDOW_S,
+    health_policy: HealthPolicy | None = None,
 ) -> web.Application:
     """The aiohttp application over a read store (closed when the app shuts down) and, for
     ``/metrics`` and the dashboard, an optional consumer-lag probe and the number of user-side
     partitions whose ranker states to export (0: none). With ``sampling`` the dashboard's
-    sampler reads the telemetry every ``sample_s`` and keeps the last ``window_s``."""
+    sampler reads the telemetry every ``sample_s`` and keeps the last ``window_s`` (``/health``
+    judges the lag from it). ``health_policy``: ``/health``'s limits (defaults if None)."""
     app = web.Application(middlewares=[errors_as_json])
     app[STORE_KEY] = store
     app[LAG_KEY] = lag_probe
     app[PARTITIONS_KEY] = ranker_partitions
+    app[HEALTH_KEY] = health_policy or HealthPolicy()
     app.router.add_get("/recommendations/{user_id}", recommendations)
     app.router.add_get("/similar/{item_id}", similar)
     app.router.add_get("/health", health)

@@ -28,8 +28,11 @@ FRESHNESS_BUCKETS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 200, 500, 1000, 2
 HIT_K = 10
 
 
-#: How long a worker's "I serve these versions" entry outlives its last batch.
+#: How long a worker's "I serve these versions" entry outlives its last report.
 WORKER_TTL_S = 60
+
+#: How often an idle worker reports that it is alive (well inside ``WORKER_TTL_S``).
+WORKER_HEARTBEAT_S = 10.0
 
 
 def bucket_index(value: float, bounds: Sequence[float] = FRESHNESS_BUCKETS_MS) -> int:
@@ -140,6 +143,13 @@ class TelemetrySnapshot:
     freshness_counts: tuple[int, ...] = (0,) * (len(FRESHNESS_BUCKETS_MS) + 1)
     freshness_sum_ms: float = 0.0
     workers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: worker id -> epoch ms of its last report (a batch or a heartbeat)
+    workers_seen_ms: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def newest_report_ms(self) -> int | None:
+        """When a worker last reported; None when none is registered."""
+        return max(self.workers_seen_ms.values(), default=None)
 
     @property
     def hit_rate_at_10(self) -> float | None:
@@ -246,19 +256,24 @@ def parse_snapshot(
     (0.25, 0.5, 2, {'session': ['v2']})
     >>> s.mrr_at_10, s.mrr_at_10_cached
     (0.125, 0.25)
+    >>> parse_snapshot({}, {}, {}, {"w1": {"versions": "{}", "seen_at": "42"}}).newest_report_ms
+    42
     """
     h = {_text(k): v for k, v in hitrate.items()}
     f = {_text(k): v for k, v in freshness.items()}
     counts = tuple(_int(f.get(bucket_field(i, bounds))) for i in range(len(bounds) + 1))
     parsed_workers: dict[str, dict[str, str]] = {}
+    seen_ms: dict[str, int] = {}
     for worker_id, entry in workers.items():
         fields = {_text(k): v for k, v in entry.items()}
         try:
             versions = json.loads(_text(fields.get("versions", b"{}")))
-        except ValueError:
+            seen = _int(fields.get("seen_at"))
+        except (ValueError, OverflowError):
             continue
         if isinstance(versions, dict):
             parsed_workers[worker_id] = {str(k): str(v) for k, v in versions.items()}
+            seen_ms[worker_id] = seen
     return TelemetrySnapshot(
         events=int(stats.get("events", 0)),
         dlq=int(stats.get("dlq", 0)),
@@ -272,6 +287,7 @@ def parse_snapshot(
         freshness_counts=counts,
         freshness_sum_ms=_float(f.get("sum_ms")),
         workers=parsed_workers,
+        workers_seen_ms=seen_ms,
     )
 
 

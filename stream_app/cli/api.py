@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from stream_app.api.health import HealthPolicy
 from stream_app.api.lag import LagProbe
 from stream_app.api.server import DEFAULT_PORT, make_app
 from stream_app.api.store import RedisReadStore
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         [settings.topic_events, settings.topic_item_deltas],
     )
     log.info("read API on http://%s:%d (redis %s)", host, args.port, settings.redis_url)
-    app = make_app(store, probe, ranker_partitions=settings.event_partitions)
+    policy = HealthPolicy(settings.health_worker_stale_s, settings.health_lag_window_s)
+    app = make_app(store, probe, ranker_partitions=settings.event_partitions, health_policy=policy)
     web.run_app(app, host=host, port=args.port, print=None, access_log=None)
     return 0

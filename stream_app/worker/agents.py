@@ -11,10 +11,11 @@ every ``settings.model_poll_s`` (in an executor), swapped between batches.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ import faust
 
 from stream_app.cache import CacheKeys, RecCache, open_cache
 from stream_app.cache.journals import MODEL_DECISIONS_KEPT, encode_entry
-from stream_app.cache.telemetry import TelemetryKeys
+from stream_app.cache.telemetry import WORKER_HEARTBEAT_S, TelemetryKeys
 from stream_app.kafka.model_updates import InvalidUpdate, parse_update
 from stream_app.settings import Settings
 from stream_app.worker.catalog_side import CatalogSide
@@ -31,7 +32,7 @@ from stream_app.worker.item_side import ItemSide
 from stream_app.worker.live_path import LivePath, Scorer
 from stream_app.worker.model_slot import Decision, ModelSlot
 from stream_app.worker.online_scorer import OnlineScorer
-from stream_app.worker.telemetry import BatchTelemetry, TelemetryRecorder
+from stream_app.worker.telemetry import TelemetryRecorder
 from stream_app.worker.topology import Topology, declare, track_metadata
 from stream_app.worker.user_side import UserSide
 
@@ -69,6 +70,8 @@ def register_live_path(
     topology = declare(app, settings)
     keys = CacheKeys(settings.redis_key_prefix)
     slot = ModelSlot(on_decision=_decision_journal(cache, keys, settings))
+    recorders: list[TelemetryRecorder] = []  # the live path's, once it has started
+    app.timer(WORKER_HEARTBEAT_S)(_heartbeat(recorders))
 
     async def load_session_model(reason: str) -> None:
         try:
@@ -84,7 +87,9 @@ def register_live_path(
         with _opened(cache, settings, keys) as store:
             await load_session_model("start")
             await track_metadata(app, topology.produced())
-            path = _live_path(store, scorer, slot, keys, settings)
+            recorder = _telemetry_recorder(store, keys, settings)
+            recorders.extend([recorder] if recorder is not None else [])
+            path = _live_path(store, scorer, slot, keys, settings, recorder)
             side = UserSide(topology, settings, store, path, slot, keys)
             batches = _guarded_batches(
                 stream,
@@ -206,7 +211,12 @@ def _agents(
 
 
 def _live_path(
-    store: RecCache, scorer: Scorer | None, slot: ModelSlot, keys: CacheKeys, settings: Settings
+    store: RecCache,
+    scorer: Scorer | None,
+    slot: ModelSlot,
+    keys: CacheKeys,
+    settings: Settings,
+    recorder: TelemetryRecorder | None = None,
 ) -> LivePath:
     """The per-batch logic over ``store``, scoring with ``scorer`` or an ``OnlineScorer``."""
     return LivePath(
@@ -223,14 +233,14 @@ def _live_path(
         half_life_s=settings.popularity_half_life_s,
         rec_ttl_s=settings.rec_ttl_s,
         history_len=settings.history_len,
-        telemetry=_telemetry_recorder(store, keys, settings),
+        telemetry=recorder.record if recorder is not None else None,
         hitrate_sample=settings.hitrate_sample,
     )
 
 
 def _telemetry_recorder(
     store: RecCache, keys: CacheKeys, settings: Settings
-) -> Callable[[BatchTelemetry], None] | None:
+) -> TelemetryRecorder | None:
     """Online HitRate@10 and freshness go to Redis next to the recs ;
     other backends (the in-memory one of tests) record none."""
     from stream_app.cache.redis_backend import RedisCache
@@ -238,7 +248,20 @@ def _telemetry_recorder(
     if not isinstance(store, RedisCache):
         return None
     worker_id = f"{settings.app_id}@{socket.gethostname()}:{os.getpid()}"
-    return TelemetryRecorder(store.client, worker_id, TelemetryKeys(keys)).record
+    return TelemetryRecorder(store.client, worker_id, TelemetryKeys(keys))
+
+
+def _heartbeat(recorders: Sequence[TelemetryRecorder]) -> Callable[[], Any]:
+    """The timer that keeps an idle worker registered (``/health`` reads the registry)."""
+
+    async def worker_heartbeat() -> None:
+        for recorder in recorders:
+            try:
+                await asyncio.to_thread(recorder.heartbeat)
+            except Exception as exc:  # Redis down: the batches will say so too
+                log.warning("worker heartbeat not written: %r", exc)
+
+    return worker_heartbeat
 
 
 def _poll(load: Callable[[str], Any]) -> Callable[[], Any]:

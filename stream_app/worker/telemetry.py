@@ -202,6 +202,8 @@ class TelemetryRecorder:
         self.worker_id = worker_id
         self.keys = keys or TelemetryKeys()
         self.worker_ttl_s = worker_ttl_s
+        #: the versions of the last batch, which a heartbeat repeats
+        self.versions: Mapping[str, str] = {}
 
     def add(self, pipe: Any, batch: BatchTelemetry, now_ms: int | None = None) -> None:
         """Queue the batch's increments on ``pipe`` (nothing is sent until it executes)."""
@@ -224,15 +226,27 @@ class TelemetryRecorder:
         if batch.freshness_sum_ms:
             pipe.hincrbyfloat(keys.freshness, "sum_ms", batch.freshness_sum_ms)
         if batch.model_versions:
-            # The registry (a sorted set by last-seen time) lets readers find live workers
-            # without SCANning a keyspace that holds a key per user.
-            seen = int(time.time() * 1000) if now_ms is None else now_ms
-            worker_key = keys.worker(self.worker_id)
-            versions = json.dumps(dict(batch.model_versions), sort_keys=True)
-            pipe.hset(worker_key, mapping={"versions": versions, "seen_at": str(seen)})
-            pipe.expire(worker_key, self.worker_ttl_s)
-            pipe.zadd(keys.workers, {self.worker_id: seen})
-            pipe.zremrangebyscore(keys.workers, 0, seen - self.worker_ttl_s * 1000)
+            self.versions = dict(batch.model_versions)
+            self._register(pipe, now_ms)
+
+    def _register(self, pipe: Any, now_ms: int | None) -> None:
+        """This worker's entry in the registry (a sorted set by last-seen time), which lets
+        readers find live workers without SCANning a keyspace that holds a key per user."""
+        keys = self.keys
+        seen = int(time.time() * 1000) if now_ms is None else now_ms
+        worker_key = keys.worker(self.worker_id)
+        versions = json.dumps(dict(self.versions), sort_keys=True)
+        pipe.hset(worker_key, mapping={"versions": versions, "seen_at": str(seen)})
+        pipe.expire(worker_key, self.worker_ttl_s)
+        pipe.zadd(keys.workers, {self.worker_id: seen})
+        pipe.zremrangebyscore(keys.workers, 0, seen - self.worker_ttl_s * 1000)
+
+    def heartbeat(self, now_ms: int | None = None) -> None:
+        """Register this worker now, with the versions of its last batch: an idle worker is
+        alive, and ``/health`` must not call it gone (``WORKER_HEARTBEAT_S``)."""
+        pipe = self.client.pipeline(transaction=False)
+        self._register(pipe, now_ms)
+        pipe.execute()
 
     def record(self, batch: BatchTelemetry, now_ms: int | None = None) -> None:
         """One pipeline, one round trip, for the batch's telemetry alone."""

@@ -8,6 +8,7 @@ unchanged against it; the app runs in aiohttp's in-process test server (loopback
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -84,6 +85,7 @@ class FakeStore:
             freshness_counts=(0, 30, 40, 0, 0, 0, 0, 0, 29, 1, 0),
             freshness_sum_ms=12_345.0,
             workers={"w1": {"session": "s-7"}},
+            workers_seen_ms={"w1": int(time.time() * 1000)},
         )
 
     def _check(self) -> None:

@@ -6,12 +6,18 @@ fake store and ``call`` are in this folder's conftest.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp.test_utils import TestClient as AioClient
 
 from models.online.stream import StreamRanker
+from stream_app.api.dashboard import SAMPLER_KEY
+from stream_app.api.health import HealthPolicy
+from stream_app.api.sampler import Sample
 from stream_app.api.server import UNKNOWN_USER_REASON
 from stream_app.cache.base import Recommendation, UserRecs
 
@@ -89,12 +95,43 @@ def test_redis_down_gives_503_not_a_crash(store: Any, call: Call) -> None:
 def test_health_reports_redis_and_serving_versions(store: Any, call: Call) -> None:
     status, body = call(store, lambda c: get_json(c, "/health"))
     assert status == 200
+    assert 0 <= body.pop("last_worker_report_ms_ago") < 60_000
     assert body == {
         "status": "ok",
+        "reasons": [],
         "redis": "up",
         "workers": 1,
         "model_versions": {"session": ["s-7"]},
     }
+
+
+def test_health_is_degraded_when_no_worker_reported_lately(store: Any, call: Call) -> None:
+    now_ms = int(time.time() * 1000)
+    store.snap = replace(store.snap, workers_seen_ms={"w1": now_ms - 45_000})
+    policy = HealthPolicy(worker_stale_s=30)
+    status, body = call(store, lambda c: get_json(c, "/health"), health_policy=policy)
+    assert status == 503 and body["status"] == "degraded"
+    assert body["reasons"][0].startswith("no worker has reported for 4")
+    store.snap = replace(store.snap, workers={}, workers_seen_ms={})
+    status, body = call(store, lambda c: get_json(c, "/health"))
+    assert (status, body["reasons"]) == (503, ["no worker has reported"])
+
+
+def test_health_is_degraded_while_the_lag_only_grows(store: Any, call: Call) -> None:
+    async def with_lag(client: AioClient, lags: list[int]) -> tuple[int, Any]:
+        sampler = client.app[SAMPLER_KEY]
+        while not sampler.samples:  # its own first reading (no lag probe: no lag) comes first
+            await asyncio.sleep(0.01)
+        now_ms = int(time.time() * 1000)
+        for k, lag in enumerate(lags):  # one reading every 15 s up to now
+            sampler.record(Sample(now_ms - (len(lags) - 1 - k) * 15_000, True, lag_total=lag))
+        return await get_json(client, "/health")
+
+    options = {"sampling": True, "sample_s": 300.0, "window_s": 3600.0}  # room for 13
+    status, body = call(store, lambda c: with_lag(c, [10, 400, 400, 900, 2_000]), **options)
+    assert status == 503 and body["reasons"] == ["consumer lag grew at every reading for 60 s"]
+    status, body = call(store, lambda c: with_lag(c, [10, 400, 30, 900, 2_000]), **options)
+    assert status == 200 and body["status"] == "ok"  # it fell once: the group keeps up
 
 
 async def get_text(client: AioClient, path: str) -> tuple[int, str, str]:
