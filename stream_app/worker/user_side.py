@@ -21,15 +21,14 @@ from models.online.stream.deltas import (
     transitions,
     user_side_batch,
 )
-from stream_app.cache.base import CacheUnavailable, RecCache
-from stream_app.cache.journals import DEAD_LETTERS_KEPT, encode_entry
+from stream_app.cache.base import RecCache
 from stream_app.cache.keys import CacheKeys, counted_marks
 from stream_app.kafka.item_deltas import pack_deltas
 from stream_app.settings import Settings
 from stream_app.worker.dead_letters import send_once
 from stream_app.worker.live_path import LivePath, items_by_user, parse_message
 from stream_app.worker.model_slot import ModelSlot
-from stream_app.worker.records import DeadLetter, journal_entry, letter_for
+from stream_app.worker.records import DeadLetter, letter_for
 from stream_app.worker.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -258,15 +257,3 @@ def _read_marks(store: RecCache, topic: str) -> dict[int, int]:
     except Exception as exc:
         log.warning("high-water marks unavailable: %r", exc)
         return {}
-
-
-def journal_dead_letters(store: RecCache, keys: CacheKeys, letters: Sequence[DeadLetter]) -> None:
-    """The newest dead letters for the dashboard (``CacheKeys.dead_letters``); a cache that
-    is down costs the journal these entries, never the batch (the topic has them all)."""
-    if not letters:
-        return
-    entries = [encode_entry(journal_entry(letter)) for letter in letters]
-    try:
-        store.append_journal(keys.dead_letters, entries, DEAD_LETTERS_KEPT)
-    except CacheUnavailable as exc:
-        log.warning("%d dead letters not journaled: %s", len(letters), exc)
