@@ -72,8 +72,17 @@ def event_weight(event: Interaction) -> float:
     return EVENT_TYPE_WEIGHTS[event.event_type]
 
 
-def _identifier(payload: Mapping[str, Any], name: str) -> str:
-    raw = payload.get(name)
+def valid_id(raw: Any, name: str) -> str:
+    """``raw`` as the contract stores an id (a string, stripped), or ``InvalidEvent`` naming the
+    rule it breaks: one rule for the events and for every id the read API accepts.
+
+    >>> valid_id(" 196 ", "user_id"), valid_id(7, "item_id")
+    ('196', '7')
+    >>> valid_id("x" * 257, "item_id")
+    Traceback (most recent call last):
+    ...
+    models.events.InvalidEvent: item_id longer than 256 characters
+    """
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         raise InvalidEvent(f"{name} must be a non-empty string or integer")
     text = str(raw).strip()
@@ -97,8 +106,8 @@ def validate_event(payload: Any) -> Interaction:
     """
     if not isinstance(payload, Mapping):
         raise InvalidEvent("event must be a JSON object")
-    user_id = _identifier(payload, "user_id")
-    item_id = _identifier(payload, "item_id")
+    user_id = valid_id(payload.get("user_id"), "user_id")
+    item_id = valid_id(payload.get("item_id"), "item_id")
     event_type = payload.get("event_type")
     if event_type not in EVENT_TYPES:
         raise InvalidEvent(f"event_type {event_type!r} is not one of {', '.join(EVENT_TYPES)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from models.events import MAX_ID_LENGTH
+from models.events import InvalidEvent, valid_id
 from stream_app.api.health import HealthPolicy
 from stream_app.api.lag import LagProbe
 from stream_app.api.store import ReadStore
@@ -58,16 +58,22 @@ def parse_n(raw: str | None, default: int = DEFAULT_N, max_n: int = MAX_N) -> in
 
 
 def checked_id(raw: str, name: str) -> str:
-    """A user or item id from the path; longer than the event contract allows is a 400 (no
-    event could have written it, and a megabyte id should not reach Redis).
+    """An id the API was given, by the event contract's own rule (``models.events.valid_id``):
+    an id no event can carry can have nothing stored under it, and a megabyte id should not
+    reach Redis. Stripped as the workers store it; a break is a 400 naming the rule.
 
-    >>> checked_id("u1", "user_id")
+    >>> checked_id(" u1 ", "user_id")
     'u1'
     >>> checked_id("x" * 257, "item_id")
     Traceback (most recent call last):
     ...
     stream_app.api.context.BadRequest: item_id longer than 256 characters
+    >>> checked_id("  ", "user_id")
+    Traceback (most recent call last):
+    ...
+    stream_app.api.context.BadRequest: user_id must be a non-empty string or integer
     """
-    if len(raw) > MAX_ID_LENGTH:
-        raise BadRequest(f"{name} longer than {MAX_ID_LENGTH} characters")
-    return raw
+    try:
+        return valid_id(raw, name)
+    except InvalidEvent as exc:
+        raise BadRequest(str(exc)) from None
