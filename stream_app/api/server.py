@@ -26,6 +26,13 @@ from stream_app.api.context import (
     parse_n,
 )
 from stream_app.api.dashboard import SAMPLER_KEY, add_dashboard
+from stream_app.api.filters import (
+    FILL_DEPTH,
+    NO_CATALOG,
+    ReadFilters,
+    described,
+    trending_fill,
+)
 from stream_app.api.health import HealthPolicy, verdict
 from stream_app.api.lag import LagProbe
 from stream_app.api.metrics import render_metrics
@@ -45,28 +52,15 @@ __all__ = ["DEFAULT_N", "DEFAULT_PORT", "MAX_N", "BadRequest", "make_app", "pars
 DEFAULT_PORT = 8080
 
 
-UNKNOWN_USER_REASON = "trending now (no history for this user yet)"
+#: Appended to the reason of every item a user with nothing cached is served.
+UNKNOWN_USER_SUFFIX = " (no history for this user yet)"
+UNKNOWN_USER_REASON = "trending now" + UNKNOWN_USER_SUFFIX
 
 #: Items read past ``n`` from the trending ranking and neighbour lists, so that hidden ones
 #: dropped from them are replaced by the next (a cached list is read whole: TOP_N items).
 HIDDEN_TOP_UP = 20
 
-NO_CATALOG = CatalogView({})
-
-
-def described(item: dict, catalog: CatalogView) -> dict:
-    """An answer's item with its ``title`` and ``categories`` added when the catalog has it.
-
-    >>> from models.catalog import ItemRecord
-    >>> described({"item_id": "50"}, CatalogView({"50": ItemRecord("50", "Star Wars", ("War",))}))
-    {'item_id': '50', 'title': 'Star Wars', 'categories': ['War']}
-    >>> described({"item_id": "51"}, NO_CATALOG)
-    {'item_id': '51'}
-    """
-    record = catalog.meta.get(item["item_id"])
-    if record is None:
-        return item
-    return {**item, "title": record.title, "categories": list(record.categories)}
+NO_FILTERS = ReadFilters()
 
 
 def trending_payload(
@@ -74,9 +68,11 @@ def trending_payload(
     trending: Sequence[tuple[str, float]],
     now_ms: int,
     catalog: CatalogView = NO_CATALOG,
+    filters: ReadFilters = NO_FILTERS,
+    n: int = MAX_N,
 ) -> dict:
-    """The answer for a user with nothing cached (and so no history to show); ``trending``
-    is served as given, described by ``catalog``.
+    """The answer for a user with nothing cached (and so no history to show): the first ``n``
+    of ``trending`` that ``catalog`` and ``filters`` allow, described by ``catalog``.
 
     >>> trending_payload("u9", [("a", 2.0)], 5)["items"]
     [{'item_id': 'a', 'score': 2.0, 'reason': 'trending now (no history for this user yet)'}]
@@ -84,12 +80,7 @@ def trending_payload(
     return {
         "user_id": user_id,
         "source": "trending",
-        "items": [
-            described(
-                {"item_id": item, "score": round(score, 6), "reason": UNKNOWN_USER_REASON}, catalog
-            )
-            for item, score in trending
-        ],
+        "items": trending_fill(trending, catalog, filters, n, suffix=UNKNOWN_USER_SUFFIX),
         "model_versions": {"trending": "live"},
         "computed_at": now_ms,
         "recent": [],
@@ -97,11 +88,16 @@ def trending_payload(
 
 
 def cached_payload(
-    cached: CachedRecs, n: int, now_ms: int, catalog: CatalogView = NO_CATALOG
+    cached: CachedRecs,
+    n: int,
+    now_ms: int,
+    catalog: CatalogView = NO_CATALOG,
+    filters: ReadFilters = NO_FILTERS,
 ) -> dict:
-    """The answer for a user with cached recommendations: the first ``n`` that ``catalog`` does
-    not hide (the rest of the list tops up for hidden ones), described by it, with the history
-    they were computed from (``recent``, oldest first; empty in older lists).
+    """The answer for a user with cached recommendations: the first ``n`` that ``catalog`` and
+    ``filters`` allow and that are not in the history the list was computed from (``recent``,
+    oldest first; the worker never lists them, a list written otherwise might), described by
+    ``catalog``; the rest of the list tops up for the items dropped.
 
     >>> from stream_app.cache.base import Recommendation, UserRecs
     >>> recs = UserRecs("u1", (Recommendation("i1", 1.0, "r"), Recommendation("i2", 0.5, "r")),
@@ -117,7 +113,7 @@ def cached_payload(
         "items": [
             described(r.to_json_dict(), catalog)
             for r in recs.items
-            if r.item_id not in catalog.hidden
+            if filters.allows(r.item_id, catalog, cached.recent)
         ][:n],
         "model_versions": dict(recs.model_versions),
         "computed_at": recs.computed_at,
@@ -135,18 +131,32 @@ def _now_ms() -> int:
 
 
 async def recommendations(request: web.Request) -> web.Response:
+    """The user's cached list, filtered; with filters, filled from trending up to ``n``."""
     user_id = checked_id(request.match_info["user_id"], "user_id")
     n = parse_n(request.query.get("n"))
+    filters = ReadFilters.from_query(request.query)
     store = request.app[STORE_KEY]
     now = _now_ms()
-    recs = await store.get_recs(user_id)
-    if recs is not None:
-        catalog = await store.catalog([r.item_id for r in recs.recs.items])
-        return web.json_response(cached_payload(recs, n, now, catalog))
-    trending = await store.trending(n + HIDDEN_TOP_UP, now)
-    catalog = await store.catalog([item for item, _ in trending])
-    shown = [(item, score) for item, score in trending if item not in catalog.hidden][:n]
-    return web.json_response(trending_payload(user_id, shown, now, catalog))
+    cached = await store.get_recs(user_id)
+    read: int | None = None  # trending items read (None: trending was not needed)
+    if cached is None:
+        depth = FILL_DEPTH if filters.active else n + HIDDEN_TOP_UP
+        trending, catalog = await store.trending_catalog(depth, now)
+        payload, read = trending_payload(user_id, trending, now, catalog, filters, n), len(trending)
+    else:
+        catalog = await store.catalog([r.item_id for r in cached.recs.items])
+        payload = cached_payload(cached, n, now, catalog, filters)
+        items = payload["items"]
+        if filters.active and len(items) < n:
+            # One round trip for the trending head and its records; never an item already
+            # in the answer or in the history the list was computed from.
+            trending, catalog = await store.trending_catalog(FILL_DEPTH, now)
+            skip = {i["item_id"] for i in items}.union(cached.recent)
+            items += trending_fill(trending, catalog, filters, n - len(items), skip)
+            read = len(trending)
+    if not payload["items"]:
+        payload["empty_reason"] = filters.why_empty(cached is not None, read)
+    return web.json_response(payload)
 
 
 async def similar(request: web.Request) -> web.Response:

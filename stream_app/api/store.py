@@ -51,6 +51,34 @@ def parse_neighbors(raw: Any) -> list[tuple[str, float]]:
     return [(str(item), float(score)) for item, score in data]
 
 
+#: The trending head and its catalog entries in one round trip (a pipeline cannot: the item
+#: keys depend on the ranking). KEYS: epoch, trending, hidden, deleted; ARGV: how many, the
+#: item-record key prefix. The record keys are built inside, so this needs one Redis (no
+#: cluster slots), as every reader here does.
+TRENDING_CATALOG_LUA = """
+local epoch = redis.call('GET', KEYS[1])
+local flat = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local ids, records = {}, {}
+for i = 1, #flat, 2 do
+  ids[#ids + 1] = flat[i]
+  records[#records + 1] = ARGV[2] .. flat[i]
+end
+if #ids == 0 then return {epoch, flat, {}, {}, {}} end
+return {epoch, flat, redis.call('MGET', unpack(records)),
+        redis.call('SMISMEMBER', KEYS[3], unpack(ids)),
+        redis.call('SMISMEMBER', KEYS[4], unpack(ids))}
+"""
+
+
+def _catalog_view(
+    ids: Sequence[str], raws: Sequence[Any], hidden: Sequence[Any], deleted: Sequence[Any]
+) -> CatalogView:
+    """The view of ``ids`` from their record values and their two set memberships."""
+    flags = zip(ids, hidden, deleted, strict=True)
+    hidden_ids = frozenset(i for i, is_hidden, is_deleted in flags if is_hidden or is_deleted)
+    return CatalogView(decode_item_meta(ids, raws), hidden_ids)
+
+
 @dataclass(frozen=True, slots=True)
 class CachedRecs:
     """A user's cached list and the history it was computed from (``recent``, oldest first)."""
@@ -87,8 +115,6 @@ class ReadStore(Protocol):
 
     async def get_recs(self, user_id: str) -> CachedRecs | None: ...
 
-    async def trending(self, n: int, now_ms: int) -> list[tuple[str, float]]: ...
-
     async def trending_rank(self, item_id: str, now_ms: int) -> tuple[int, float] | None:
         """The item's 1-based trending rank and its decayed score at ``now_ms``; None when it
         is not trending."""
@@ -103,6 +129,13 @@ class ReadStore(Protocol):
     async def catalog(self, item_ids: Sequence[str]) -> CatalogView:
         """The catalog records of these items and which of them not to serve (hidden or
         deleted), in one round trip."""
+        ...
+
+    async def trending_catalog(
+        self, n: int, now_ms: int
+    ) -> tuple[list[tuple[str, float]], CatalogView]:
+        """The ``n`` most trending items, best first, with their decayed scores at ``now_ms``,
+        and the ``catalog`` view of those items, in one round trip."""
         ...
 
     async def dead_letters(self, n: int) -> list[DeadLetterEntry]:
@@ -156,6 +189,7 @@ class RedisReadStore:
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1),
         )
+        self._trending_catalog = self._redis.register_script(TRENDING_CATALOG_LUA)
 
     async def _call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
         try:
@@ -167,23 +201,28 @@ class RedisReadStore:
         raw = await self._call(lambda: self._redis.get(self.keys.recs(user_id)))
         return None if raw is None else CachedRecs.from_json(raw)
 
-    async def trending(self, n: int, now_ms: int) -> list[tuple[str, float]]:
-        async def read() -> tuple[Any, Any]:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.get(self.keys.trending_epoch)
-                pipe.zrevrange(self.keys.trending, 0, n - 1, withscores=True)
-                epoch, members = await pipe.execute()
-            return epoch, members
-
-        raw_epoch, members = await self._call(read)
+    async def trending_catalog(
+        self, n: int, now_ms: int
+    ) -> tuple[list[tuple[str, float]], CatalogView]:
+        keys = [
+            self.keys.trending_epoch,
+            self.keys.trending,
+            self.keys.hidden_items,
+            self.keys.deleted_items,
+        ]
+        args = [n, self.keys.item_meta("")]
+        raw_epoch, flat, raws, hidden_flags, deleted_flags = await self._call(
+            lambda: self._trending_catalog(keys=keys, args=args)
+        )
+        stored = [(m.decode(), float(s)) for m, s in zip(flat[::2], flat[1::2], strict=True)]
+        catalog = _catalog_view([i for i, _ in stored], raws, hidden_flags, deleted_flags)
         if raw_epoch is None:
-            return []
-        stored = [(m.decode(), float(s)) for m, s in members]
+            return [], catalog
         # Order by the stored forward score (ties: item id), as the worker does. The decayed
         # score is only for display: on replayed old data it can underflow to 0 at wall-clock now.
         order = {item: i for i, (item, _) in enumerate(sorted(stored, key=lambda p: (-p[1], p[0])))}
         decayed = decayed_ranking(stored, float(raw_epoch), self.half_life_s, now_ms)
-        return sorted(decayed, key=lambda p: order[p[0]])[:n]
+        return sorted(decayed, key=lambda p: order[p[0]])[:n], catalog
 
     async def trending_rank(self, item_id: str, now_ms: int) -> tuple[int, float] | None:
         async def read() -> list[Any]:
@@ -219,9 +258,7 @@ class RedisReadStore:
                 return list(await pipe.execute())
 
         raws, hidden_flags, deleted_flags = await self._call(read)
-        flags = zip(ids, hidden_flags, deleted_flags, strict=True)
-        hidden = frozenset(i for i, is_hidden, is_deleted in flags if is_hidden or is_deleted)
-        return CatalogView(decode_item_meta(ids, raws), hidden)
+        return _catalog_view(ids, raws, hidden_flags, deleted_flags)
 
     async def dead_letters(self, n: int) -> list[DeadLetterEntry]:
         raws = await self._call(lambda: self._redis.lrange(self.keys.dead_letters, 0, n - 1))

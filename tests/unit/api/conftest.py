@@ -69,6 +69,8 @@ class FakeStore:
         self.meta: dict[str, ItemRecord] = {}
         self.hidden: set[str] = set()
         self.catalog_reads: list[list[str]] = []
+        #: how many trending items each trending read asked for (each one round trip)
+        self.trending_reads: list[int] = []
         #: raw journal entries, newest first, as LRANGE returns them
         self.dead_raw: list[bytes] = [DEAD_LETTER, b"{damaged"]
         self.decisions_raw: list[bytes] = [DECISION]
@@ -96,9 +98,13 @@ class FakeStore:
         self._check()
         return self.recs.get(user_id)
 
-    async def trending(self, n: int, now_ms: int) -> list[tuple[str, float]]:
+    async def trending_catalog(
+        self, n: int, now_ms: int
+    ) -> tuple[list[tuple[str, float]], CatalogView]:
         self._check()
-        return self.trending_items[:n]
+        self.trending_reads.append(n)
+        head = self.trending_items[:n]
+        return head, self._view([item for item, _ in head])
 
     async def trending_rank(self, item_id: str, now_ms: int) -> tuple[int, float] | None:
         self._check()
@@ -120,6 +126,9 @@ class FakeStore:
     async def catalog(self, item_ids: Sequence[str]) -> CatalogView:
         self._check()
         self.catalog_reads.append(list(item_ids))
+        return self._view(item_ids)
+
+    def _view(self, item_ids: Sequence[str]) -> CatalogView:
         meta = {i: self.meta[i] for i in item_ids if i in self.meta}
         return CatalogView(meta, frozenset(self.hidden & set(item_ids)))
 
