@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 
 from models.catalog import decode_item
 from models.datasets import SyntheticConfig, synthetic_catalog
+from stream_app.api.filters import FILL_DEPTH
 from stream_app.api.server import make_app
 from stream_app.api.store import RedisReadStore
 from stream_app.cache import CacheKeys, UserRecs
@@ -44,15 +45,20 @@ def _produce(env: dict[str, str], *args: str) -> str:
     return out.stdout
 
 
-def _served(api: dict[str, Any], path: str) -> list[dict]:
-    """The items of one API answer (the API runs in-process against the real Redis)."""
+def _answer(api: dict[str, Any], path: str) -> dict:
+    """One API answer, a 200 (the API runs in-process against the real Redis)."""
 
     async def get() -> Any:
         resp = await api["client"].get(path)
         assert resp.status == 200, await resp.text()
         return await resp.json()
 
-    return api["loop"].run_until_complete(get())["items"]
+    return api["loop"].run_until_complete(get())
+
+
+def _served(api: dict[str, Any], path: str) -> list[dict]:
+    """The items of one API answer."""
+    return _answer(api, path)["items"]
 
 
 @pytest.fixture
@@ -77,9 +83,9 @@ def _wait_until_hidden(api, user: str, item: str, timeout_s: float) -> float:
     pytest.fail(f"{item} still served to {user} {timeout_s} s after it was hidden")
 
 
-def test_catalog_titles_hidden_items_and_tombstones_reach_redis_and_the_api(
-    settings, start_worker, wait_for, env_for, api
-):
+def _stack_with_catalog(settings, start_worker, wait_for, env_for) -> tuple[Any, ...]:
+    """A real worker that has processed the synthetic stream and mirrored its catalog: the
+    worker, the producer's environment, the catalog by id, a Redis client and the keys."""
     ensure_topics(settings)
     worker = start_worker(settings)
     env = env_for(settings)
@@ -100,6 +106,15 @@ def test_catalog_titles_hidden_items_and_tombstones_reach_redis_and_the_api(
         120,
         "every item record in Redis and every event processed",
         lambda: f"{mirrored()} of {len(catalog)} records\n{worker.log_tail()}",
+    )
+    return worker, env, catalog, client, keys
+
+
+def test_catalog_titles_hidden_items_and_tombstones_reach_redis_and_the_api(
+    settings, start_worker, wait_for, env_for, api
+):
+    worker, env, catalog, client, keys = _stack_with_catalog(
+        settings, start_worker, wait_for, env_for
     )
     assert decode_item(client.get(keys.item_meta("i3"))) == catalog["i3"]
 
@@ -145,3 +160,66 @@ def test_catalog_titles_hidden_items_and_tombstones_reach_redis_and_the_api(
     assert other not in final and target not in final
     worker.assert_alive()
     assert worker.stop() == 0, worker.log_tail()
+
+
+def test_exclude_and_category_filter_a_real_workers_list_and_fill_from_trending(
+    settings, start_worker, wait_for, env_for, api
+):
+    worker, _, catalog, client, keys = _stack_with_catalog(
+        settings, start_worker, wait_for, env_for
+    )
+    user = next(keys.user_from_recs_key(k.decode()) for k in client.scan_iter(keys.recs_pattern))
+    cached = UserRecs.from_json(client.get(keys.recs(user)))
+    listed = [r.item_id for r in cached.items]
+    reasons = {r.item_id: r.reason for r in cached.items}
+    assert len(listed) == 20 and cached.recent
+
+    # exclude=: never served, the rest of the list in order
+    got = _served(api, f"/recommendations/{user}?n=5&exclude={listed[0]}&exclude={listed[3]}")
+    assert [i["item_id"] for i in got] == [listed[j] for j in (1, 2, 4, 5, 6)]
+
+    # The trending head as Redis holds it, in the API's order (forward score, then id).
+    head = client.zrevrange(keys.trending, 0, FILL_DEPTH - 1, withscores=True)
+    trending = [m.decode() for m, _ in sorted(head, key=lambda p: (-p[1], p[0]))]
+
+    def fill(category: str, skip: set[str]) -> list[str]:
+        """The category's trending items not in ``skip``, in order."""
+        return [t for t in trending if category in catalog[t].categories and t not in skip]
+
+    # The category of the user's most trending recent item: the fill must pass over that
+    # item (she consumed it) and over the first one it would serve, hidden through the worker.
+    recent = min((t for t in cached.recent if t in trending), key=trending.index)
+    category = catalog[recent].categories[0]
+    kept = [i for i in listed if category in catalog[i].categories]
+    hidden = fill(category, set(cached.recent) | set(kept))[0]
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","))
+    for key, value in item_messages([catalog[hidden]], hide=[hidden]):
+        producer.send(settings.topic_items, key=key, value=value)
+    producer.close()
+    wait_for(lambda: client.sismember(keys.hidden_items, hidden), 30, "the hide", worker.log_tail)
+    never = set(cached.recent) | {hidden}
+
+    # category=: the list's items of the category, then trending in it up to n
+    reach = fill(category, set(kept)).index(recent)  # where the consumed item would be
+    n = len(kept) + max(reach + 1, 3)
+    expected = kept + fill(category, never | set(kept))[: n - len(kept)]
+    assert len(expected) == n, "the synthetic stream trends in every cluster"
+    got = _served(api, f"/recommendations/{user}?n={n}&category={category}")
+    assert [i["item_id"] for i in got] == expected
+    filled = [f"trending in {category}"] * (n - len(kept))
+    assert [i["reason"] for i in got] == [reasons[i] for i in kept] + filled
+    assert all(category in i["categories"] for i in got)
+
+    # The filters empty the list: trending in the category only, never an excluded item.
+    excluded = kept + fill(category, never | set(kept))[:2]
+    query = f"n=4&category={category}&exclude={','.join(excluded)}"
+    got = _served(api, f"/recommendations/{user}?{query}")
+    assert [i["item_id"] for i in got] == fill(category, never | set(excluded))[:4]
+    assert {i["reason"] for i in got} == {f"trending in {category}"}
+
+    # An unknown user gets the same filters on the trending fallback (no history to leave out).
+    got = _served(api, f"/recommendations/nobody-here?n=3&category={category}")
+    assert [i["item_id"] for i in got] == fill(category, {hidden})[:3]
+    body = _answer(api, f"/recommendations/{user}?category=no-such-category")
+    assert body["items"] == [] and "no item of category 'no-such-category'" in body["empty_reason"]
+    worker.assert_alive()
