@@ -204,6 +204,7 @@ def run_once(args: argparse.Namespace, adapters: Adapters = Adapters()) -> int:
                 "best_epoch": exp.gru.best_epoch,
             },
             smoke_prefix=_smoke_prefix(exp),
+            holdout=exp.split.test,
         )
         results["artifact"] = {"version": artifact.name, "path": str(artifact)}
         log.info("saved version %s in %s", artifact.name, artifact)

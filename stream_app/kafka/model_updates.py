@@ -3,7 +3,9 @@
 Message: ``{"version": str, "path": str, "metrics": {name: number}}``, keyed by the version. The
 trainer publishes after the version directory is complete (renamed into the store), so a consumer
 that receives a message can load the path at once; it must still verify it (``load_session_model``)
-because a message is an announcement, not a guarantee.
+because a message is an announcement, not a guarantee. Parsing never touches the filesystem and
+returns the path as sent: whether it names a version inside the model store is the model slot's
+check (``ModelSlot.offer``), made before anything is opened.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Linux's PATH_MAX: no real version path is longer.
+MAX_PATH_CHARS = 4096
 
 
 class InvalidUpdate(ValueError):
@@ -50,6 +55,8 @@ def parse_update(raw: bytes) -> ModelUpdate:
         raise InvalidUpdate("version must be a non-empty string")
     if not isinstance(path, str) or not path:
         raise InvalidUpdate("path must be a non-empty string")
+    if "\x00" in path or len(path) > MAX_PATH_CHARS:
+        raise InvalidUpdate(f"path must have no NUL byte and at most {MAX_PATH_CHARS} characters")
     if metrics is None:
         metrics = {}
     if not isinstance(metrics, dict) or not all(

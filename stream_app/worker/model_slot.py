@@ -3,16 +3,17 @@
 Each micro-batch takes ``slot.current()`` once and uses that object throughout; a swap replaces
 the reference under a lock, so a batch never sees half a model and no batch waits for a swap.
 Offers (the ``model-updates`` topic, a timer over the model store) load, smoke-test and gate the
-candidate in an executor so the event loop keeps consuming. A candidate that fails to load or
-fails the gate is refused and the serving version keeps serving; refusals are remembered. The
-gate's rules and the manifest shapes it reads: docs/stream.md, "The session-model gate".
+candidate in an executor so the event loop keeps consuming. A path that is not a version
+directly inside the model store is refused before anything is opened; a candidate that fails to
+load or fails the gate is refused and the serving version keeps serving; refusals are remembered.
+The gate's rules: docs/stream.md, "The session-model gate"; the attacks it refuses:
+docs/session-model.md, "Model store attacks".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +21,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from models.session.artifacts import ArtifactRejected, manifest_metrics, version_in_store
 
 log = logging.getLogger(__name__)
 
@@ -40,40 +43,6 @@ class GatePolicy:
     def __post_init__(self) -> None:
         if not 0.0 <= self.tolerance < 1.0:
             raise ValueError("tolerance must be in [0, 1)")
-
-
-def _numbers(raw: Any) -> dict[str, float]:
-    if not isinstance(raw, Mapping):
-        return {}
-    out: dict[str, float] = {}
-    for name, value in raw.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            out[str(name)] = float(value)
-    return out
-
-
-def manifest_metrics(manifest: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, dict]]:
-    """``(test metrics, {baseline: metrics})`` from a manifest in either accepted shape.
-
-    >>> manifest_metrics({"metrics": {"test": {"mrr@20": 0.2},
-    ...                               "baselines": {"pop": {"mrr@20": 0.05}}}})
-    ({'mrr@20': 0.2}, {'pop': {'mrr@20': 0.05}})
-    >>> manifest_metrics({"metrics": {"mrr@20": 0.2}, "baselines": {"pop": {"mrr@20": 0.1}}})
-    ({'mrr@20': 0.2}, {'pop': {'mrr@20': 0.1}})
-    """
-    metrics = manifest.get("metrics")
-    metrics = metrics if isinstance(metrics, Mapping) else {}
-    test = _numbers(metrics["test"]) if isinstance(metrics.get("test"), Mapping) else {}
-    if not test:
-        test = _numbers(metrics)
-    raw_baselines = metrics.get("baselines", manifest.get("baselines"))
-    baselines: dict[str, dict] = {}
-    if isinstance(raw_baselines, Mapping):
-        for name, values in raw_baselines.items():
-            numbers = _numbers(values)
-            if numbers:
-                baselines[str(name)] = numbers
-    return test, baselines
 
 
 def quality_gate(
@@ -187,8 +156,13 @@ class ModelSlot:
         policy: GatePolicy = GatePolicy(),
         clock: Callable[[], float] = time.time,
         on_decision: Callable[[Decision], None] | None = None,
+        store: Path | str | None = None,
     ) -> None:
         self.loader = loader or _default_loader
+        #: the model store: an offer of anything but a version directly inside it is refused
+        #: before anything is opened. Unset, the first :meth:`offer_newest` sets it (the worker
+        #: polls its store at start), and until then a path from a message is refused.
+        self.store = None if store is None else Path(store)
         #: told of every decision as it is made (the worker journals them for the dashboard);
         #: an exception it raises is logged, never the offer's
         self.on_decision = on_decision
@@ -216,8 +190,26 @@ class ModelSlot:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    def _outside_store(self, path: Path, trigger: str) -> str | None:
+        """Why ``path`` must not be opened at all, or None."""
+        if self.store is None:
+            if trigger == "update":
+                return "no model store known yet to check a path from a message against"
+            return None  # a caller that names a path without a store chose it itself
+        try:
+            version_in_store(path, self.store)
+        except ArtifactRejected as exc:
+            return exc.reason
+        return None
+
     def _decide(
-        self, version: str, path: Path, accepted: bool, reason: str, trigger: str
+        self,
+        version: str,
+        path: Path,
+        accepted: bool,
+        reason: str,
+        trigger: str,
+        remember: bool = True,
     ) -> Decision:
         decision = Decision(version, str(path), accepted, reason, self._now_ms(), trigger)
         self.history.append(decision)
@@ -227,7 +219,8 @@ class ModelSlot:
             except Exception as exc:
                 log.warning("session model decision %s not journaled: %r", version, exc)
         if not accepted:
-            self.refused[version] = decision
+            if remember:
+                self.refused[version] = decision
             log.warning(
                 "session model %s refused (%s); still serving %s", version, reason, self._version
             )
@@ -238,6 +231,10 @@ class ModelSlot:
         from the event loop call :meth:`offer_async`."""
         path = Path(path)
         with self._offer_lock:
+            outside = self._outside_store(path, trigger)
+            if outside is not None:  # a verdict on the path, not on a version: not remembered
+                refusal = f"refused unopened: {outside}"
+                return self._decide(path.name, path, False, refusal, trigger, remember=False)
             known = self.refused.get(path.name)
             if known is not None:
                 return known
@@ -270,6 +267,8 @@ class ModelSlot:
 
     def offer_newest(self, model_store: Path | str, trigger: str = "poll") -> Decision | None:
         """Offer the newest version in the store unless it is serving or was refused before."""
+        if self.store is None:
+            self.store = Path(model_store)
         newest = newest_in_store(model_store)
         if newest is None or newest.name == self.version or newest.name in self.refused:
             return None

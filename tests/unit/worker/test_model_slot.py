@@ -180,7 +180,7 @@ def test_offer_async_runs_the_load_off_the_event_loop_thread() -> None:
         load_thread.append(threading.get_ident())
         return FakeModel(manifest("v1", 0.3, 0.1))
 
-    slot = ModelSlot(loader=loader)
+    slot = ModelSlot(loader=loader, store="/store")
 
     async def main() -> Any:
         loop_thread.append(threading.get_ident())
@@ -221,3 +221,48 @@ def test_every_decision_made_is_told_once_and_a_failing_listener_costs_nothing()
 
     slot.on_decision = broken
     assert slot.offer(loader.add("v3", 0.31, 0.11)).accepted and slot.version == "v3"
+
+
+def test_a_path_outside_the_store_is_refused_before_the_loader_runs(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (store / "20260101T000000Z-good").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (store / "20260201T000000Z-link").symlink_to(tmp_path / "elsewhere")
+    (store / ".incoming-x").mkdir()
+    loaded: list[str] = []
+
+    def loader(path: Path) -> Any:
+        loaded.append(str(path))
+        return FakeModel(manifest(path.name, 0.3, 0.1))
+
+    told: list[str] = []
+    slot = ModelSlot(loader=loader, store=store, on_decision=lambda d: told.append(d.reason))
+    assert slot.offer(store / "20260101T000000Z-good").accepted
+    attacks = {
+        "../../etc": "path traversal: '../../etc' has a '..' component",
+        f"{store}/../elsewhere": "has a '..' component",
+        "/etc": f"/etc is outside the model store {store}",
+        str(tmp_path / "elsewhere"): "is outside the model store",
+        str(store / "20260201T000000Z-link"): "20260201T000000Z-link is a symbolic link",
+        str(store / ".incoming-x"): ".incoming-x is hidden",
+        str(store / "20260101T000000Z-good" / "manifest.json"): "is outside the model store",
+    }
+    for path, reason in attacks.items():
+        decision = slot.offer(path, trigger="update")
+        assert not decision.accepted and decision.reason.startswith("refused unopened: ")
+        assert reason in decision.reason, (path, decision.reason)
+    assert loaded == [str(store / "20260101T000000Z-good")]  # nothing else was opened
+    assert slot.version == "20260101T000000Z-good"
+    assert len(told) == 1 + len(attacks)  # every refusal reaches the journal
+    assert slot.refused == {}  # a verdict on a path, not on a version name: not remembered
+
+
+def test_a_slot_without_a_store_refuses_message_paths_until_it_polls_one(tmp_path: Path) -> None:
+    (tmp_path / "20260101T000000Z-aaaa").mkdir()
+    (tmp_path / "20260101T000000Z-aaaa" / "manifest.json").write_text("{}")
+    slot = ModelSlot(loader=lambda p: FakeModel(manifest(p.name, 0.3, 0.1)))
+    early = slot.offer(tmp_path / "20260101T000000Z-aaaa", trigger="update")
+    assert not early.accepted and "no model store known yet" in early.reason
+    assert slot.offer_newest(tmp_path) is not None and slot.store == tmp_path  # bound at start
+    assert slot.version == "20260101T000000Z-aaaa"
+    assert "outside the model store" in slot.offer("/tmp/x", trigger="update").reason
