@@ -1,10 +1,11 @@
 """The session model in a live worker: a version newly trained by ``streamrec train-session`` and
 announced on model-updates is swapped in without a restart and without losing events, and blended
 into the recommendations; a corrupted newer version is refused while the serving one keeps
-serving."""
+serving, and so are a path-traversal announcement and a model file with code in it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -21,7 +22,8 @@ from models.datasets.files import write_event_file
 from models.datasets.synthetic import SyntheticConfig, generate_synthetic
 from models.events import Interaction, encode_event
 from models.online.stream import SESSION_REASON
-from models.session.artifacts import MANIFEST_FILE, MODEL_FILE
+from models.session.artifacts import MANIFEST_FILE, MODEL_FILE, save_artifact
+from models.session.data import EvalCase, Vocabulary
 from stream_app.cache import CacheKeys, UserRecs
 from stream_app.cache.journals import decode_entries
 from stream_app.kafka.admin import ensure_topics
@@ -175,4 +177,87 @@ def test_new_model_swaps_in_live_and_a_corrupted_one_is_refused(
     assert journal[0]["reason"].startswith("load failed")
     # what asked: the update message, or the model-store poll if it saw the files first
     assert {d["trigger"] for d in journal[:2]} <= {"update", "poll"}
+    assert worker.stop() == 0, worker.log_tail()
+
+
+def _tiny_version(store: Path, hour: int, code: Any = None) -> Path:
+    """An honestly saved, untrained 12-item version (every claim below holds on its held-out
+    cases); ``code``, a Keras layer, goes between its embedding and its GRU."""
+    import keras
+
+    from models.session.network import EMBEDDING_LAYER, PROJECTION_LAYER
+    from models.session.serving import SessionModel
+
+    vocab = Vocabulary([f"i{j}" for j in range(12)])
+    items = keras.Input(shape=(None,), dtype="int32")
+    normal = keras.initializers.RandomNormal(stddev=0.05)
+    x = keras.layers.Embedding(vocab.size, 4, embeddings_initializer=normal, name=EMBEDDING_LAYER)(
+        items
+    )
+    x = keras.layers.GRU(4, return_sequences=True)(code(x) if code is not None else x)
+    encoder = keras.Model(items, keras.layers.Dense(4, name=PROJECTION_LAYER)(x))
+    metrics = {
+        "test": {"recall@20": 0.30, "mrr@20": 0.05},  # 10 items: recall@20 is 1.0 on any case
+        "baselines": {"pop": {"recall@20": 0.10, "mrr@20": 0.01}},
+    }
+    cases = [EvalCase((f"i{j}", f"i{j + 1}"), f"i{j + 2}") for j in range(8)]
+    when = dt.datetime(2026, 11, 23, hour, tzinfo=dt.UTC)
+    model = SessionModel(encoder, vocab)
+    return save_artifact(model, store, {"metrics": metrics}, ["i1"], now=when, holdout=cases)
+
+
+def test_traversal_and_code_in_the_model_are_refused_and_journaled_while_serving(
+    settings: Settings,
+    start_worker: Callable[..., Any],
+    wait_for: Callable[..., None],
+    tmp_path: Path,
+) -> None:
+    import keras
+
+    store, outside = tmp_path / "store", tmp_path / "outside"
+    settings = replace(settings, model_dir=store, model_poll_s=3600.0)  # offers come by message
+    ensure_topics(settings)
+    good = _tiny_version(store, 5)
+    # A valid, better-looking version outside the store: it would be swapped in if it were opened.
+    elsewhere = _tiny_version(outside, 6)
+    worker = start_worker(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = CacheKeys(settings.redis_key_prefix)
+    journal = lambda: decode_entries(client.lrange(keys.model_decisions, 0, -1))  # noqa: E731
+    wait_for(lambda: len(journal()) >= 1, 120, "the start-up load", worker.log_tail)
+    assert (journal()[0]["version"], journal()[0]["accepted"]) == (good.name, True)
+
+    marker = tmp_path / "code-ran"
+    touch = lambda x, path: (open(path, "w").close(), x)[1]  # noqa: E731
+    lambda_version = _tiny_version(
+        store, 7, keras.layers.Lambda(touch, arguments={"path": str(marker)})
+    )
+    marker.unlink()  # building and saving it ran the lambda; loading it must not
+    traversal = f"{store}/../{outside.name}/{elsewhere.name}"
+    for name, path in ((elsewhere.name, traversal), (lambda_version.name, str(lambda_version))):
+        publish_update(
+            settings.kafka_bootstrap, settings.topic_model_updates, ModelUpdate(name, path)
+        )
+    wait_for(lambda: len(journal()) >= 3, 120, "both refusals in the journal", worker.log_tail)
+    refusals = {d["path"]: d for d in journal()[:2]}
+    assert set(refusals) == {traversal, str(lambda_version)}
+    assert all(not d["accepted"] and d["trigger"] == "update" for d in refusals.values())
+    assert refusals[traversal]["reason"].startswith("refused unopened: path traversal")
+    lambda_reason = refusals[str(lambda_version)]["reason"]
+    assert "names objects outside the session network: keras.layers.Lambda" in lambda_reason
+    assert not marker.exists()  # the worker never ran the code in the file
+
+    # The good version still serves: fresh events get lists blended by it.
+    t0 = 1_790_000_000_000
+    events = [
+        Interaction(f"u{u}", f"i{(u + j) % 12}", "view", t0 + 1000 * (10 * u + j))
+        for u in range(5)
+        for j in range(4)
+    ]
+    _produce(settings, events)
+    wait_for(lambda: _events_counted(client, keys) >= len(events), 120, "events", worker.log_tail)
+    recs = _session_recs(client, keys, {e.user_id for e in events})
+    assert len(recs) == 5 and all(r.model_versions.get("session") == good.name for r in recs)
+    assert len(journal()) == 3  # no other decision: nothing was swapped in
+    worker.assert_alive()
     assert worker.stop() == 0, worker.log_tail()
