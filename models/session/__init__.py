@@ -15,9 +15,11 @@ from models.session.artifacts import (
     ArtifactRejected,
     list_versions,
     load_session_model,
+    manifest_metrics,
     newest_version,
     read_manifest,
     save_artifact,
+    version_in_store,
 )
 from models.session.baselines import ItemKNN, Markov, Popularity, SessionPopularity
 from models.session.data import (
@@ -48,10 +50,12 @@ __all__ = [
     "leave_one_out",
     "list_versions",
     "load_session_model",
+    "manifest_metrics",
     "newest_version",
     "read_manifest",
     "save_artifact",
     "session_protocol",
     "sessionize",
     "time_split",
+    "version_in_store",
 ]
