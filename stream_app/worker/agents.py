@@ -69,7 +69,9 @@ def register_live_path(
     """
     topology = declare(app, settings)
     keys = CacheKeys(settings.redis_key_prefix)
-    slot = ModelSlot(on_decision=_decision_journal(cache, keys, settings))
+    slot = ModelSlot(
+        on_decision=_decision_journal(cache, keys, settings), store=settings.model_store
+    )
     recorders: list[TelemetryRecorder] = []  # the live path's, once it has started
     app.timer(WORKER_HEARTBEAT_S)(_heartbeat(recorders))
 
