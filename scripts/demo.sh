@@ -106,8 +106,10 @@ start_api() {
   setsid nohup "$PY" -m stream_app.cli api --port "$DEMO_API_PORT" >>"$API_LOG" 2>&1 </dev/null &
   echo $! >"$API_PIDFILE"
   for _ in $(seq 1 40); do
-    if "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$DEMO_API_PORT/health', timeout=1)" \
-      2>/dev/null; then
+    # Any HTTP answer will do: /health says 503 "degraded" until the worker first reports.
+    if "$PY" -c "import urllib.request as u, urllib.error as e
+try: u.urlopen('http://127.0.0.1:$DEMO_API_PORT/health', timeout=1)
+except e.HTTPError: pass" 2>/dev/null; then
       say "live dashboard: http://127.0.0.1:$DEMO_API_PORT/ (read API log $API_LOG)"
       return 0
     fi
@@ -145,6 +147,10 @@ say "creating topics"
 start_worker
 start_api
 
+if [[ $DATA == movielens100k || $DATA == synthetic ]]; then
+  say "publishing $DATA's item catalog (titles, categories) to the compacted items topic"
+  "$PY" -m stream_app.cli produce --items --dataset "$DATA" --no-progress
+fi
 say "replaying $DATA: $EVENTS events at $RATE events/s (~${DEMO_SECONDS} s), timestamps moved to now"
 say "every 3 s: events/s processed, consumer lag, dead letters, and three users' live recommendations"
 "$PY" -m stream_app.cli watch --interval 3 --duration $((DEMO_SECONDS + 15)) &

@@ -15,6 +15,7 @@ from multidict import MultiMapping
 
 from models.catalog import MAX_CATEGORIES, ItemRecord
 from models.events import MAX_ID_LENGTH
+from models.online.stream.reasons import reason_source, titled
 from stream_app.api.context import BadRequest, checked_id
 from stream_app.api.store import CatalogView
 
@@ -175,14 +176,33 @@ NO_CATALOG = CatalogView({})
 
 
 def described(item: dict, catalog: CatalogView) -> dict:
-    """An answer's item with its ``title`` and ``categories`` added when the catalog has it.
+    """An answer's item with its ``title`` and ``categories`` added when the catalog has it,
+    and, when its reason names a history item, that item as ``because_item_id`` and its
+    title in the reason (:func:`reason_sources` says which records to read).
 
-    >>> described({"item_id": "50"}, CatalogView({"50": ItemRecord("50", "Star Wars", ("War",))}))
+    >>> sw = CatalogView({"50": ItemRecord("50", "Star Wars", ("War",))})
+    >>> described({"item_id": "50"}, sw)
     {'item_id': '50', 'title': 'Star Wars', 'categories': ['War']}
-    >>> described({"item_id": "51"}, NO_CATALOG)
-    {'item_id': '51'}
+    >>> described({"item_id": "51", "reason": "because you viewed 50"}, sw)
+    {'item_id': '51', 'reason': 'because you viewed Star Wars', 'because_item_id': '50'}
     """
+    out = dict(item)
+    source = reason_source(item.get("reason", ""))
+    if source is not None:
+        named = catalog.meta.get(source)
+        names = {source: named.title} if named is not None and named.title else {}
+        out["reason"], out["because_item_id"] = titled(item["reason"], names), source
     record = catalog.meta.get(item["item_id"])
-    if record is None:
-        return item
-    return {**item, "title": record.title, "categories": list(record.categories)}
+    if record is not None:
+        out.update(title=record.title, categories=list(record.categories))
+    return out
+
+
+def reason_sources(reasons: Iterable[str]) -> list[str]:
+    """The history items these reasons name, each once (their titles go into the reasons).
+
+    >>> reason_sources(["because you viewed a", "trending now", "often after a"])
+    ['a']
+    """
+    found = (reason_source(r) for r in reasons)
+    return list(dict.fromkeys(s for s in found if s is not None))

@@ -31,6 +31,7 @@ from stream_app.api.filters import (
     NO_CATALOG,
     ReadFilters,
     described,
+    reason_sources,
     trending_fill,
 )
 from stream_app.api.health import HealthPolicy, verdict
@@ -144,7 +145,10 @@ async def recommendations(request: web.Request) -> web.Response:
         trending, catalog = await store.trending_catalog(depth, now)
         payload, read = trending_payload(user_id, trending, now, catalog, filters, n), len(trending)
     else:
-        catalog = await store.catalog([r.item_id for r in cached.recs.items])
+        listed = cached.recs.items  # the catalog of the items and of the items reasons name
+        catalog = await store.catalog(
+            [r.item_id for r in listed] + reason_sources(r.reason for r in listed)
+        )
         payload = cached_payload(cached, n, now, catalog, filters)
         items = payload["items"]
         if filters.active and len(items) < n:

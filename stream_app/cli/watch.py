@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from models.online.stream.reasons import reason_source, titled
 from stream_app.cache.base import CacheUnavailable, UserRecs
 from stream_app.cache.keys import CacheKeys
 from stream_app.settings import Settings
@@ -31,6 +32,8 @@ class Snapshot:
     lag: int | None
     dlq_total: int
     users: Sequence[UserRecs]
+    #: item id -> title, for the items shown and those their reasons name (the catalog's)
+    titles: Mapping[str, str] = field(default_factory=dict)
 
 
 def format_snapshot(snap: Snapshot, per_user: int = 5) -> str:
@@ -42,6 +45,11 @@ def format_snapshot(snap: Snapshot, per_user: int = 5) -> str:
     >>> print(format_snapshot(s))
     [   4.0s] events 1200 (300.0/s)  lag 15  dlq 2
               u1: i9 (1.50, trending now)
+    >>> r = Recommendation("50", 0.8, "because you viewed 172")
+    >>> t = {"50": "Star Wars (1977)", "172": "Empire Strikes Back, The (1980)"}
+    >>> print(format_snapshot(Snapshot(1.0, 1, 1.0, 0, 0, [UserRecs("u1", (r,))], t)))
+    [   1.0s] events 1 (1.0/s)  lag 0  dlq 0
+              u1: Star Wars (1977) (0.80, because you viewed Empire Strikes Back, The (1980))
     """
     lag = "?" if snap.lag is None else str(snap.lag)
     lines = [
@@ -49,7 +57,11 @@ def format_snapshot(snap: Snapshot, per_user: int = 5) -> str:
         f"lag {lag}  dlq {snap.dlq_total}"
     ]
     for recs in snap.users:
-        shown = ", ".join(f"{r.item_id} ({r.score:.2f}, {r.reason})" for r in recs.items[:per_user])
+        names = snap.titles
+        shown = ", ".join(
+            f"{names.get(r.item_id, r.item_id)} ({r.score:.2f}, {titled(r.reason, names)})"
+            for r in recs.items[:per_user]
+        )
         lines.append(f"{'':10}{recs.user_id}: {shown or '(none)'}")
     return "\n".join(lines)
 
@@ -75,6 +87,13 @@ def pick_users(
             if raw is not None and UserRecs.from_json(raw).computed_at >= since_ms:
                 fresh.append(user)
     return sorted(fresh)[:n]
+
+
+def _titles(cache: Any, users: Sequence[UserRecs], per_user: int = 5) -> dict[str, str]:
+    """Titles of the items shown and of the items their reasons name (one catalog read)."""
+    shown = [r for recs in users for r in recs.items[:per_user]]
+    ids = [r.item_id for r in shown] + [s for r in shown if (s := reason_source(r.reason))]
+    return {i: m.title for i, m in cache.get_item_meta(list(dict.fromkeys(ids))).items() if m.title}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
                     users.extend(u for u in more if u not in users)
                     users = users[: max(args.users, len(args.user))]
                 recs = [r for r in (cache.get_recs(u) for u in users) if r is not None]
+                titles = _titles(cache, recs)
             except CacheUnavailable as exc:
                 print(f"[{now - start:6.1f}s] redis unavailable: {exc}", flush=True)
                 continue
@@ -132,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
                 consumer_lag(admin, group, settings.topic_events),
                 stats["dlq"],
                 recs,
+                titles,
             )
             print(format_snapshot(snap), flush=True)
             if args.duration and now - start >= args.duration:

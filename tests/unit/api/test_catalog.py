@@ -64,3 +64,27 @@ def test_similar_drops_hidden_neighbours_and_describes_the_rest(store, call):
         "items": [{"item_id": "i3", "score": 0.5, "title": "Three", "categories": ["x", "y"]}],
     }
     assert store.catalog_reads == [["i2", "i3", "i4"]]
+
+
+def test_a_reason_names_the_history_item_by_its_title_read_with_the_list(store, call):
+    """The worker stores reasons with ids; the API puts in the title from the same read."""
+    from dataclasses import replace
+
+    from stream_app.cache.base import Recommendation
+
+    cached = store.recs["u1"]
+    items = (
+        Recommendation("i0", 0.9, "because you viewed h1"),
+        Recommendation("i1", 0.8, "often next after h3"),  # h3: no catalog record
+        Recommendation("i2", 0.7, "trending now"),
+    )
+    store.recs["u1"] = replace(cached, recs=replace(cached.recs, items=items))
+    store.meta = {"h1": ItemRecord("h1", "Casablanca (1942)", ("Drama",))}
+    status, body = call(store, lambda c: get_json(c, "/recommendations/u1?n=3"))
+    assert status == 200
+    assert [(i["reason"], i.get("because_item_id")) for i in body["items"]] == [
+        ("because you viewed Casablanca (1942)", "h1"),
+        ("often next after h3", "h3"),
+        ("trending now", None),
+    ]
+    assert store.catalog_reads == [["i0", "i1", "i2", "h1", "h3"]]  # still one read
