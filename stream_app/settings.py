@@ -136,6 +136,12 @@ class Settings:
     topic_model_updates: str = _env(
         "TOPIC_MODEL_UPDATES", _parse_topic, "model-updates", "Model version announcements"
     )
+    topic_control: str = _env(
+        "TOPIC_CONTROL",
+        _parse_topic,
+        "control",
+        "Commands the workers obey (forget-user), keyed by user, partitioned like the events",
+    )
     event_partitions: int = _env(
         "EVENT_PARTITIONS", _positive_int, 4, "Partitions of the events topic"
     )

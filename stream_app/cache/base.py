@@ -141,6 +141,24 @@ def decode_item_meta(
     return out
 
 
+def names_user(entry: bytes, user_ids: Sequence[str]) -> bool:
+    """Whether a dead-letter journal entry's payload preview names one of ``user_ids`` (as a
+    JSON string): forgetting a user drops such entries. Broad on purpose: an item with her id
+    matches too, and losing a dashboard line costs less than keeping her id.
+
+    >>> entry = orjson.dumps({"preview": '{"user_id": "u7", "item_id": 3'})
+    >>> names_user(entry, ["u7"]), names_user(entry, ["u"]), names_user(b"{oops", ["u7"])
+    (True, False, False)
+    """
+    try:
+        preview = orjson.loads(entry).get("preview", "")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    if not isinstance(preview, str):
+        return False
+    return any(orjson.dumps(user).decode() in preview for user in user_ids)
+
+
 @runtime_checkable
 class RecCache(Protocol):
     """Where the worker keeps trending popularity, per-user top-N and its counters."""
@@ -247,6 +265,16 @@ class RecCache(Protocol):
 
     def deleted_items(self) -> set[str]:
         """The ids of the items the catalog deleted (tombstones) and did not publish since."""
+        ...
+
+    def forget_users(
+        self, user_ids: Sequence[str], marks: str, positions: Sequence[tuple[int, int]]
+    ) -> int:
+        """Delete every key that names those users (their cached lists) and the dead-letter
+        journal's entries that name them (:func:`names_user`), and count the commands'
+        ``(partition, offset)`` positions past the marks named ``marks`` under the
+        ``forgotten`` stat, moving the marks, in one atomic step; returns how many were
+        counted. Forgetting a user twice, or one never seen, is harmless."""
         ...
 
     def get_recs(self, user_id: str) -> UserRecs | None: ...

@@ -16,6 +16,8 @@ STAT_NAMES: tuple[str, ...] = (
     "dlq",
     "item_dlq",
     "catalog_dlq",
+    "control_dlq",
+    "forgotten",
     "batches",
     "recs_written",
     "redis_errors",

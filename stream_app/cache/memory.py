@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from models.catalog import ItemRecord
-from stream_app.cache.base import UserRecs, fresh_positions
+from stream_app.cache.base import UserRecs, fresh_positions, names_user
 from stream_app.cache.keys import STAT_NAMES
 from stream_app.cache.trending import decayed_ranking, forward_increments, plan_epoch
 
@@ -153,6 +153,15 @@ class MemoryCache:
             self._recs[user_recs.user_id] = (user_recs, expires)
         for name, count in stats.items():
             self._stats[name] = self._stats.get(name, 0) + int(count)
+
+    def forget_users(
+        self, user_ids: Sequence[str], marks: str, positions: Sequence[tuple[int, int]]
+    ) -> int:
+        for user in user_ids:
+            self._recs.pop(user, None)
+        for journal in self._journals.values():  # only dead letters have a preview
+            journal[:] = [e for e in journal if not names_user(e, user_ids)]
+        return self.count_once("forgotten", marks, positions)
 
     def get_recs(self, user_id: str) -> UserRecs | None:
         entry = self._recs.get(user_id)

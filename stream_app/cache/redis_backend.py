@@ -23,6 +23,7 @@ from stream_app.cache.base import (
     decode_neighbors,
     encode_neighbors,
     fresh_positions,
+    names_user,
 )
 from stream_app.cache.keys import STAT_NAMES, CacheKeys
 from stream_app.cache.trending import decayed_ranking, forward_increments, plan_epoch
@@ -272,6 +273,32 @@ class RedisCache:
                 pipe.incrby(self.keys.stat(stat), len(keep))
 
         self._call(lambda: self._redis.transaction(transaction, marks_key))  # type: ignore[arg-type]
+        return added[0] if added else 0
+
+    def forget_users(
+        self, user_ids: Sequence[str], marks: str, positions: Sequence[tuple[int, int]]
+    ) -> int:
+        marks_key, journal = self.keys.hwm(marks), self.keys.dead_letters
+        added: list[int] = []
+
+        def transaction(pipe: Any) -> None:
+            stored = {int(p): int(o) for p, o in pipe.hgetall(marks_key).items()}
+            keep, moved = fresh_positions(positions, stored)
+            added[:] = [len(keep)]
+            entries = pipe.lrange(journal, 0, -1)
+            kept = [e for e in entries if not names_user(e, user_ids)]
+            pipe.multi()
+            if user_ids:
+                pipe.delete(*[self.keys.recs(u) for u in user_ids])
+            if len(kept) < len(entries):
+                pipe.delete(journal)
+                if kept:
+                    pipe.rpush(journal, *kept)
+            if keep:
+                pipe.hset(marks_key, mapping={str(p): o for p, o in moved.items()})
+                pipe.incrby(self.keys.stat("forgotten"), len(keep))
+
+        self._call(lambda: self._redis.transaction(transaction, marks_key, journal))  # type: ignore[arg-type]
         return added[0] if added else 0
 
     def get_neighbors(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:

@@ -51,7 +51,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     >>> [(t.name, t.partitions, t.configs) for t in topic_specs(Settings())]
     ... # doctest: +NORMALIZE_WHITESPACE
     [('events', 4, {}), ('events.dlq', 1, {}), ('items', 1, {'cleanup.policy': 'compact'}),
-     ('model-updates', 1, {}), ('streamrec-item-deltas', 4, {}),
+     ('model-updates', 1, {}), ('control', 4, {}), ('streamrec-item-deltas', 4, {}),
      ('streamrec-history-changelog', 4, {'cleanup.policy': 'compact'}),
      ('streamrec-item_stats-changelog', 4, {'cleanup.policy': 'compact'})]
     """
@@ -64,6 +64,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Latest attributes per item_id: compaction keeps one record per key forever.
         TopicSpec(settings.topic_items, 1, rf, {"cleanup.policy": "compact"}),
         TopicSpec(settings.topic_model_updates, 1, rf),
+        # Keyed by user_id with the events' partition count: a command for a user lands on the
+        # partition number of her events, which Faust assigns to the worker that owns her
+        # history (co-partitioned topics go to the same worker).
+        TopicSpec(settings.topic_control, settings.event_partitions, rf),
         *internal_topic_specs(settings),
     ]
 
@@ -106,8 +110,9 @@ def ensure_topics(
 ) -> dict[str, str]:
     """Create missing topics; return ``{topic: "created" | "exists"}``.
 
-    Raises ``TopicMismatch`` when an existing ``events`` topic has another partition count than
-    ``settings.event_partitions`` (the worker would mis-route its table otherwise).
+    Raises ``TopicMismatch`` when an existing ``events`` or ``control`` topic has another
+    partition count than ``settings.event_partitions`` (the worker would mis-route its table,
+    or a user's commands, otherwise).
     """
     from kafka.errors import for_code
 
@@ -146,11 +151,13 @@ def ensure_topics(
                 f"{spec.partitions}; delete it (its state is rebuilt) or use another "
                 "STREAMREC_APP_ID"
             )
-        if spec.name == settings.topic_events and partitions.get(spec.name) != spec.partitions:
+        keyed_by_user = {settings.topic_events: "EVENTS", settings.topic_control: "CONTROL"}
+        if spec.name in keyed_by_user and partitions.get(spec.name) != spec.partitions:
             raise TopicMismatch(
                 f"topic {spec.name!r} has {partitions.get(spec.name)} partitions but "
                 f"STREAMREC_EVENT_PARTITIONS={spec.partitions}; use another topic name "
-                "(STREAMREC_TOPIC_EVENTS) or set the partition count to match"
+                f"(STREAMREC_TOPIC_{keyed_by_user[spec.name]}) or set the partition count to "
+                "match"
             )
     return outcome
 

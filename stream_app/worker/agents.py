@@ -1,12 +1,14 @@
 """The worker's agents, wired on the Faust app: the user side (events -> dead letters, the
 history table, item deltas and each affected user's top-N in Redis), the item side (item deltas
 -> the ``item_stats`` table and the neighbour lists in Redis), the catalog side (item records ->
-their metadata in Redis) and the model-updates listener.
+their metadata in Redis), the control side (commands: forget a user) and the model-updates
+listener.
 
-Each agent only loops and guards: the steps of a batch are :class:`UserSide`, :class:`ItemSide`
-and :class:`CatalogSide`, the topics and tables :mod:`stream_app.worker.topology`. The session model
-lives in a ``ModelSlot``: loaded at start, re-offered on every ``model-updates`` message and
-every ``settings.model_poll_s`` (in an executor), swapped between batches.
+Each agent only loops and guards: the steps of a batch are :class:`UserSide`, :class:`ItemSide`,
+:class:`CatalogSide` and :class:`ControlSide`, the topics and tables
+:mod:`stream_app.worker.topology`. The session model lives in a ``ModelSlot``: loaded at start,
+re-offered on every ``model-updates`` message and every ``settings.model_poll_s`` (in an
+executor), swapped between batches.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import faust
 from stream_app.cache import CacheKeys, RecCache, open_cache
 from stream_app.cache.journals import MODEL_DECISIONS_KEPT, encode_entry
 from stream_app.cache.telemetry import WORKER_HEARTBEAT_S, TelemetryKeys
+from stream_app.kafka.control import EventOffsets
 from stream_app.kafka.model_updates import InvalidUpdate, parse_update
 from stream_app.settings import Settings
 from stream_app.worker.catalog_side import CatalogSide
+from stream_app.worker.control_side import ControlSide, Offsets
 from stream_app.worker.item_side import ItemSide
 from stream_app.worker.live_path import LivePath, Scorer
 from stream_app.worker.model_slot import Decision, ModelSlot
@@ -53,6 +57,8 @@ class LivePathParts:
     slot: ModelSlot
     catalog_agent: Any
     items_topic: Any
+    control_agent: Any
+    control_topic: Any
 
 
 def register_live_path(
@@ -60,12 +66,14 @@ def register_live_path(
     settings: Settings,
     scorer: Scorer | None = None,
     cache: RecCache | None = None,
+    offsets: Offsets | None = None,
 ) -> LivePathParts:
     """Declare the topics, the tables and the agents on ``app``.
 
     ``scorer`` defaults to ``OnlineScorer`` (the stream model with its rankers and the session
     model); ``cache`` to the backend named by ``settings.redis_url``, opened when an agent
-    starts (a given one is used as is and left open, for tests).
+    starts (a given one is used as is and left open, for tests); ``offsets`` (the events
+    topic's end and committed offsets, which the control side waits on) to Kafka's.
     """
     topology = declare(app, settings)
     keys = CacheKeys(settings.redis_key_prefix)
@@ -129,6 +137,7 @@ def register_live_path(
                 yield None
 
     sides = {"live-path": live_path, "item-side": item_side, "catalog": catalog_side}
+    sides["control"] = _control_side(app, settings, topology, cache, keys, offsets)
     return _agents(app, settings, topology, slot, sides, load_session_model)
 
 
@@ -195,6 +204,7 @@ def _agents(
     agent = app.agent(topology.events, name="live-path")(sides["live-path"])
     item_agent = app.agent(topology.deltas, name="item-side")(sides["item-side"])
     catalog_agent = app.agent(topology.items, name="catalog")(sides["catalog"])
+    control_agent = app.agent(topology.control, name="control")(sides["control"])
     app.agent(topology.model_updates, name="model-updates")(model_updates)
     if settings.model_poll_s > 0:
         app.timer(settings.model_poll_s)(_poll(load_session_model))
@@ -209,7 +219,51 @@ def _agents(
         slot,
         catalog_agent,
         topology.items,
+        control_agent,
+        topology.control,
     )
+
+
+def _control_side(
+    app: faust.App,
+    settings: Settings,
+    topology: Topology,
+    cache: RecCache | None,
+    keys: CacheKeys,
+    offsets: Offsets | None,
+) -> Callable[[faust.StreamT], AsyncIterator[None]]:
+    """The control agent: commands -> dead letters | a user forgotten (``ControlSide``)."""
+
+    async def control_side(stream: faust.StreamT) -> AsyncIterator[None]:
+        """commands -> dead letters | a user's history tombstone and Redis keys deleted"""
+        with _opened(cache, settings, keys) as store:
+            kafka = offsets or EventOffsets(
+                settings.kafka_bootstrap, settings.topic_events, settings.app_id
+            )
+            side = ControlSide(topology, settings, store, keys, kafka, _flusher(app))
+            try:
+                limit, within = settings.batch_max_events, settings.batch_max_delay_s
+                async for _ in _guarded_batches(stream, limit, within, side.process, "control"):
+                    yield None
+            finally:
+                if isinstance(kafka, EventOffsets):
+                    kafka.close()
+
+    return control_side
+
+
+def _flusher(app: faust.App) -> Callable[[], Awaitable[None]]:
+    """Waits until every table write queued so far is acknowledged by the broker: Faust's
+    buffer emptied (its ``flush`` gives up after 0.1 s without a send, hence the loop), then
+    the Kafka producer's in-flight batches."""
+
+    async def flush() -> None:
+        producer = app.producer
+        while producer.buffer.size:  # type: ignore[attr-defined]
+            await producer.buffer.flush()  # type: ignore[attr-defined]
+        await producer.flush()
+
+    return flush
 
 
 def _live_path(

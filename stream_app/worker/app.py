@@ -77,14 +77,14 @@ class StreamApp(faust.App):
 
 
 def create_app(settings: Settings) -> faust.App:
-    """A Faust app with the user-side, item-side, catalog and model-updates agents, topics and
-    tables.
+    """A Faust app with the user-side, item-side, catalog, control and model-updates agents,
+    topics and tables.
 
     Examples
     --------
     >>> app = create_app(Settings(app_id="doc-app"))
     >>> sorted(app.agents)
-    ['catalog', 'item-side', 'live-path', 'model-updates']
+    ['catalog', 'control', 'item-side', 'live-path', 'model-updates']
     """
     from stream_app.worker.agents import register_live_path
 

@@ -1,7 +1,7 @@
 """The worker's topics and tables, declared on the Faust app in one place: events in, dead
 letters out, the user histories, the internal item-deltas topic with the item table it feeds,
-the item catalog and the model-updates topic. Why each is keyed and partitioned as it is: the
-comments in :func:`declare`."""
+the item catalog, the model-updates topic and the control topic (commands such as forgetting a
+user). Why each is keyed and partitioned as it is: the comments in :func:`declare`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ class Topology:
     item_stats: Any
     model_updates: Any
     items: Any
+    control: Any
 
     def produced(self) -> list[str]:
         """Topics the user side writes to (changelogs and deltas): their metadata must be
@@ -88,7 +89,13 @@ def declare(app: faust.App, settings: Settings) -> Topology:
     # The compacted catalog, keyed by item id, one partition: one worker mirrors it in publish
     # order (a hide and the record after it can never be applied the other way round).
     items = app.topic(settings.topic_items, schema=RawSchema(), partitions=1)
-    return Topology(events, dlq, history, deltas, item_stats, updates, items)
+    # Commands keyed by user id bytes, with the events' partition count: co-partitioned with the
+    # events and the history changelog, so a user's command reaches the worker that holds her
+    # history row (the row must be deleted where it lives: a memory table is not shared).
+    control = app.topic(
+        settings.topic_control, schema=RawSchema(), partitions=settings.event_partitions
+    )
+    return Topology(events, dlq, history, deltas, item_stats, updates, items, control)
 
 
 async def track_metadata(app: faust.App, names: list[str]) -> None:

@@ -100,6 +100,7 @@ BAD = [
     ("STREAMREC_TOPIC_DLQ", "events/dlq"),
     ("STREAMREC_TOPIC_ITEMS", "x" * 250),
     ("STREAMREC_TOPIC_MODEL_UPDATES", ".."),
+    ("STREAMREC_TOPIC_CONTROL", "control topic"),
     ("STREAMREC_EVENT_PARTITIONS", "0"),
     ("STREAMREC_REPLICATION_FACTOR", "-1"),
     ("STREAMREC_TOP_N", "1.5"),
