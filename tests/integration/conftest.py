@@ -106,6 +106,7 @@ def settings(base_settings: Settings, redis_db: str, tmp_path: Path) -> Iterator
         topic_dlq=f"{run}-events.dlq",
         topic_items=f"{run}-items",
         topic_model_updates=f"{run}-model-updates",
+        topic_control=f"{run}-control",
         event_partitions=4,
         redis_url=redis_db,
         web_port=_free_port(),
