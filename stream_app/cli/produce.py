@@ -105,6 +105,58 @@ def malformed_messages(n: int) -> list[tuple[str, bytes, bytes]]:
     return out
 
 
+#: The largest fuzzed value: under the broker's default 1 MiB message limit with its envelope.
+FUZZ_MAX_BYTES = 900_000
+
+
+def _fuzz_value(rng: random.Random, i: int) -> bytes:
+    """One fuzzed message value of a randomly chosen kind (see :func:`fuzzed_messages`)."""
+    good = {
+        "user_id": f"fz{i}",
+        "item_id": "i1",
+        "event_type": "view",
+        "timestamp": 1_700_000_000_000,
+    }
+    field = rng.choice([*good, "value", "session_id", "context"])
+    junk = rng.choice([None, True, -1, 2**70, 1.5, "", " ", "\x00", [], {}, [[1]], "é" * 300])
+    kind = rng.randrange(9)
+    if kind == 0:  # random bytes
+        return rng.randbytes(rng.randrange(1, 300))
+    if kind == 1:  # UTF-8 cut inside a character
+        raw = json.dumps({**good, "item_id": "€" * 20}, ensure_ascii=False).encode()
+        return raw[: rng.randrange(10, len(raw) - 1)]
+    if kind == 2:  # deep nesting
+        depth = rng.randrange(1_000, 100_000)
+        return b'{"user_id": "u", "context": ' + b"[" * depth + b"]" * depth + b"}"
+    if kind == 3:  # a huge value (rarely: each one is most of a megabyte)
+        size = FUZZ_MAX_BYTES if rng.random() < 0.02 else rng.randrange(300, 5_000)
+        return json.dumps({**good, field: "x" * size}).encode()
+    if kind == 4:  # non-finite or out-of-range numbers, as JSON cannot say them
+        token = rng.choice([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1", b"1e400"])
+        return json.dumps({**good, "timestamp": 0}).encode().replace(b": 0}", b": " + token + b"}")
+    if kind == 5:  # a wrong type (or an odd value) in one field
+        return json.dumps({**good, field: junk}).encode()
+    if kind == 6:  # duplicate keys: the last one is the one judged
+        head = json.dumps(good)[:-1]
+        return f"{head}, {json.dumps(field)}: {json.dumps(junk)}}}".encode()
+    if kind == 7:  # NUL bytes inside the text
+        return json.dumps({**good, field: f"a\x00{i}"}).encode()
+    return json.dumps(rng.choice([junk, [good], good | {"extra": junk}])).encode()  # odd shapes
+
+
+def fuzzed_messages(n: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """``n`` seeded fuzzed ``(key, value)`` messages: random bytes, UTF-8 cut inside a
+    character, deep nesting, huge values, NaN/Infinity, a wrong type in a field, duplicate
+    keys, NUL bytes, odd shapes. Some are valid events (a NUL is a character, an extra field
+    is allowed): whoever counts uses the worker's own validator as the oracle.
+
+    >>> len(fuzzed_messages(50, seed=1)), fuzzed_messages(5, 1) == fuzzed_messages(5, 1)
+    (50, True)
+    """
+    rng = random.Random(seed)
+    return [(f"fuzz-{i}".encode(), _fuzz_value(rng, i)) for i in range(n)]
+
+
 def interleave(
     good: Sequence[tuple[bytes, bytes]], bad: Sequence[tuple[bytes, bytes]], seed: int
 ) -> list[tuple[bytes, bytes]]:
@@ -203,6 +255,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--invalid", type=int, default=0, metavar="N", help="mix in N malformed messages"
     )
     parser.add_argument(
+        "--fuzz", type=int, default=0, metavar="N", help="mix in N fuzzed messages (seeded)"
+    )
+    parser.add_argument(
         "--retime",
         action="store_true",
         help="shift timestamps to now, gaps scaled to the replay's duration (--span-s)",
@@ -238,8 +293,8 @@ def _usage_error(args: argparse.Namespace) -> str | None:
         if args.hide or args.delete:
             return "--hide and --delete need --items"
         return None if has_source else "one of --dataset or --generate is required"
-    if args.invalid or args.retime:
-        return "--invalid and --retime are for events, not --items"
+    if args.invalid or args.fuzz or args.retime:
+        return "--invalid, --fuzz and --retime are for events, not --items"
     if not has_source and (args.hide or not args.delete):
         return "--items needs --dataset or --generate (or only --delete)"
     return None
@@ -271,8 +326,9 @@ def run(args: argparse.Namespace) -> int:
         events = retime(events, int(time.time() * 1000), span_s * 1000)
     good = [encode_message(e) for e in events]
     bad = [(key, value) for _, key, value in malformed_messages(args.invalid)]
+    bad += fuzzed_messages(args.fuzz, args.seed)
     messages = interleave(good, bad, args.seed) if bad else good
-    note = f", {len(bad)} of them malformed" if bad else ""
+    note = f", {len(bad)} of them malformed or fuzzed" if bad else ""
     return _send(args, args.topic or settings.topic_events, messages, note)
 
 
