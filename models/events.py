@@ -9,21 +9,33 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "rating")
+#: Event types that say "not for me": they never count as a positive (docs/online-models.md,
+#: "Negative feedback"). ``dislike``: the user rejected the item; ``skip``: she was shown it and
+#: passed. Both exclude the item from her recommendations.
+NEGATIVE_EVENT_TYPES: tuple[str, ...] = ("dislike", "skip")
+EVENT_TYPES: tuple[str, ...] = (
+    "view",
+    "click",
+    "add_to_cart",
+    "purchase",
+    "rating",
+    *NEGATIVE_EVENT_TYPES,
+)
 
-#: Implicit-feedback strength of each event type (view < click < add_to_cart < purchase).
-#: Ratings are weighted by value instead, see :func:`event_weight`.
+#: Implicit-feedback strength of each positive event type (view < click < add_to_cart <
+#: purchase); ``rating`` is the weight of a top (5-star) rating, a rating ``r`` weighing ``r / 5``
+#: of it (see :func:`event_weight`). The defaults of ``STREAMREC_EVENT_WEIGHTS``.
 EVENT_TYPE_WEIGHTS: dict[str, float] = {
     "view": 1.0,
     "click": 2.0,
     "add_to_cart": 3.0,
     "purchase": 5.0,
-    "rating": 1.0,
+    "rating": 5.0,
 }
 
 #: Epoch-millisecond timestamps below this (1973-03-03) are almost surely seconds by mistake.
@@ -60,16 +72,103 @@ class Interaction:
         return out
 
 
-def event_weight(event: Interaction) -> float:
-    """How strongly an event says "the user likes this item".
+class EventWeights(tuple[tuple[str, float], ...]):
+    """``(type, weight)`` pairs whose text is the setting's own ``type=weight,...``, so settings
+    written back to the environment (a worker started by a test) read the same.
 
-    Ratings on a 1-5 scale map to 0.2..1.0 of a purchase-strength signal, so a 5-star rating counts
-    as much as a purchase and a 1-star one less than a view.
+    >>> str(EventWeights([("view", 1.0), ("purchase", 2.5)]))
+    'view=1.0,purchase=2.5'
     """
-    if event.event_type == "rating":
-        rating = 3.0 if event.value is None else event.value
-        return max(rating, 0.0) / 5.0 * EVENT_TYPE_WEIGHTS["purchase"]
-    return EVENT_TYPE_WEIGHTS[event.event_type]
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return ",".join(f"{name}={weight!r}" for name, weight in self)
+
+
+#: the defaults as pairs, in the table's order
+DEFAULT_WEIGHTS = EventWeights(EVENT_TYPE_WEIGHTS.items())
+
+
+def parse_weights(text: str) -> EventWeights:
+    """``type=weight,...`` over the defaults (:data:`EVENT_TYPE_WEIGHTS`), in their order;
+    ValueError naming what is wrong: a worker and an evaluator must read the same weights.
+
+    >>> dict(parse_weights("purchase=10, view=0.5"))["purchase"]
+    10.0
+    >>> parse_weights("dislike=1")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'dislike' is negative feedback: it has no weight
+    """
+    weights = dict(EVENT_TYPE_WEIGHTS)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, raw = (s.strip() for s in part.partition("="))
+        if name in NEGATIVE_EVENT_TYPES:
+            raise ValueError(f"{name!r} is negative feedback: it has no weight")
+        if not sep or name not in weights:
+            raise ValueError(f"{part!r} is not type=weight with a type of {', '.join(weights)}")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not 0 < value < math.inf:
+            raise ValueError(f"the weight of {name!r} must be a positive number")
+        weights[name] = value
+    return EventWeights(weights.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """How the models read an event: positive with a weight, or negative (it teaches nothing
+    and excludes its item for its user). One object, built from the settings at the entry
+    point, so that the worker and the evaluator read events alike.
+
+    ``negative_rating_below``: ratings strictly below it are negative (None: none is).
+
+    >>> rules = Feedback(negative_rating_below=3.0)
+    >>> rules.is_negative(Interaction("u", "i", "rating", 1, 2.0)), rules.weight(
+    ...     Interaction("u", "i", "rating", 1, 4.0))
+    (True, 4.0)
+    """
+
+    weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS
+    negative_rating_below: float | None = None
+    #: type -> weight, negative types at 0 (filled from ``weights``)
+    _table: dict[str, float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        table = {**dict.fromkeys(NEGATIVE_EVENT_TYPES, 0.0), **EVENT_TYPE_WEIGHTS}
+        table.update(self.weights)  # a type not named keeps its default
+        object.__setattr__(self, "_table", table)
+
+    def is_negative(self, event: Interaction) -> bool:
+        kind = event.event_type
+        if kind == "rating":
+            below = self.negative_rating_below
+            return below is not None and event.value is not None and event.value < below
+        return kind in NEGATIVE_EVENT_TYPES
+
+    def weight(self, event: Interaction) -> float:
+        """How strongly a positive event says "the user likes this item" (0 for a negative).
+
+        Ratings on a 1-5 scale map to 0.2..1.0 of the ``rating`` weight (by default a
+        purchase's), so a 5-star rating counts as much as a purchase and a 1-star one less
+        than a view.
+        """
+        if event.event_type == "rating":
+            rating = 3.0 if event.value is None else event.value
+            return max(rating, 0.0) / 5.0 * self._table["rating"]
+        return self._table[event.event_type]
+
+
+#: The defaults: today's weights, no rating negative.
+DEFAULT_FEEDBACK = Feedback()
+
+
+def event_weight(event: Interaction, feedback: Feedback = DEFAULT_FEEDBACK) -> float:
+    """How strongly an event says "the user likes this item" (:meth:`Feedback.weight`)."""
+    return feedback.weight(event)
 
 
 def valid_id(raw: Any, name: str) -> str:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from models.events import DEFAULT_WEIGHTS, EventWeights, Feedback, parse_weights
+
 ENV_PREFIX = "STREAMREC_"
 
 
@@ -115,9 +117,23 @@ def _log_level(raw: str) -> str:
     return level
 
 
-def _env(name: str, parser: Callable[[str], Any], default: Any, doc: str) -> Any:
-    """A dataclass field read from ``STREAMREC_<NAME>``; ``doc`` feeds the README table."""
-    return field(default=default, metadata={"env": ENV_PREFIX + name, "parse": parser, "doc": doc})
+def _rating_threshold(raw: str) -> float | None:
+    """A rating below which ratings are negative, or ``off`` (none is)."""
+    if raw.lower() == "off":
+        return None
+    value = float(raw)
+    if value != value or abs(value) == float("inf"):
+        raise ValueError("must be a finite number or 'off'")
+    return value
+
+
+def _env(
+    name: str, parser: Callable[[str], Any], default: Any, doc: str, shown: str | None = None
+) -> Any:
+    """A dataclass field read from ``STREAMREC_<NAME>``; ``doc`` feeds the README table, and
+    ``shown`` is the default as written there when ``str(default)`` is not how one writes it."""
+    meta = {"env": ENV_PREFIX + name, "parse": parser, "doc": doc, "shown": shown}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +237,22 @@ class Settings:
         60.0,
         "/health is degraded when the consumer lag grew at every reading for this long",
     )
+    # Read by the worker and by ``streamrec evaluate`` alike (``feedback``): what is served
+    # and what is evaluated count events the same way.
+    event_weights: EventWeights = _env(
+        "EVENT_WEIGHTS",
+        parse_weights,
+        DEFAULT_WEIGHTS,
+        "Weight of each positive event type, `type=weight,...` over the defaults (rating: a "
+        "5-star one's; dislike and skip are negative and have none)",
+    )
+    negative_rating_below: float | None = _env(
+        "NEGATIVE_RATING_BELOW",
+        _rating_threshold,
+        None,
+        "Ratings strictly below this are negative feedback, like a dislike (off: none is)",
+        shown="off",
+    )
     log_level: str = _env("LOG_LEVEL", _log_level, "INFO", "Log level")
 
     @classmethod
@@ -254,6 +286,11 @@ class Settings:
         return bool(env.get(found.metadata["env"]))
 
     @property
+    def feedback(self) -> Feedback:
+        """How the models read events (weights, negatives), for the worker and the evaluator."""
+        return Feedback(self.event_weights, self.negative_rating_below)
+
+    @property
     def state_path(self) -> Path:
         """The state directory, resolved now (not at import time) from XDG_STATE_HOME or HOME."""
         return self.state_dir if self.state_dir is not None else default_state_dir()
@@ -278,8 +315,8 @@ def settings_table() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) rows, for the README's configuration table."""
     rows = []
     for f in fields(Settings):
-        default = f.default
-        rows.append((f.metadata["env"], "" if default is None else str(default), f.metadata["doc"]))
+        default = f.metadata["shown"] or ("" if f.default is None else str(f.default))
+        rows.append((f.metadata["env"], default, f.metadata["doc"]))
     return rows
 
 

@@ -4,7 +4,8 @@ One protocol, written down once, that the evaluator, the CLI and the benchmarks 
 replayed in stream order; after a warm-up that only trains, each model ranks the user's top-``k``
 before it learns each event; an item the user already had is not scored (``repeats``); cost is
 thread CPU time of ``rank`` + ``learn_one``. The rules in full (candidates, ties, coverage, what
-is and is not scored, timing): docs/online-models.md, "Prequential evaluation".
+is and is not scored, negative feedback, timing): docs/online-models.md, "Prequential
+evaluation".
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.evaluation.metrics import RankAccumulator, rank_in_list
-from models.events import Interaction
+from models.events import DEFAULT_FEEDBACK, Feedback, Interaction
 from models.online.baselines import OnlineRanker
 
 
@@ -77,8 +78,14 @@ def prequential(
     warmup: float = 0.1,
     n_buckets: int = 50,
     progress: Callable[[int], None] | None = None,
+    feedback: Feedback = DEFAULT_FEEDBACK,
 ) -> dict[str, Any]:
     """Replay ``events`` through every model; return the protocol and per-model results.
+
+    A negative event (``feedback.is_negative``: a dislike, a skip, a low rating) is never a
+    trial, and later events of its user on its item are not either (she said no to it, as a
+    repeat she had it). It reaches only the models that read feedback (``reads_feedback``:
+    the stream model, which excludes the item); the others never learn it as a positive.
 
     >>> from models.online.baselines import PopularityBaseline
     >>> ev = [Interaction(u, i, "view", 1_700_000_000_000 + n)
@@ -91,12 +98,22 @@ def prequential(
     traces = {name: ModelTrace() for name in models}
     user_items: dict[str, set[str]] = {}
     stream_items: set[str] = set()
-    scored = repeats = 0
+    scored = repeats = negatives = 0
+    readers = {name for name, model in models.items() if getattr(model, "reads_feedback", False)}
+    is_negative = feedback.is_negative
     bucket_size = max(1, (len(events) - n_warm) // max(n_buckets, 1))
     bucket_fill = 0
     for n, event in enumerate(events):
         stream_items.add(event.item_id)
         own = user_items.setdefault(event.user_id, set())
+        if is_negative(event):
+            negatives += 1
+            for name in readers:
+                models[name].learn_one(event)
+            own.add(event.item_id)
+            if progress is not None:
+                progress(n)
+            continue
         score_it = n >= n_warm and event.item_id not in own
         if n >= n_warm and not score_it:
             repeats += 1
@@ -125,6 +142,7 @@ def prequential(
         "warmup_events": n_warm,
         "scored_events": scored,
         "repeats_not_scored": repeats,
+        "negative_events_not_scored": negatives,
         "distinct_items": len(stream_items),
         "order": "timestamp, user, item",
         "candidates": "items seen so far minus the user's own; ties by popularity",

@@ -6,7 +6,9 @@ offline-only model (:class:`OnlineRecommender`: dense features over the whole ca
 and session-boundary features), kept beside it to show what the stream form gives up.
 
 Writes ``--out FILE`` as JSON (``dataset``, ``protocol``, ``models``) and a PNG of HitRate@10
-over the stream next to it. Protocol: :mod:`models.evaluation.prequential`.
+over the stream next to it. Protocol: :mod:`models.evaluation.prequential`. How events count
+(weights, negatives) comes from the caller, the settings the worker reads too
+(``stream_app/cli/evaluate.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from models.datasets import load_dataset
 from models.evaluation.prequential import plot_curves, prequential
+from models.events import DEFAULT_FEEDBACK, Feedback
 from models.online.baselines import ItemKNNBaseline, OnlineRanker, baseline_models
 from models.online.oracle import PlantedOracle
 from models.online.recommender import OnlineRecommender
@@ -31,14 +34,19 @@ log = logging.getLogger(__name__)
 
 #: Extra variants beside ``streamrec`` (``--variants``): the served model without its ranker,
 #: and the dense offline model with its ablations (docs/online-models.md).
-VARIANTS: dict[str, Callable[[dict[str, dict[str, Any]], int], OnlineRanker]] = {
-    "streamrec_fixed_blend": lambda catalog, seed: StreamModel(min_trained=2**62),
-    "dense_reference": lambda catalog, seed: OnlineRecommender(catalog=catalog, seed=seed),
-    "dense_fixed_blend": lambda catalog, seed: OnlineRecommender(
+#: Each is built from (catalog, seed, feedback); the dense ones never see a negative event.
+VARIANTS: dict[str, Callable[[dict[str, dict[str, Any]], int, Feedback], OnlineRanker]] = {
+    "streamrec_fixed_blend": lambda catalog, seed, feedback: StreamModel(
+        min_trained=2**62, feedback=feedback
+    ),
+    "dense_reference": lambda catalog, seed, _: OnlineRecommender(catalog=catalog, seed=seed),
+    "dense_fixed_blend": lambda catalog, seed, _: OnlineRecommender(
         catalog=catalog, seed=seed, reranker=None
     ),
-    "dense_fm": lambda catalog, seed: OnlineRecommender(catalog=catalog, seed=seed, reranker="fm"),
-    "dense_with_usercf": lambda catalog, seed: OnlineRecommender(
+    "dense_fm": lambda catalog, seed, _: OnlineRecommender(
+        catalog=catalog, seed=seed, reranker="fm"
+    ),
+    "dense_with_usercf": lambda catalog, seed, _: OnlineRecommender(
         catalog=catalog, seed=seed, user_cf=True
     ),
 }
@@ -66,13 +74,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_models(
-    catalog: dict[str, dict[str, Any]], variants: list[str], baselines: bool = True, seed: int = 0
+    catalog: dict[str, dict[str, Any]],
+    variants: list[str],
+    baselines: bool = True,
+    seed: int = 0,
+    feedback: Feedback = DEFAULT_FEEDBACK,
 ) -> dict[str, OnlineRanker]:
-    models: dict[str, OnlineRanker] = {"streamrec": StreamModel()}
+    models: dict[str, OnlineRanker] = {"streamrec": StreamModel(feedback=feedback)}
     for name in variants:
         if name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
-        models[name] = VARIANTS[name](catalog, seed)
+        models[name] = VARIANTS[name](catalog, seed, feedback)
     if baselines:
         models.update(baseline_models())
         # The windowed co-occurrence is the stronger item-kNN on MovieLens; both are baselines.
@@ -84,11 +96,14 @@ def _relative(ours: float, best: float) -> float:
     return (ours / best - 1.0) if best > 0 else math.inf
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, feedback: Feedback = DEFAULT_FEEDBACK) -> int:
+    """Evaluate, counting events as ``feedback`` says (the worker's settings)."""
     dataset = load_dataset(args.dataset, synthetic_events=args.synthetic_events, seed=args.seed)
     events = dataset.events[: args.limit] if args.limit else dataset.events
     variants = [v for v in args.variants.split(",") if v]
-    models = build_models(dataset.items, variants, baselines=not args.no_baselines, seed=args.seed)
+    models = build_models(
+        dataset.items, variants, not args.no_baselines, args.seed, feedback=feedback
+    )
     references: list[str] = []
     if dataset.planted is not None and not args.no_oracle:
         # Reads the generator's hidden world: a ceiling for reading the gaps, never compared as
@@ -96,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         models["oracle"] = PlantedOracle(dataset.planted)
         references.append("oracle")
     started = time.perf_counter()
-    result = prequential(events, models, k=args.k, warmup=args.warmup)
+    result = prequential(events, models, k=args.k, warmup=args.warmup, feedback=feedback)
     k = args.k
     baselines = [
         n
@@ -121,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
             "limit": args.limit,
             "seed": args.seed,
             "wall_s": round(time.perf_counter() - started, 1),
+            "event_weights": dict(feedback.weights),
+            "negative_rating_below": feedback.negative_rating_below,
         },
         "models": result["models"],
         "comparison": comparison,

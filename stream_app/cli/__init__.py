@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("stream_app.cli.watch", "print throughput, lag and live recommendations"),
     "forget-user": ("stream_app.cli.forget_user", "make the workers forget users (control topic)"),
     "api": ("stream_app.cli.api", "serve the read API (recommendations, similar items, metrics)"),
-    "evaluate": ("models.online.evaluate_cli", "prequential evaluation of the online models"),
+    "evaluate": ("stream_app.cli.evaluate", "prequential evaluation of the online models"),
     "train-session": ("stream_app.cli.train_session", "train and evaluate the GRU session model"),
 }
 

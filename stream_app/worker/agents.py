@@ -291,6 +291,7 @@ def _live_path(
         history_len=settings.history_len,
         telemetry=recorder.record if recorder is not None else None,
         hitrate_sample=settings.hitrate_sample,
+        feedback=settings.feedback,
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from models.events import Interaction, InvalidEvent, decode_event, event_weight
+from models.events import DEFAULT_FEEDBACK, Feedback, Interaction, InvalidEvent, decode_event
 from models.online.stream.deltas import merge_history
 from models.online.stream.scoring import TRENDING_REASON
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
@@ -109,6 +109,10 @@ def sequential_key(user_id: str, position: int) -> str:
     return f"{user_id}\x00{position}"
 
 
+#: user -> the items she said no to (``UserRow.excluded``): never recommended to her
+Excluded = Mapping[str, Sequence[str]]
+
+
 def trending_top_n(
     trending: Sequence[tuple[str, float]],
     seen: Iterable[str],
@@ -148,7 +152,10 @@ class Scorer(Protocol):
         histories: Mapping[str, Sequence[str]],
         trending: Sequence[tuple[str, float]],
         n: int,
-    ) -> dict[str, list[Recommendation]]: ...
+        excluded: Excluded | None = None,
+    ) -> dict[str, list[Recommendation]]:
+        """Each user's top-``n``: none of her history, none of her ``excluded``."""
+        ...
 
     def learn_batch(
         self,
@@ -217,9 +224,11 @@ class TrendingScorer(LearnsNothing):
         histories: Mapping[str, Sequence[str]],
         trending: Sequence[tuple[str, float]],
         n: int,
+        excluded: Excluded | None = None,
     ) -> dict[str, list[Recommendation]]:
+        excluded = excluded or {}
         return {
-            user: trending_top_n(trending, history, n, self.reason)
+            user: trending_top_n(trending, [*history, *excluded.get(user, ())], n, self.reason)
             for user, history in histories.items()
         }
 
@@ -277,6 +286,7 @@ class LivePath:
         history_len: int,
         telemetry: Callable[[BatchTelemetry], None] | None = None,
         hitrate_sample: float = DEFAULT_HITRATE_SAMPLE,
+        feedback: Feedback = DEFAULT_FEEDBACK,
     ) -> None:
         if not 0.0 <= hitrate_sample <= 1.0:
             raise ValueError(f"hitrate_sample must be in [0, 1], got {hitrate_sample!r}")
@@ -292,6 +302,9 @@ class LivePath:
         self.telemetry = telemetry
         #: share of events judged for the sequential HitRate@10 (deterministic per event)
         self.hitrate_sample = hitrate_sample
+        #: how events count: a negative one adds nothing to trending, teaches no ranker and is
+        #: no HitRate trial (the settings', as ``streamrec evaluate``'s)
+        self.feedback = feedback
         #: top of trending after the previous batch: what a user without a cached list was
         #: being served (the read API's fallback) when this batch's events happened
         self._served_trending: list[str] = []
@@ -307,6 +320,7 @@ class LivePath:
         *,
         before: Mapping[str, Sequence[str]] | None = None,
         durable: Callable[[], None] | None = None,
+        excluded: Excluded | None = None,
     ) -> BatchResult:
         """Apply one batch: trending, the rankers' learning, every affected user's top-N and
         the counters written together, then the telemetry. ``histories`` are the affected
@@ -321,20 +335,26 @@ class LivePath:
         agent's item deltas) is waited for while trending and scoring run. Without ``before``
         the sequential HitRate is skipped (docs/stream.md, "Telemetry"). ``dlq``: dead letters
         to add to the counter with the batch, for callers that send none (the worker's own are
-        counted once each by ``stream_app.worker.dead_letters``).
+        counted once each by ``stream_app.worker.dead_letters``). ``excluded``: the affected
+        users' exclusions after the batch (those who have any), left out of their lists.
         """
         stats = {"events": len(events), "dlq": dlq, "batches": 1}
         if not events:
             return self._write([], stats, 0, 0)
-        judged = self._judge(events, histories, before) if self.telemetry is not None else None
-        trending = self._update_trending(events, now_ms, hwm)
+        is_negative = self.feedback.is_negative
+        positive = [not is_negative(e) for e in events]
+        judged = None
+        if self.telemetry is not None:
+            judged = self._judge(events, positive, histories, before, excluded)
+        trending = self._update_trending(events, positive, now_ms, hwm)
         if trending is None:
             return BatchResult(len(events), len(histories), 0, degraded=True)
         if before is not None and hwm is not None:
             # Exactly the events the counted marks are about to count (``events`` are past
             # them): the rankers' checkpoint below moves with those marks.
-            self.scorer.learn_batch(events, before, [p for p, _ in hwm[1]])
-        recs, computed_at, versions = self._ranked(histories, trending)
+            learned = [(e, p) for e, (p, _), ok in zip(events, hwm[1], positive, strict=True) if ok]
+            self.scorer.learn_batch([e for e, _ in learned], before, [p for _, p in learned])
+        recs, computed_at, versions = self._ranked(histories, trending, excluded)
         counted = (counted_marks(hwm[0]), hwm[1]) if hwm else None
         if durable is not None:
             durable()
@@ -345,20 +365,27 @@ class LivePath:
         if judged is not None and not result.degraded:
             # After the write, so the extra scorer call never delays the recommendations.
             stamps = kafka_ts_ms if kafka_ts_ms is not None else [e.timestamp_ms for e in events]
-            self._report(judged, trending, stamps, computed_at, versions)
+            self._report(judged, trending, stamps, computed_at, versions, excluded)
         return result
 
     def _update_trending(
         self,
         events: Sequence[Interaction],
+        positive: Sequence[bool],
         now_ms: int | None,
         hwm: tuple[str, Sequence[tuple[int, int]]] | None,
     ) -> list[tuple[str, float]] | None:
-        """The batch's weights added to trending (each event once, by the trending marks);
-        the new top, or None when the cache is down."""
+        """The batch's positive weights added to trending (each event once, by the trending
+        marks; a negative event adds nothing, not even its item at 0); the new top, decayed to
+        the batch's latest event of any kind, or None when the cache is down."""
         latest_ok = int(time.time() * 1000) + FUTURE_TOLERANCE_MS
-        weights = [(e.item_id, event_weight(e), min(e.timestamp_ms, latest_ok)) for e in events]
+        weight = self.feedback.weight
+        weights = [(e.item_id, weight(e), min(e.timestamp_ms, latest_ok)) for e in events]
         now = now_ms if now_ms is not None else max(ts for _, _, ts in weights)
+        if not all(positive):
+            weights = [w for w, ok in zip(weights, positive, strict=True) if ok]
+            if hwm is not None:
+                hwm = (hwm[0], [at for at, ok in zip(hwm[1], positive, strict=True) if ok])
         k = self.scorer.candidates_needed(self.top_n, self.history_len)
         try:
             trending = self.cache.update_trending(weights, self.half_life_s, now, k, hwm=hwm)
@@ -370,10 +397,13 @@ class LivePath:
         return list(trending)
 
     def _ranked(
-        self, histories: Mapping[str, Sequence[str]], trending: Sequence[tuple[str, float]]
+        self,
+        histories: Mapping[str, Sequence[str]],
+        trending: Sequence[tuple[str, float]],
+        excluded: Excluded | None,
     ) -> tuple[list[UserRecs], int, dict[str, str]]:
         """Every affected user's top-N, the time computed (epoch ms) and the versions used."""
-        ranked = self.scorer.recommend_batch(histories, trending, self.top_n)
+        ranked = self.scorer.recommend_batch(histories, trending, self.top_n, excluded or None)
         computed_at = int(time.time() * 1000)
         versions = dict(self.scorer.versions)
         recs = [
@@ -385,8 +415,10 @@ class LivePath:
     def _judge(
         self,
         events: Sequence[Interaction],
+        positive: Sequence[bool],
         histories: Mapping[str, Sequence[str]],
         before: Mapping[str, Sequence[str]] | None,
+        excluded: Excluded | None,
     ) -> Judgement | None:
         """The batch's trials against what was cached before it; None if the cache is down.
 
@@ -395,12 +427,18 @@ class LivePath:
         returned in ``Judgement.later`` with the history the scorer needs. With ``before``, an
         event on an item already in its user's history just before it is no trial in either
         form: the offline protocol's rule (``models.evaluation.prequential``), since seen items
-        are never recommended.
+        are never recommended. A negative event is no trial either, and neither is an event on
+        an item of its user's exclusions (``excluded``, as of the batch's end: an item she
+        turns down later in the same batch makes an earlier event on it no trial here, where
+        the offline protocol would score it).
         """
         try:
             tops = self.cache.get_many_items(list(histories))
         except CacheUnavailable:
             return None
+        if not all(positive):
+            events = [e for e, ok in zip(events, positive, strict=True) if ok]
+        excluded = excluded or {}
         later: dict[str, tuple[list[str], str]] = {}
         if before is None:
             pairs = ((e.user_id, e.item_id) for e in events)
@@ -414,6 +452,7 @@ class LivePath:
             own = seen.get(user)
             if own is None:
                 own = seen[user] = set(before.get(user, ()))
+                own.update(excluded.get(user, ()))
             repeat = item in own
             own.add(item)
             if repeat:
@@ -431,17 +470,30 @@ class LivePath:
                 later[sequential_key(user, j)] = (prior, item)
         return Judgement(judge(cases), judge(firsts), later)
 
-    def _judge_later(self, judged: Judgement, trending: Sequence[tuple[str, float]]) -> Trials:
+    def _judge_later(
+        self,
+        judged: Judgement,
+        trending: Sequence[tuple[str, float]],
+        excluded: Excluded | None = None,
+    ) -> Trials:
         """The batch's sequential trials, scoring the sampled later events' prior histories in
         ONE extra ``recommend_batch`` (synthetic keys, so the protocol is unchanged) with the
-        batch's trending list. If that call fails the batch's whole sample is dropped: keeping
-        only its first-of-user events would bias the rates toward the cached ones.
+        batch's trending list and each user's ``excluded`` (as of the batch's end). If that
+        call fails the batch's whole sample is dropped: keeping only its first-of-user events
+        would bias the rates toward the cached ones.
         """
         if not judged.later:
             return judged.seq
+        keyed = None
+        if excluded:
+            users = {key: key.rsplit("\x00", 1)[0] for key in judged.later}
+            keyed = {key: excluded[u] for key, u in users.items() if u in excluded}
         try:
             ranked = self.scorer.recommend_batch(
-                {key: prior for key, (prior, _) in judged.later.items()}, trending, self.top_n
+                {key: prior for key, (prior, _) in judged.later.items()},
+                trending,
+                self.top_n,
+                keyed or None,
             )
         except Exception as exc:  # best effort: metrics must never cost recommendations
             log.warning("sequential HitRate sample of a batch dropped: %r", exc)
@@ -459,11 +511,12 @@ class LivePath:
         stamps: Sequence[int],
         computed_at: int,
         versions: Mapping[str, str],
+        excluded: Excluded | None = None,
     ) -> None:
         """The batch's telemetry: its trials (the sequential ones completed now), freshness
         against the time its lists were computed, and the versions that served."""
         assert self.telemetry is not None
-        seq = self._judge_later(judged, trending)
+        seq = self._judge_later(judged, trending, excluded)
         batch = BatchTelemetry.from_batch(
             stamps,
             computed_at,

@@ -218,9 +218,13 @@ class OnlineScorer:
         histories: Mapping[str, Sequence[str]],
         trending: Sequence[tuple[str, float]],
         n: int,
+        excluded: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, list[Recommendation]]:
+        """Each user's top-``n``: none of her history, none of her ``excluded`` (what she said
+        no to), in the CF list, its trending fill and the session model's items alike."""
         users = list(histories)
         lists = [histories[u] for u in users]
+        rows = [excluded.get(u, ()) for u in users] if excluded else None
         batch_users = not any("\x00" in u for u in users)  # not the sequential HitRate's keys
         if batch_users and self._batch_scored:
             self._batch_lists = None  # no learn_batch began this batch: read the lists anew
@@ -230,31 +234,42 @@ class OnlineScorer:
         except CacheUnavailable as exc:
             log.warning("neighbour lists unavailable, trending only: %s", exc)
             neighbors, successors = {}, {}
-        cands = self.model.candidates(lists, neighbors, successors, trending)
+        cands = self.model.candidates(lists, neighbors, successors, trending, rows)
         parts = [self.partition_of(u) for u in users]
-        ranked = self.model.recommend_from(cands, lists, parts, trending, n)
+        ranked = self.model.recommend_from(cands, lists, parts, trending, n, rows)
         out = dict(zip(users, ranked, strict=True))
         versions = {"cf": CF_VERSION, **self.model.versions(parts)}
         if batch_users:
             self._trending_before = trending
-        model = self.slot.current() if self.slot is not None else None
-        if model is not None and histories:
-            prefixes = [list(histories[u][-self.session_len :]) for u in users]
-            try:
-                session = model.recommend(
-                    prefixes, self.session_slots, exclude=[histories[u] for u in users]
-                )
-            except Exception as exc:  # a model bug must not cost the CF recommendations
-                log.warning("session model failed on a batch, CF only: %r", exc)
-            else:
-                for user, items in zip(users, session, strict=True):
-                    out[user] = blend_session(
-                        out[user], items, histories[user], n, self.session_slots
-                    )
-                version = getattr(model, "version", None) or self.slot.version
-                versions["session"] = str(version)
+        unseen = lists if rows is None else [[*h, *x] for h, x in zip(lists, rows, strict=True)]
+        self._blend_session(out, users, lists, unseen, n, versions)
         self._versions = versions
         return out
+
+    def _blend_session(
+        self,
+        out: dict[str, list[Recommendation]],
+        users: Sequence[str],
+        lists: Sequence[Sequence[str]],
+        unseen: Sequence[Sequence[str]],
+        n: int,
+        versions: dict[str, str],
+    ) -> None:
+        """Blend the serving session model's items (none of ``unseen``: each user's history
+        and exclusions) into ``out``, naming its version in ``versions``."""
+        model = self.slot.current() if self.slot is not None else None
+        if model is None or not users:
+            return
+        prefixes = [list(history[-self.session_len :]) for history in lists]
+        try:
+            session = model.recommend(prefixes, self.session_slots, exclude=list(unseen))
+        except Exception as exc:  # a model bug must not cost the CF recommendations
+            log.warning("session model failed on a batch, CF only: %r", exc)
+            return
+        for user, items, skip in zip(users, session, unseen, strict=True):
+            out[user] = blend_session(out[user], items, skip, n, self.session_slots)
+        version = getattr(model, "version", None) or self.slot.version
+        versions["session"] = str(version)
 
 
 __all__ = ["CF_VERSION", "BatchLists", "OnlineScorer"]

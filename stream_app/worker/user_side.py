@@ -10,9 +10,9 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from models.events import Interaction, InvalidEvent, event_weight
+from models.events import DEFAULT_FEEDBACK, Feedback, Interaction, InvalidEvent
 from models.online.stream.deltas import (
     PAIR_WINDOW,
     ItemDelta,
@@ -26,7 +26,7 @@ from stream_app.cache.keys import CacheKeys, counted_marks
 from stream_app.kafka.item_deltas import pack_deltas
 from stream_app.settings import Settings
 from stream_app.worker.dead_letters import send_once
-from stream_app.worker.live_path import LivePath, items_by_user, parse_message
+from stream_app.worker.live_path import LivePath, parse_message
 from stream_app.worker.model_slot import ModelSlot
 from stream_app.worker.records import DeadLetter, letter_for
 from stream_app.worker.topology import Topology
@@ -93,12 +93,13 @@ def sort_batch(events: Sequence[Any]) -> SortedBatch:
 
 
 def batch_deltas(
-    batch: SortedBatch, before: dict[str, list[str]]
+    batch: SortedBatch, before: dict[str, list[str]], feedback: Feedback = DEFAULT_FEEDBACK
 ) -> dict[tuple[str, int], ItemDelta]:
     """(item, source partition) -> aggregated delta of a batch; ``before`` = histories before it.
 
     One group per source partition, so each delta carries ``src`` = (partition, last offset)
-    and the item side can skip it if it is ever resent.
+    and the item side can skip it if it is ever resent. A negative event (``feedback``) pairs
+    with nothing and is no step of a transition.
 
     >>> from models.events import Interaction
     >>> b = SortedBatch([Interaction("u", "b", "view", 2)], [], [2], [(1, 9)])
@@ -108,14 +109,16 @@ def batch_deltas(
     """
     groups: dict[int, list[Interaction]] = {}
     last: dict[int, int] = {}
+    is_negative, weight = feedback.is_negative, feedback.weight
     for event, (p, o) in zip(batch.valid, batch.positions, strict=True):
-        groups.setdefault(p, []).append(event)
         last[p] = max(o, last.get(p, -1))
+        if not is_negative(event):
+            groups.setdefault(p, []).append(event)
     out: dict[tuple[str, int], ItemDelta] = {}
     for p, events in groups.items():
         per_user: dict[str, list[tuple[str, float]]] = {}
         for e in sorted(events, key=lambda e: e.timestamp_ms):
-            per_user.setdefault(e.user_id, []).append((e.item_id, event_weight(e)))
+            per_user.setdefault(e.user_id, []).append((e.item_id, weight(e)))
         learned = []
         moves = []
         for user, items in per_user.items():
@@ -125,6 +128,52 @@ def batch_deltas(
         for item, delta in deltas_by_item(learned, moves).items():
             delta.src = (p, last[p])
             out[(item, p)] = delta
+    return out
+
+
+class UserRow(NamedTuple):
+    """A user's row of the history table: her items (distinct, most recent last: the sources
+    of her candidates) and the items she said no to (never recommended to her).
+
+    Stored as the plain list of items while she has no exclusions, so a stream without negative
+    feedback keeps the rows (and the changelog) it always had; as ``{"items", "excluded"}``
+    after her first negative event. Both in the one changelogged row: a restart restores them
+    together, and deleting the row forgets both.
+
+    >>> UserRow.stored(["a"]), UserRow.stored({"items": ["a"], "excluded": ["x"]}).to_stored()
+    (UserRow(items=['a'], excluded=[]), {'items': ['a'], 'excluded': ['x']})
+    """
+
+    items: list[str]
+    excluded: list[str]
+
+    @classmethod
+    def stored(cls, raw: Any) -> UserRow:
+        if isinstance(raw, dict):
+            return cls(list(raw.get("items") or []), list(raw.get("excluded") or []))
+        return cls(list(raw or []), [])
+
+    def to_stored(self) -> list[str] | dict[str, list[str]]:
+        return {"items": self.items, "excluded": self.excluded} if self.excluded else self.items
+
+
+def feedback_by_user(
+    events: Sequence[Interaction], feedback: Feedback
+) -> dict[str, tuple[list[str], list[str]]]:
+    """Each user's (positive items, negative items) of a batch, each in event-time order (ties
+    in arrival order), as ``items_by_user`` orders them.
+
+    >>> ev = [Interaction("u", "x", "dislike", 2), Interaction("u", "a", "view", 1)]
+    >>> feedback_by_user(ev, DEFAULT_FEEDBACK)
+    {'u': (['a'], ['x'])}
+    """
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    is_negative = feedback.is_negative
+    for event in sorted(events, key=lambda e: e.timestamp_ms):
+        found = out.get(event.user_id)
+        if found is None:
+            found = out[event.user_id] = ([], [])
+        found[is_negative(event)].append(event.item_id)  # [0]: positives, [1]: negatives
     return out
 
 
@@ -146,6 +195,8 @@ class UserSide:
         self.keys = keys
         self.path = path
         self.slot = slot
+        #: how events count (weights, negatives): the settings', as ``streamrec evaluate``'s
+        self.feedback = settings.feedback
 
     async def process(self, events: Sequence[Any]) -> None:
         """The data's path: each step below is one method."""
@@ -158,7 +209,7 @@ class UserSide:
         # counters) were fully processed before a restart: skip them. Events between those
         # and the trending marks are processed again; trending skips them.
         batch = checked.fresh(await self.counted(on_loop))
-        before, histories = self.merge_histories(checked.valid)
+        before, histories, excluded = self.merge_histories(checked.valid)
         pending = await self.send_deltas(batch, before)
         work = functools.partial(
             self.path.process,
@@ -167,6 +218,7 @@ class UserSide:
             kafka_ts_ms=batch.kafka_ts_ms,
             hwm=(self.settings.topic_events, batch.positions),
             before=before,
+            excluded=excluded,
         )
         await self.score_and_write(work, pending, on_loop)
 
@@ -188,24 +240,37 @@ class UserSide:
 
     def merge_histories(
         self, valid: Sequence[Interaction]
-    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-        """(histories before the batch, histories after it) of the batch's users; the table
-        row of each is written once. *Every* valid event is merged, replayed ones included:
-        the merge is idempotent, and after a SIGKILL the table's changelog may lack events the
-        Redis marks already count (its writes are buffered)."""
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
+        """(histories before the batch, histories after it, exclusions after it) of the
+        batch's users (exclusions only of those who have any); the table row of each is
+        written once. Positive events extend the history, negative ones the exclusions
+        (:class:`UserRow`). *Every* valid event is merged, replayed ones included: the merge
+        is idempotent, and after a SIGKILL the table's changelog may lack events the Redis
+        marks already count (its writes are buffered)."""
         table = self.topology.history
+        cap = self.settings.history_len
         before: dict[str, list[str]] = {}
         after: dict[str, list[str]] = {}
-        for user, items in items_by_user(valid).items():
+        excluded: dict[str, list[str]] = {}
+        for user, (items, negatives) in feedback_by_user(valid, self.feedback).items():
             key = user.encode()
-            before[user] = list(table.get(key) or [])
-            after[user] = table[key] = merge_history(before[user], items, self.settings.history_len)
-        return before, after
+            row = UserRow.stored(table.get(key))
+            before[user] = row.items
+            merged = UserRow(
+                merge_history(row.items, items, cap),
+                merge_history(row.excluded, negatives, cap) if negatives else row.excluded,
+            )
+            table[key] = merged.to_stored()
+            after[user] = merged.items
+            if merged.excluded:
+                excluded[user] = merged.excluded
+        return before, after, excluded
 
     async def send_deltas(self, batch: SortedBatch, before: dict[str, list[str]]) -> list[Any]:
         """The batch's item co-occurrence increments, one message per target partition (not
         per item: Faust's per-message cost dominated); returns the sends' futures."""
-        packed = pack_deltas(batch_deltas(batch, before), self.settings.event_partitions)
+        deltas = batch_deltas(batch, before, self.feedback)
+        packed = pack_deltas(deltas, self.settings.event_partitions)
         return [
             await self.topology.deltas.send(key=b"deltas", value=value, partition=part)
             for part, value in packed.items()

@@ -127,6 +127,15 @@ BAD = [
     ("STREAMREC_HITRATE_SAMPLE", "a tenth"),
     ("STREAMREC_HEALTH_WORKER_STALE_S", "0"),
     ("STREAMREC_HEALTH_LAG_WINDOW_S", "soon"),
+    ("STREAMREC_EVENT_WEIGHTS", "view"),
+    ("STREAMREC_EVENT_WEIGHTS", "like=2"),
+    ("STREAMREC_EVENT_WEIGHTS", "dislike=-1"),
+    ("STREAMREC_EVENT_WEIGHTS", "purchase=0"),
+    ("STREAMREC_EVENT_WEIGHTS", "purchase=nan"),
+    ("STREAMREC_EVENT_WEIGHTS", "click=two"),
+    ("STREAMREC_NEGATIVE_RATING_BELOW", "three"),
+    ("STREAMREC_NEGATIVE_RATING_BELOW", "nan"),
+    ("STREAMREC_NEGATIVE_RATING_BELOW", "-inf"),
     ("STREAMREC_LOG_LEVEL", "LOUD"),
 ]
 
@@ -152,6 +161,46 @@ def test_hitrate_sample_is_a_share_from_0_to_1(value: str, reason: str) -> None:
     assert Settings().hitrate_sample == 0.02
     for ok, expected in (("0", 0.0), ("1", 1.0), (" 0.25 ", 0.25)):
         assert Settings.from_env({"STREAMREC_HITRATE_SAMPLE": ok}).hitrate_sample == expected
+
+
+def test_event_weights_override_the_defaults_and_reach_the_models_rules() -> None:
+    default = Settings().feedback
+    assert dict(default.weights) == {
+        "view": 1.0,
+        "click": 2.0,
+        "add_to_cart": 3.0,
+        "purchase": 5.0,
+        "rating": 5.0,
+    }
+    assert default.negative_rating_below is None
+    s = Settings.from_env(
+        {
+            "STREAMREC_EVENT_WEIGHTS": " purchase = 10 ,view=0.5,",
+            "STREAMREC_NEGATIVE_RATING_BELOW": " 3 ",
+        }
+    )
+    assert dict(s.event_weights) == {**dict(default.weights), "purchase": 10.0, "view": 0.5}
+    assert s.feedback.negative_rating_below == 3.0
+    off = Settings.from_env({"STREAMREC_NEGATIVE_RATING_BELOW": "OFF"})
+    assert off.negative_rating_below is None
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("dislike=1", "'dislike' is negative feedback: it has no weight"),
+        ("skip=0.5", "'skip' is negative feedback"),
+        ("like=2", "'like=2' is not type=weight with a type of view, click"),
+        ("purchase", "'purchase' is not type=weight"),
+        ("view=-1", "the weight of 'view' must be a positive number"),
+        ("view=inf", "the weight of 'view' must be a positive number"),
+        ("view=x", "the weight of 'view' must be a positive number"),
+    ],
+)
+def test_a_bad_event_weight_names_the_variable_and_the_rule(value: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Settings.from_env({"STREAMREC_EVENT_WEIGHTS": value})
+    assert str(exc.value).startswith(f"STREAMREC_EVENT_WEIGHTS={value!r} is invalid: {reason}")
 
 
 def test_every_validated_setting_has_a_bad_case() -> None:

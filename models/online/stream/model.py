@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from models.events import Interaction, event_weight
+from models.events import DEFAULT_FEEDBACK, Feedback, Interaction
 from models.online.popularity import DecayedPopularity
 from models.online.stream.arrays import ListIndex
 from models.online.stream.deltas import (
@@ -132,8 +132,13 @@ class StreamScorer:
         neighbors: Lists,
         successors: Lists,
         trending: Sequence[tuple[str, float]],
+        excluded: Sequence[Sequence[str]] | None = None,
     ) -> Candidates:
-        return candidates(histories, neighbors, successors, trending, self.index, self.params)
+        """The rows' candidates; ``excluded``: per row, what its user said no to (served
+        lists leave it out; learning passes none: an excluded item is a fair negative pick)."""
+        return candidates(
+            histories, neighbors, successors, trending, self.index, self.params, excluded
+        )
 
     def weights(self, partitions: Sequence[int]) -> np.ndarray:
         """One weight vector per row: the partition's ranker."""
@@ -268,9 +273,10 @@ class StreamScorer:
         row_partitions: Sequence[int],
         trending: Sequence[tuple[str, float]],
         n: int,
+        excluded: Sequence[Sequence[str]] | None = None,
     ) -> list[list[Recommendation]]:
         weights = self.weights(row_partitions)
-        return recommendations(cands, histories, weights, trending, n, self.index)
+        return recommendations(cands, histories, weights, trending, n, self.index, excluded)
 
     def recommend(
         self,
@@ -280,13 +286,16 @@ class StreamScorer:
         trending: Sequence[tuple[str, float]],
         n: int,
         partition_of: Callable[[str], int] | None = None,
+        excluded: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, list[Recommendation]]:
-        """Every user's top-``n``, each ranked by her partition's ranker."""
+        """Every user's top-``n``, each ranked by her partition's ranker, without the items of
+        her ``excluded`` (what she said no to)."""
         users = list(histories)
         lists = [histories[u] for u in users]
-        cands = self.candidates(lists, neighbors, successors, trending)
+        rows = [excluded.get(u, ()) for u in users] if excluded else None
+        cands = self.candidates(lists, neighbors, successors, trending, rows)
         part = partition_of or self.partition_of
-        ranked = self.recommend_from(cands, lists, [part(u) for u in users], trending, n)
+        ranked = self.recommend_from(cands, lists, [part(u) for u in users], trending, n, rows)
         return dict(zip(users, ranked, strict=True))
 
     def versions(self, partitions: Iterable[int]) -> dict[str, str]:
@@ -303,7 +312,9 @@ class StreamModel:
 
     The item side's rows and lists are kept here instead of in a Faust table and Redis; the
     scoring and the learning are the worker's own (:class:`StreamScorer`), sharded into as
-    many learners as the worker's user-side partitions.
+    many learners as the worker's user-side partitions. ``feedback`` says how events count: a
+    negative one (a dislike, a skip, a low rating) teaches nothing and only joins its user's
+    ``excluded`` items, which are never recommended to her.
 
     Examples
     --------
@@ -313,7 +324,13 @@ class StreamModel:
     ...     model.learn_one(Interaction(u, i, "view", t + n))
     >>> model.rank("b", k=2)
     ['y']
+    >>> model.learn_one(Interaction("b", "y", "dislike", t + 3))
+    >>> model.rank("b", k=2), model.excluded
+    ([], {'b': ['y']})
     """
+
+    #: the prequential loop hands it negative events too (it reads them as negatives)
+    reads_feedback = True
 
     def __init__(
         self,
@@ -325,12 +342,16 @@ class StreamModel:
         trending_depth: int = 220,
         params: ScoringParams | None = None,
         min_trained: int = 1_000,
+        feedback: Feedback = DEFAULT_FEEDBACK,
     ) -> None:
         self.history_len = history_len
+        self.feedback = feedback
         self.top_n = top_n
         self.trending_depth = trending_depth
         self.scorer = StreamScorer(params=params, partitions=partitions, min_trained=min_trained)
         self.histories: dict[str, list[str]] = {}
+        #: user -> the items she said no to, most recent last (``history_len`` at most)
+        self.excluded: dict[str, list[str]] = {}
         self.rows: dict[str, dict] = {}
         self.norms: dict[str, float] = {}
         self.neighbors: dict[str, list[tuple[str, float]]] = {}
@@ -338,21 +359,38 @@ class StreamModel:
         self.popularity = DecayedPopularity(popularity_half_life_s)
         self._now_ms = 0
         self._version = 0
-        self._cached: tuple[str, int, int, Candidates, list] | None = None
+        self._cached: tuple[str, int, int, bool, Candidates, list] | None = None
 
-    def _scored(self, user_id: str, now_ms: int) -> tuple[Candidates, list]:
+    def _scored(
+        self, user_id: str, now_ms: int, excluded: Sequence[str] = ()
+    ) -> tuple[Candidates, list]:
+        """The user's candidates at ``now_ms`` without ``excluded``, cached: the evaluator's
+        ``rank`` and the ``learn_one`` after it share them when she has no exclusions."""
         cached = self._cached
-        if cached is not None and cached[:3] == (user_id, self._version, now_ms):
-            return cached[3], cached[4]
+        key = (user_id, self._version, now_ms, bool(excluded))
+        if cached is not None and cached[:4] == key:
+            return cached[4], cached[5]
         trending = self.popularity.top(self.trending_depth, now_ms)
         cands = self.scorer.candidates(
-            [self.histories.get(user_id, [])], self.neighbors, self.successors, trending
+            [self.histories.get(user_id, [])],
+            self.neighbors,
+            self.successors,
+            trending,
+            [excluded] if excluded else None,
         )
-        self._cached = (user_id, self._version, now_ms, cands, trending)
+        self._cached = (*key, cands, trending)
         return cands, trending
 
     def learn_one(self, event: Interaction) -> None:
         user, item, ts = event.user_id, event.item_id, event.timestamp_ms
+        if self.feedback.is_negative(event):
+            # no pair, transition, popularity or ranker step: only excluded from now on
+            self.excluded[user] = merge_history(
+                self.excluded.get(user, []), [item], self.history_len
+            )
+            self._now_ms = max(self._now_ms, ts)
+            self._version += 1
+            return
         cands, _ = self._scored(user, ts)
         part = self.scorer.partition_of(user)
         history = self.histories.get(user, [])
@@ -362,11 +400,12 @@ class StreamModel:
         self.learn_statistics(event)
 
     def learn_statistics(self, event: Interaction) -> None:
-        """Everything an event changes but the rankers: its pair and transition rows, the
-        published lists, its user's history, popularity (the worker's user and item sides)."""
+        """Everything a positive event changes but the rankers: its pair and transition rows,
+        the published lists, its user's history, popularity (the worker's user and item
+        sides)."""
         user, item, ts = event.user_id, event.item_id, event.timestamp_ms
         history = self.histories.get(user, [])
-        weight = event_weight(event)
+        weight = self.feedback.weight(event)
         learned = user_side_batch(history, [(item, weight)], window=PAIR_WINDOW)
         touched = {}
         for key, delta in deltas_by_item(learned, transitions(history, [item])).items():
@@ -386,10 +425,12 @@ class StreamModel:
         self, user_id: str, k: int = 10, now_ms: int | None = None
     ) -> list[Recommendation]:
         now = now_ms if now_ms is not None else self._now_ms
-        cands, trending = self._scored(user_id, now)
+        excluded = self.excluded.get(user_id, ())
+        cands, trending = self._scored(user_id, now, excluded)
         part = self.scorer.partition_of(user_id)
         history = self.histories.get(user_id, [])
-        return self.scorer.recommend_from(cands, [history], [part], trending, k)[0]
+        rows = [excluded] if excluded else None
+        return self.scorer.recommend_from(cands, [history], [part], trending, k, rows)[0]
 
     def rank(self, user_id: str, k: int = 10, now_ms: int | None = None) -> list[str]:
         return [r.item_id for r in self.recommend(user_id, k, now_ms)]

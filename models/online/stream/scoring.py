@@ -361,6 +361,16 @@ def _features(
     return features
 
 
+def _with_excluded(
+    histories: Sequence[Sequence[str]], excluded: Sequence[Sequence[str]] | None
+) -> Sequence[Sequence[str]]:
+    """Each row's items that are never its candidates: its history, then its exclusions (the
+    items its user said no to: they drop out like seen items but feed no list)."""
+    if not excluded or not any(excluded):
+        return histories
+    return [[*h, *x] if x else h for h, x in zip(histories, excluded, strict=True)]
+
+
 def candidates(
     histories: Sequence[Sequence[str]],
     neighbors: Mapping[str, Sequence[tuple[str, float]]],
@@ -368,19 +378,25 @@ def candidates(
     trending: Sequence[tuple[str, float]],
     index: ListIndex,
     params: ScoringParams = ScoringParams(),
+    excluded: Sequence[Sequence[str]] | None = None,
 ) -> Candidates:
     """Every user's candidates and features, in a fixed number of array calls for the batch.
+    ``excluded``: per row, items that are no candidates although no list source (a dislike).
 
     >>> index = ListIndex()
     >>> c = candidates([["a"]], {"a": [("x", 0.5)]}, {"a": [("y", 1.0)]}, [("t", 2.0)], index)
     >>> [index.items[i] for i in c.ids], c.features[:, 0].tolist()   # x: knn only
     (['x', 'y', 't'], [1.0, 0.0, 0.0, 0.0, 0.0])
+    >>> c = candidates([["a"]], {"a": [("x", 0.5)]}, {}, [("t", 2.0)], index, excluded=[["x"]])
+    >>> [index.items[i] for i in c.ids]
+    ['t']
     """
     index.begin()
     pieces = _gather(histories, neighbors, successors, params, index)
     trend_ids, _ = index.arrays("\x00trending", trending)
     knn, markov, skip = _list_entries(pieces, index)
-    seen_ids, seen_rows = _seen_entries(histories, index)  # after every list is converted
+    # after every list is converted
+    seen_ids, seen_rows = _seen_entries(_with_excluded(histories, excluded), index)
     users, vocab = len(histories), len(index.items)
     popularity = np.zeros(vocab)
     popularity[trend_ids] = popularity_values(trending)
@@ -449,8 +465,10 @@ def recommendations(
     trending: Sequence[tuple[str, float]],
     n: int,
     index: ListIndex,
+    excluded: Sequence[Sequence[str]] | None = None,
 ) -> list[list[Recommendation]]:
-    """Each row's top-``n`` with scores and reasons, filled up with unseen trending items.
+    """Each row's top-``n`` with scores and reasons, filled up with trending items that are
+    neither seen nor ``excluded`` (the rows' exclusions, as :func:`candidates` took them).
 
     The reason names the feature that contributed most: the recent item with the largest
     neighbour contribution ("because you viewed a"), the last item ("often next after a"), the
@@ -495,6 +513,8 @@ def recommendations(
         if len(recs) >= n:
             continue
         taken = set(histories[row]) | {r.item_id for r in recs}
+        if excluded:
+            taken.update(excluded[row])
         for item, score in trending:
             if len(recs) >= n:
                 break

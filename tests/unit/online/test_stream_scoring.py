@@ -5,6 +5,7 @@ the in-process ``StreamModel``."""
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ import orjson
 import pytest
 
 from models.datasets import SyntheticConfig, generate_synthetic
-from models.events import Interaction
+from models.events import Feedback, Interaction
 from models.online.stream import (
     FEATURES,
     FIXED_BLEND,
@@ -634,6 +635,8 @@ class _ZeroLagItemSide(OnlineScorer):
         partitions: Sequence[int],
     ) -> None:
         super().learn_batch(events, before, partitions)
+        if not events:  # a negative event's batch: LivePath hands no event to learn
+            return
         batch = SortedBatch(list(events), [], [e.timestamp_ms for e in events], self.positions)
         histories = {user: list(history) for user, history in before.items()}
         deltas = [(item.encode(), d) for (item, _), d in batch_deltas(batch, histories).items()]
@@ -645,45 +648,83 @@ class _ZeroLagItemSide(OnlineScorer):
         self._batch_lists = None
 
 
+def _negative_after(
+    event: Interaction, served: Sequence[str], rng: random.Random
+) -> Interaction | None:
+    """Now and then, the user turns down an item of her served list right after ``event``: a
+    dislike, a skip, or a rating (1 or 2 stars are negative below 3, 4 stars are not)."""
+    if not served or rng.random() >= 0.15:
+        return None
+    item = served[rng.randrange(min(3, len(served)))]
+    kind = rng.choice(["dislike", "skip", "rating"])
+    value = rng.choice([1.0, 2.0, 4.0]) if kind == "rating" else None
+    return Interaction(event.user_id, item, kind, event.timestamp_ms, value)
+
+
 def test_the_worker_and_the_in_process_model_rank_and_learn_alike() -> None:
     """One event per batch through ``LivePath`` + ``OnlineScorer`` + the cache, side by side with
     ``StreamModel.learn_one``: the same lists, trending, partitions and seeds, so the same
-    recommendations after every event and the same rankers at the end."""
+    recommendations after every event and the same rankers at the end. Users now and then turn
+    down an item they were served (dislikes, skips, low ratings with a threshold): both sides
+    then leave it out of her lists for good and learn nothing from it."""
     parts, top_n, history_len, min_trained = 4, 10, 200, 50
-    stream = generate_synthetic(
-        SyntheticConfig(n_users=40, n_items=60, n_clusters=4, n_events=2_000, seed=1)
-    ).events
+    stream = deque(
+        generate_synthetic(
+            SyntheticConfig(n_users=40, n_items=60, n_clusters=4, n_events=2_000, seed=1)
+        ).events
+    )
+    feedback = Feedback(negative_rating_below=3.0)
     cache = MemoryCache()
     scorer = _ZeroLagItemSide(cache, model=StreamScorer(partitions=parts, min_trained=min_trained))
     path = LivePath(
-        cache, scorer, top_n=top_n, half_life_s=3600.0, rec_ttl_s=3600, history_len=history_len
+        cache,
+        scorer,
+        top_n=top_n,
+        half_life_s=3600.0,
+        rec_ttl_s=3600,
+        history_len=history_len,
+        feedback=feedback,
     )
     model = StreamModel(
         partitions=parts,
         history_len=history_len,
         popularity_half_life_s=3600.0,
         min_trained=min_trained,
+        feedback=feedback,
     )
     histories: dict[str, list[str]] = {}
+    excluded: dict[str, list[str]] = {}
     offsets: dict[int, int] = {}
-    trained = 0
-    for event in stream:
+    rng = random.Random(5)
+    trained = negatives = 0
+    while stream:
+        event = stream.popleft()
         user = event.user_id
         part = key_partition(user, parts)
         offsets[part] = offsets.get(part, -1) + 1
         before = histories.get(user, [])
-        histories[user] = merge_history(before, [event.item_id], history_len)
+        if feedback.is_negative(event):
+            negatives += 1
+            excluded[user] = merge_history(excluded.get(user, []), [event.item_id], history_len)
+        else:
+            histories[user] = merge_history(before, [event.item_id], history_len)
         scorer.positions = [(part, offsets[part])]
         path.process(
             [event],
-            {user: histories[user]},
+            {user: histories.get(user, [])},
             dlq=0,
             hwm=("events", scorer.positions),
             before={user: before},
+            excluded={user: excluded[user]} if user in excluded else None,
         )
         model.learn_one(event)
         cached = cache.get_recs(user)
         assert cached is not None
+        served = [r.item_id for r in cached.items]
+        assert not set(served) & set(excluded.get(user, ()))
+        turned_down = _negative_after(event, served, rng)
+        if turned_down is not None:
+            stream.appendleft(turned_down)
         expected = model.recommend(user, top_n, event.timestamp_ms)
         assert [(r.item_id, r.reason) for r in cached.items] == [
             (r.item_id, r.reason) for r in expected
@@ -694,10 +735,12 @@ def test_the_worker_and_the_in_process_model_rank_and_learn_alike() -> None:
         )
         trained += model.scorer.ranker(part).n_updates >= min_trained
     assert trained > 1_000  # most lists were ranked by learned weights, not the fixed blend
+    assert negatives > 150 and model.excluded == excluded
     ours, theirs = scorer.model.rankers, model.scorer.rankers
     assert sorted(ours) == sorted(theirs) == list(range(parts))
     for p in range(parts):
         assert ours[p].n_updates == theirs[p].n_updates >= min_trained
+        assert ours[p].n_events == theirs[p].n_events
         assert ours[p].n_pairs == theirs[p].n_pairs
         assert ours[p].weights().tolist() != list(FIXED_BLEND)
         # The worker learns with the trending list of the batch before, decayed to that batch's

@@ -322,9 +322,9 @@ def test_a_batch_runs_on_the_loop_until_redis_fails_then_in_a_thread_until_it_wr
         def checkpointed(self) -> None:
             self.inner.checkpointed()
 
-        def recommend_batch(self, histories, trending, n):
+        def recommend_batch(self, histories, trending, n, excluded=None):
             self.threads.append(threading.current_thread() is threading.main_thread())
-            return self.inner.recommend_batch(histories, trending, n)
+            return self.inner.recommend_batch(histories, trending, n, excluded)
 
     settings = Settings(
         app_id="unit-agent-where",

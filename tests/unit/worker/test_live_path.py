@@ -258,7 +258,7 @@ class _ChainScorer(LearnsNothing):
     def candidates_needed(self, n, history_len):
         return n
 
-    def recommend_batch(self, histories, trending, n):
+    def recommend_batch(self, histories, trending, n, excluded=None):
         self.calls.append({user: list(h) for user, h in histories.items()})
         if self.fail_on_call == len(self.calls):
             raise RuntimeError("scorer bug")

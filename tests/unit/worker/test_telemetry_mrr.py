@@ -63,6 +63,7 @@ class _ListScorer(LearnsNothing):
         histories: Mapping[str, Sequence[str]],
         trending: Sequence[tuple[str, float]],
         n: int,
+        excluded: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, list[Recommendation]]:
         self.calls += 1
         if self.calls == self.fail_on_call:
