@@ -9,6 +9,7 @@ the tests FAIL with the command to run, never skip.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -209,3 +210,27 @@ def wait_for() -> Callable[..., None]:
 def env_for() -> Callable[[Settings], dict[str, str]]:
     """``env_for(settings)``: the environment a ``streamrec`` subprocess needs for them."""
     return _env_of
+
+
+def _dead_letters(settings: Settings) -> list[tuple[bytes, dict]]:
+    """Every record of the settings' dead-letter topic, oldest first: (key, decoded value)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        settings.topic_dlq,
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+        group_id=None,
+        max_partition_fetch_bytes=4 << 20,  # a fuzzed value's dead letter can be large
+    )
+    try:
+        return [(message.key, json.loads(message.value)) for message in consumer]
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def dead_letters() -> Callable[[Settings], list[tuple[bytes, dict]]]:
+    """``dead_letters(settings)``: the DLQ topic's records, read from the start until idle."""
+    return _dead_letters

@@ -7,14 +7,12 @@ stays bounded. The oracle is the worker's own validator, run here on the same me
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaConsumer
 
 from models.events import InvalidEvent
 from stream_app.cache import CacheKeys
@@ -49,7 +47,7 @@ def _expected() -> tuple[int, int]:
 
 
 def test_fuzzed_messages_never_stop_the_worker_nor_cost_a_good_event(
-    settings, start_worker, wait_for, env_for
+    settings, start_worker, wait_for, env_for, dead_letters
 ):
     ensure_topics(settings)
     valid, invalid = _expected()
@@ -83,16 +81,7 @@ def test_fuzzed_messages_never_stop_the_worker_nor_cost_a_good_event(
     worker.assert_alive()
     rss_after = _rss_mb(worker.proc.pid)
     assert rss_after - rss_before < RSS_GROWTH_LIMIT_MB, (rss_before, rss_after)
-    consumer = KafkaConsumer(
-        settings.topic_dlq,
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-        group_id=None,
-        max_partition_fetch_bytes=4 << 20,
-    )
-    letters = {message.key: json.loads(message.value) for message in consumer}
-    consumer.close()
+    letters = dict(dead_letters(settings))
     assert len(letters) == invalid and all(d["reason"] for d in letters.values())
     assert counts() == (GOOD + valid, invalid)  # nothing more arrived late
     assert worker.stop() == 0, worker.log_tail()

@@ -192,7 +192,7 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
 
 
 def test_malformed_events_land_in_the_dlq_while_good_ones_get_recommendations(
-    settings, start_worker, wait_for, env_for
+    settings, start_worker, wait_for, env_for, dead_letters
 ):
     ensure_topics(settings)
     worker = start_worker(settings)
@@ -209,19 +209,7 @@ def test_malformed_events_land_in_the_dlq_while_good_ones_get_recommendations(
     worker.assert_alive()
     assert _stats(client, keys) | {"batches": 0} == {"events": 1000, "dlq": 50, "batches": 0}
 
-    consumer = KafkaConsumer(
-        settings.topic_dlq,
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-        group_id=None,
-    )
-    letters = {}
-    for message in consumer:
-        letters[message.key] = json.loads(message.value)
-        if len(letters) >= 50:
-            break
-    consumer.close()
+    letters = dict(dead_letters(settings))
 
     sent = [value for _, _, value in malformed_messages(50)]
     assert len(letters) == 50  # one per bad message: keyed by where it was

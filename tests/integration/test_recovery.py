@@ -20,7 +20,6 @@ from collections import defaultdict
 
 import pytest
 import redis
-from kafka import KafkaConsumer
 
 from models.datasets import SyntheticConfig, generate_synthetic
 from models.events import event_weight
@@ -99,23 +98,17 @@ def _check_state(client, keys, settings, worker_logs) -> None:
     assert not lost, f"{len(lost)} items lost counts, e.g. {lost[:5]}"
 
 
-def _check_dead_letters(client, keys, settings) -> None:
+def _check_dead_letters(client, keys, settings, dead_letters) -> None:
     """Every bad message left one dead letter, counted once, across the crash: the DLQ topic
     holds each source position (its key), and the counter says exactly ``N_MALFORMED``."""
-    consumer = KafkaConsumer(
-        settings.topic_dlq,
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-        group_id=None,
-    )
-    dlq_keys = [message.key for message in consumer]
-    consumer.close()
+    dlq_keys = [key for key, _ in dead_letters(settings)]
     assert len(set(dlq_keys)) == N_MALFORMED, (len(set(dlq_keys)), len(dlq_keys))
     assert int(client.get(keys.stat("dlq")) or 0) == N_MALFORMED, len(dlq_keys)
 
 
-def test_sigkill_mid_stream_then_restart_loses_nothing(settings, start_worker, wait_for, env_for):
+def test_sigkill_mid_stream_then_restart_loses_nothing(
+    settings, start_worker, wait_for, env_for, dead_letters
+):
     ensure_topics(settings)
     client = redis.Redis.from_url(settings.redis_url)
     keys = CacheKeys(settings.redis_key_prefix)
@@ -153,7 +146,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(settings, start_worker, w
     )
     second.assert_alive()
     _check_state(client, keys, settings, second.log_tail)
-    _check_dead_letters(client, keys, settings)
+    _check_dead_letters(client, keys, settings, dead_letters)
     # The rankers went on from their checkpoints (no update count fell back) and learned every
     # event exactly once: the events counted and the events learned are one set.
     after = _rankers(client, keys, settings.event_partitions)
