@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from models.events import (
@@ -38,7 +38,22 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: derandomized: CI runs the same 400 examples each time (4,000 random ones passed once too)
+FUZZ = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``json.dumps`` would write NaN or Infinity somewhere in ``value``."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        return True
+    return False
 
 
 def _holds_the_contract(event: Interaction) -> None:
@@ -93,6 +108,8 @@ def test_any_object(payload: dict) -> None:
 @FUZZ
 @given(st.sampled_from(FIELDS), json_values, json_values)
 def test_duplicate_keys_are_judged_by_the_last_one(field: str, first: Any, last: Any) -> None:
+    # NaN/Infinity are no JSON: a message holding one is invalid whatever comes after it
+    assume(not _non_finite(first))
     key = json.dumps(field)
     raw = f"{json.dumps(GOOD)[:-1]}, {key}: {json.dumps(first)}, {key}: {json.dumps(last)}}}"
     assert (_judge(raw.encode()) is None) == (
