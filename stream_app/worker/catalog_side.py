@@ -25,12 +25,12 @@ REASON_PREFIX = "item record: "
 
 def sort_catalog(
     events: Sequence[Any],
-) -> tuple[dict[str, ItemRecord | None], list[tuple[bytes | None, DeadLetter]]]:
+) -> tuple[dict[str, ItemRecord | None], list[DeadLetter]]:
     """item id -> its newest record in the batch (None: a tombstone), and the dead letters;
     never raises on bad input. The topic has one partition, so the batch is in publish order
     and the last message of a key is the one compaction keeps."""
     changes: dict[str, ItemRecord | None] = {}
-    dead: list[tuple[bytes | None, DeadLetter]] = []
+    dead: list[DeadLetter] = []
     for event in events:
         key = event.message.key
         value = event.value
@@ -64,10 +64,9 @@ class CatalogSide:
     async def process(self, events: Sequence[Any]) -> dict[str, ItemRecord | None]:
         """Returns the changes written to Redis (none while it is down)."""
         changes, dead = sort_catalog(events)
-        for _, letter in dead:
+        for letter in dead:
             log.warning("item record to the DLQ: %s", letter.reason)
-        letters = [letter for _, letter in dead]
-        await send_once(self.topology.dlq, self.store, self.keys, letters, "catalog_dlq")
+        await send_once(self.topology.dlq, self.store, self.keys, dead, "catalog_dlq")
         for item_id, record in changes.items():
             self.pending.pop(item_id, None)
             self.pending[item_id] = record

@@ -82,7 +82,7 @@ def sort_control(events: Sequence[Any], partitions: int) -> tuple[list[Command],
                     f"on partition {partition}, but the user's events are on {home}"
                 )
         except InvalidControl as exc:
-            dead.append(letter_for(event, f"{REASON_PREFIX}{exc}")[1])
+            dead.append(letter_for(event, f"{REASON_PREFIX}{exc}"))
             continue
         offset = message.offset if isinstance(message.offset, int) else -1
         commands.append(Command(forget, partition, offset, event))
@@ -106,7 +106,7 @@ def fences(
         wanted = command.forget.events_offset
         if wanted is not None and wanted > end:
             reason = f"events_offset {wanted} is past the end ({end}) of the user's partition"
-            dead.append(letter_for(command.event, f"{REASON_PREFIX}{reason}")[1])
+            dead.append(letter_for(command.event, f"{REASON_PREFIX}{reason}"))
             continue
         kept.append((command, end if wanted is None else wanted))
     return kept, dead

@@ -47,7 +47,7 @@ class ItemSide:
             # Only our user side writes here: a bad message is a bug or version skew. It goes
             # to the DLQ; the batch's good deltas are still applied.
             log.warning("item delta message to the DLQ: %s", reason)
-            letters.append(letter_for(events[index], reason)[1])
+            letters.append(letter_for(events[index], reason))
         await send_once(self.topology.dlq, self.store, self.keys, letters, "item_dlq")
         table = self.topology.item_stats
         current = {key: table.get(key) for key in {key for key, _ in deltas}}

@@ -96,18 +96,16 @@ def journal_entry(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
-def letter_for(event: Any, reason: str) -> tuple[bytes | None, DeadLetter]:
-    """(message key, DLQ record) for a rejected Faust event: its bytes, where it came from."""
+def letter_for(event: Any, reason: str) -> DeadLetter:
+    """The DLQ record for a rejected Faust event: its bytes, where it came from (which is also
+    its DLQ key, ``dead_letters.position_key``; the original message key is not kept)."""
     message = event.message
     raw = event.value if isinstance(event.value, bytes | bytearray) else None
-    return (
-        message.key if isinstance(message.key, bytes) else None,
-        dead_letter(
-            raw,
-            reason,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            message_timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-        ),
+    return dead_letter(
+        raw,
+        reason,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        message_timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
     )

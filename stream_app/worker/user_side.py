@@ -36,10 +36,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SortedBatch:
-    """A micro-batch split into accepted events and dead letters (with their message keys)."""
+    """A micro-batch split into accepted events and dead letters."""
 
     valid: list[Interaction]
-    dead: list[tuple[bytes | None, DeadLetter]]
+    dead: list[DeadLetter]
     #: Kafka timestamps (ms) of the valid events, for freshness
     kafka_ts_ms: list[int]
     #: (partition, offset) of each valid event
@@ -75,7 +75,7 @@ class SortedBatch:
 def sort_batch(events: Sequence[Any]) -> SortedBatch:
     """Validate each Faust event of a batch; never raises on bad input."""
     valid: list[Interaction] = []
-    dead: list[tuple[bytes | None, DeadLetter]] = []
+    dead: list[DeadLetter] = []
     stamps: list[int] = []
     positions: list[tuple[int, int]] = []
     for event in events:
@@ -201,9 +201,7 @@ class UserSide:
     async def process(self, events: Sequence[Any]) -> None:
         """The data's path: each step below is one method."""
         checked = sort_batch(events)
-        await send_once(
-            self.topology.dlq, self.store, self.keys, [d for _, d in checked.dead], "dlq"
-        )
+        await send_once(self.topology.dlq, self.store, self.keys, checked.dead, "dlq")
         on_loop = self.runs_on_loop()
         # Idempotence: events at or below the marks of the batch's *last* step (recs +
         # counters) were fully processed before a restart: skip them. Events between those
