@@ -234,3 +234,25 @@ def _dead_letters(settings: Settings) -> list[tuple[bytes, dict]]:
 def dead_letters() -> Callable[[Settings], list[tuple[bytes, dict]]]:
     """``dead_letters(settings)``: the DLQ topic's records, read from the start until idle."""
     return _dead_letters
+
+
+def _produce(env: dict[str, str], *args: str) -> str:
+    """``streamrec produce --no-progress ARGS`` as a user runs it; its output. A failed run
+    fails the test with the producer's output."""
+    out = subprocess.run(
+        [sys.executable, "-m", "stream_app.cli", "produce", "--no-progress", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, f"producer failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+    assert "produced" in out.stdout, out.stdout
+    return out.stdout
+
+
+@pytest.fixture
+def produce() -> Callable[..., str]:
+    """``produce(env, *args)``: ``streamrec produce`` in a subprocess (``env_for``'s env)."""
+    return _produce

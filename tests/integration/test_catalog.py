@@ -4,8 +4,6 @@ the worker's catalog side -> Redis -> the read API's titles, hidden items and to
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -29,20 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 EVENTS = 2000
 SEED = 7
-
-
-def _produce(env: dict[str, str], *args: str) -> str:
-    """``streamrec produce ARGS`` as a user runs it; its output."""
-    out = subprocess.run(
-        [sys.executable, "-m", "stream_app.cli", "produce", "--no-progress", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, f"producer failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
-    return out.stdout
 
 
 def _answer(api: dict[str, Any], path: str) -> dict:
@@ -83,14 +67,14 @@ def _wait_until_hidden(api, user: str, item: str, timeout_s: float) -> float:
     pytest.fail(f"{item} still served to {user} {timeout_s} s after it was hidden")
 
 
-def _stack_with_catalog(settings, start_worker, wait_for, env_for) -> tuple[Any, ...]:
+def _stack_with_catalog(settings, start_worker, wait_for, env_for, produce) -> tuple[Any, ...]:
     """A real worker that has processed the synthetic stream and mirrored its catalog: the
     worker, the producer's environment, the catalog by id, a Redis client and the keys."""
     ensure_topics(settings)
     worker = start_worker(settings)
     env = env_for(settings)
-    _produce(env, "--generate", str(EVENTS), "--seed", str(SEED))
-    out = _produce(env, "--items", "--generate", str(EVENTS), "--seed", str(SEED))
+    produce(env, "--generate", str(EVENTS), "--seed", str(SEED))
+    out = produce(env, "--items", "--generate", str(EVENTS), "--seed", str(SEED))
     catalog = {r.item_id: r for r in synthetic_catalog(SyntheticConfig(seed=SEED).resized(EVENTS))}
     assert f"produced {len(catalog)} item records" in out
 
@@ -111,10 +95,10 @@ def _stack_with_catalog(settings, start_worker, wait_for, env_for) -> tuple[Any,
 
 
 def test_catalog_titles_hidden_items_and_tombstones_reach_redis_and_the_api(
-    settings, start_worker, wait_for, env_for, api
+    settings, start_worker, wait_for, env_for, api, produce
 ):
     worker, env, catalog, client, keys = _stack_with_catalog(
-        settings, start_worker, wait_for, env_for
+        settings, start_worker, wait_for, env_for, produce
     )
     assert decode_item(client.get(keys.item_meta("i3"))) == catalog["i3"]
 
@@ -148,7 +132,7 @@ def test_catalog_titles_hidden_items_and_tombstones_reach_redis_and_the_api(
 
     # A tombstone: the item's keys are gone, and it is still never served.
     other = served[1]["item_id"]
-    _produce(env, "--items", "--delete", other)
+    produce(env, "--items", "--delete", other)
     wait_for(
         lambda: client.exists(keys.item_meta(other)) == 0,
         30,
@@ -163,10 +147,10 @@ def test_catalog_titles_hidden_items_and_tombstones_reach_redis_and_the_api(
 
 
 def test_exclude_and_category_filter_a_real_workers_list_and_fill_from_trending(
-    settings, start_worker, wait_for, env_for, api
+    settings, start_worker, wait_for, env_for, api, produce
 ):
     worker, _, catalog, client, keys = _stack_with_catalog(
-        settings, start_worker, wait_for, env_for
+        settings, start_worker, wait_for, env_for, produce
     )
     user = next(keys.user_from_recs_key(k.decode()) for k in client.scan_iter(keys.recs_pattern))
     cached = UserRecs.from_json(client.get(keys.recs(user)))

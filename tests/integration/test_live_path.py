@@ -26,29 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SEED = 7
 
 
-def _produce(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stream_app.cli",
-            "produce",
-            "--no-progress",
-            "--seed",
-            str(SEED),
-            *args,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, f"producer failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
-    assert "produced" in out.stdout
-    return out.stdout
-
-
 def _stats(client: redis.Redis, keys: CacheKeys) -> dict[str, int]:
     names = ("events", "dlq", "batches")
     values = client.mget([keys.stat(n) for n in names])
@@ -109,11 +86,11 @@ def _check_recs(client, keys, settings, seen: dict[str, set[str]]) -> int:
 
 
 def test_every_user_gets_recommendations_excluding_what_they_saw(
-    settings, start_worker, wait_for, env_for
+    settings, start_worker, wait_for, env_for, produce
 ):
     ensure_topics(settings)
     worker = start_worker(settings)
-    _produce(env_for(settings), "--generate", "2000")
+    produce(env_for(settings), "--seed", str(SEED), "--generate", "2000")
 
     client = redis.Redis.from_url(settings.redis_url)
     keys = CacheKeys(settings.redis_key_prefix)
@@ -179,7 +156,7 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
 
     # The real model: a backlog is scored before the item side has published much, so replay
     # the same events once more; now most users' lists come from the published neighbours.
-    _produce(env_for(settings), "--generate", "2000")
+    produce(env_for(settings), "--seed", str(SEED), "--generate", "2000")
     wait_for(
         lambda: _stats(client, keys)["events"] >= 4000,
         120,
@@ -192,11 +169,11 @@ def test_every_user_gets_recommendations_excluding_what_they_saw(
 
 
 def test_malformed_events_land_in_the_dlq_while_good_ones_get_recommendations(
-    settings, start_worker, wait_for, env_for, dead_letters
+    settings, start_worker, wait_for, env_for, dead_letters, produce
 ):
     ensure_topics(settings)
     worker = start_worker(settings)
-    _produce(env_for(settings), "--generate", "1000", "--invalid", "50")
+    produce(env_for(settings), "--seed", str(SEED), "--generate", "1000", "--invalid", "50")
 
     client = redis.Redis.from_url(settings.redis_url)
     keys = CacheKeys(settings.redis_key_prefix)
@@ -230,7 +207,7 @@ def test_malformed_events_land_in_the_dlq_while_good_ones_get_recommendations(
 
 
 def test_history_survives_a_worker_restart_through_the_changelog(
-    settings, start_worker, wait_for, env_for
+    settings, start_worker, wait_for, env_for, produce
 ):
     """Users' seen items come back from the table's changelog after a restart.
 
@@ -244,7 +221,7 @@ def test_history_survives_a_worker_restart_through_the_changelog(
     settings = replace(settings, top_n=3)
     worker = start_worker(settings)
     env = env_for(settings)
-    _produce(env, "--generate", "1000")
+    produce(env, "--seed", str(SEED), "--generate", "1000")
     client = redis.Redis.from_url(settings.redis_url)
     keys = CacheKeys(settings.redis_key_prefix)
     wait_for(
@@ -282,7 +259,7 @@ def test_history_survives_a_worker_restart_through_the_changelog(
     path.write_text("\n".join(lines) + "\n")
     for user in seen:
         client.delete(keys.recs(user))
-    _produce(env, "--dataset", str(path))
+    produce(env, "--seed", str(SEED), "--dataset", str(path))
     wait_for(
         lambda: _stats(client, keys)["events"] >= 1000 + len(lines),
         120,
@@ -309,7 +286,7 @@ def test_worker_refuses_an_events_topic_with_another_partition_count(settings, e
 
 
 def test_worker_survives_an_unreachable_redis_and_keeps_dead_lettering(
-    settings, start_worker, wait_for, env_for
+    settings, start_worker, wait_for, env_for, produce
 ):
     """Redis down: batches degrade (logged), the consumer keeps going, bad events still go to
     the DLQ, and SIGTERM still stops the worker cleanly."""
@@ -321,7 +298,7 @@ def test_worker_survives_an_unreachable_redis_and_keeps_dead_lettering(
     settings = replace(settings, redis_url=f"redis://127.0.0.1:{dead_port}/0")
     ensure_topics(settings)
     worker = start_worker(settings)
-    _produce(env_for(settings), "--generate", "200", "--invalid", "5")
+    produce(env_for(settings), "--seed", str(SEED), "--generate", "200", "--invalid", "5")
 
     consumer = KafkaConsumer(
         settings.topic_dlq,

@@ -6,8 +6,7 @@ history table's changelog), and neither adds to trending."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,23 +25,12 @@ SEED = 7
 FIRST = 1_000
 
 
-def _produce(env: dict[str, str], *args: str) -> None:
-    command = [sys.executable, "-m", "stream_app.cli", "produce", "--no-progress"]
-    out = subprocess.run(
-        [*command, "--seed", str(SEED), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, f"producer failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
-
-
-def _produce_events(env: dict[str, str], path: Path, events: list[dict[str, Any]]) -> None:
+def _produce_events(
+    produce: Callable[..., str], env: dict[str, str], path: Path, events: list[dict[str, Any]]
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    _produce(env, "--dataset", str(path))
+    produce(env, "--seed", str(SEED), "--dataset", str(path))
 
 
 def _events(client: redis.Redis, keys: CacheKeys) -> int:
@@ -61,7 +49,7 @@ def _event(user: str, item: str, kind: str, ts: int, value: float | None = None)
 
 
 def test_a_turned_down_item_is_never_served_back(
-    settings: Settings, start_worker, wait_for, env_for
+    settings: Settings, start_worker, wait_for, env_for, produce
 ) -> None:
     ensure_topics(settings)
     settings = replace(settings, top_n=10, negative_rating_below=3.0)
@@ -70,7 +58,7 @@ def test_a_turned_down_item_is_never_served_back(
     worker = start_worker(settings)
     client = redis.Redis.from_url(settings.redis_url)
     keys = CacheKeys(settings.redis_key_prefix)
-    _produce(env, "--generate", str(FIRST))
+    produce(env, "--seed", str(SEED), "--generate", str(FIRST))
     wait_for(lambda: _events(client, keys) >= FIRST, 120, "the first events", worker.log_tail)
 
     stream = generate_synthetic(SyntheticConfig(seed=SEED).resized(FIRST)).events
@@ -91,6 +79,7 @@ def test_a_turned_down_item_is_never_served_back(
     assert disliked is not None and rated is not None
     before = {item: client.zscore(keys.trending, item) for item in (disliked, rated)}
     _produce_events(
+        produce,
         env,
         settings.state_path / "negative.jsonl",
         [
@@ -112,7 +101,7 @@ def test_a_turned_down_item_is_never_served_back(
         ]
         for k in range(2)
     ]
-    _produce_events(env, settings.state_path / "later.jsonl", rounds[0])
+    _produce_events(produce, env, settings.state_path / "later.jsonl", rounds[0])
     total = FIRST + 2 + len(rounds[0])
     wait_for(lambda: _events(client, keys) >= total, 60, "her later events", worker.log_tail)
     assert disliked not in _served(client, keys, dislikes)
@@ -122,7 +111,7 @@ def test_a_turned_down_item_is_never_served_back(
     restarted = start_worker(settings)
     for user in (dislikes, rates):
         client.delete(keys.recs(user))
-    _produce_events(env, settings.state_path / "after.jsonl", rounds[1])
+    _produce_events(produce, env, settings.state_path / "after.jsonl", rounds[1])
     total += len(rounds[1])
     wait_for(
         lambda: _events(client, keys) >= total, 120, "events after a restart", restarted.log_tail
