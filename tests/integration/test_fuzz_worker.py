@@ -7,8 +7,6 @@ stays bounded. The oracle is the worker's own validator, run here on the same me
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -47,7 +45,7 @@ def _expected() -> tuple[int, int]:
 
 
 def test_fuzzed_messages_never_stop_the_worker_nor_cost_a_good_event(
-    settings, start_worker, wait_for, env_for, dead_letters
+    settings, start_worker, wait_for, env_for, dead_letters, produce
 ):
     ensure_topics(settings)
     valid, invalid = _expected()
@@ -58,15 +56,7 @@ def test_fuzzed_messages_never_stop_the_worker_nor_cost_a_good_event(
     wait_for(lambda: "Ready" in worker.log_path.read_text(errors="replace"), 90, "start", str)
     rss_before = _rss_mb(worker.proc.pid)
     args = ["--generate", str(GOOD), "--fuzz", str(FUZZ), "--seed", str(SEED)]
-    produced = subprocess.run(
-        [sys.executable, "-m", "stream_app.cli", "produce", "--no-progress", *args],
-        env=env_for(settings),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert produced.returncode == 0, produced.stdout + produced.stderr
+    produce(env_for(settings), *args)
 
     def counts() -> tuple[int, int]:
         events, dlq = client.mget([keys.stat("events"), keys.stat("dlq")])
