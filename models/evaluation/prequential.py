@@ -25,6 +25,8 @@ class ModelTrace:
     """Everything measured for one model during a replay."""
 
     acc: RankAccumulator = field(default_factory=lambda: RankAccumulator(cutoffs=(10,)))
+    #: the trials whose item had no event before (cold-start items: what content can reach)
+    first_acc: RankAccumulator = field(default_factory=lambda: RankAccumulator(cutoffs=(10,)))
     recommended: set[str] = field(default_factory=set)
     rank_s: float = 0.0
     learn_s: float = 0.0
@@ -32,9 +34,12 @@ class ModelTrace:
     bucket_hits: list[int] = field(default_factory=list)
 
 
-def _test_then_train(model: OnlineRanker, trace: ModelTrace, event: Interaction, k: int) -> None:
+def _test_then_train(
+    model: OnlineRanker, trace: ModelTrace, event: Interaction, k: int, first: bool
+) -> None:
     """One scored event: the model ranks the user's top-``k``, then learns the event; both
-    timed (thread CPU and wall), the target's rank recorded."""
+    timed (thread CPU and wall), the target's rank recorded (also apart when ``first``: the
+    item's first event in the stream)."""
     clock, wall = time.thread_time, time.perf_counter
     w0, t0 = wall(), clock()
     ranked = model.rank(event.user_id, k, event.timestamp_ms)
@@ -46,6 +51,8 @@ def _test_then_train(model: OnlineRanker, trace: ModelTrace, event: Interaction,
     trace.learn_s += t2 - t1
     rank = rank_in_list(event.item_id, ranked[:k])
     trace.acc.add(rank)
+    if first:
+        trace.first_acc.add(rank)
     trace.recommended.update(ranked[:k])
     if rank is not None:
         trace.bucket_hits[-1] += 1
@@ -56,8 +63,11 @@ def _model_results(
 ) -> dict[str, Any]:
     """One model's metrics, coverage, cost and HitRate curve."""
     summary = trace.acc.summary()
+    first = trace.first_acc.summary()
     cost = trace.rank_s + trace.learn_s
     return {
+        f"first_event_hit_rate@{k}": first.get(f"hit_rate@{k}", 0.0),
+        f"first_event_mrr@{k}": first.get(f"mrr@{k}", 0.0),
         f"hit_rate@{k}": summary.get(f"hit_rate@{k}", 0.0),
         f"mrr@{k}": summary.get(f"mrr@{k}", 0.0),
         f"ndcg@{k}": summary.get(f"ndcg@{k}", 0.0),
@@ -98,12 +108,13 @@ def prequential(
     traces = {name: ModelTrace() for name in models}
     user_items: dict[str, set[str]] = {}
     stream_items: set[str] = set()
-    scored = repeats = negatives = 0
+    scored = repeats = negatives = first_scored = 0
     readers = {name for name, model in models.items() if getattr(model, "reads_feedback", False)}
     is_negative = feedback.is_negative
     bucket_size = max(1, (len(events) - n_warm) // max(n_buckets, 1))
     bucket_fill = 0
     for n, event in enumerate(events):
+        first = event.item_id not in stream_items
         stream_items.add(event.item_id)
         own = user_items.setdefault(event.user_id, set())
         if is_negative(event):
@@ -119,13 +130,14 @@ def prequential(
             repeats += 1
         if score_it:
             scored += 1
+            first_scored += first
             if bucket_fill == 0:
                 for trace in traces.values():
                     trace.bucket_hits.append(0)
             bucket_fill = (bucket_fill + 1) % bucket_size
         for name, model in models.items():
             if score_it:
-                _test_then_train(model, traces[name], event, k)
+                _test_then_train(model, traces[name], event, k, first)
             else:
                 model.learn_one(event)
         own.add(event.item_id)
@@ -135,20 +147,31 @@ def prequential(
         name: _model_results(trace, k, scored, len(stream_items), bucket_size)
         for name, trace in traces.items()
     }
-    protocol = {
-        "k": k,
-        "warmup_fraction": warmup,
-        "events": len(events),
-        "warmup_events": n_warm,
+    counts = {
         "scored_events": scored,
+        "first_events_scored": first_scored,
         "repeats_not_scored": repeats,
         "negative_events_not_scored": negatives,
         "distinct_items": len(stream_items),
+    }
+    protocol = _protocol(k, warmup, len(events), n_warm, counts, bucket_size)
+    return {"protocol": protocol, "models": results}
+
+
+def _protocol(
+    k: int, warmup: float, events: int, n_warm: int, counts: dict[str, int], bucket_size: int
+) -> dict[str, Any]:
+    """The replay's rules and counts, as the results file states them."""
+    return {
+        "k": k,
+        "warmup_fraction": warmup,
+        "events": events,
+        "warmup_events": n_warm,
+        **counts,
         "order": "timestamp, user, item",
         "candidates": "items seen so far minus the user's own; ties by popularity",
         "curve_bucket_events": bucket_size,
     }
-    return {"protocol": protocol, "models": results}
 
 
 def plot_curves(result: Mapping[str, Any], path: str, title: str = "") -> None:

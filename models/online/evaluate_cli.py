@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from models.datasets import load_dataset
+from models.datasets.base import EventDataset
 from models.evaluation.prequential import plot_curves, prequential
 from models.events import DEFAULT_FEEDBACK, Feedback
 from models.online.baselines import ItemKNNBaseline, OnlineRanker, baseline_models
@@ -35,19 +36,20 @@ log = logging.getLogger(__name__)
 #: Extra variants beside ``streamrec`` (``--variants``): the served model without its ranker,
 #: and the dense offline model with its ablations (docs/online-models.md).
 #: Each is built from (catalog, seed, feedback); the dense ones never see a negative event.
-VARIANTS: dict[str, Callable[[dict[str, dict[str, Any]], int, Feedback], OnlineRanker]] = {
-    "streamrec_fixed_blend": lambda catalog, seed, feedback: StreamModel(
-        min_trained=2**62, feedback=feedback
+VARIANTS: dict[str, Callable[[EventDataset, int, Feedback], OnlineRanker]] = {
+    "streamrec_fixed_blend": lambda data, seed, feedback: StreamModel(
+        min_trained=2**62, feedback=feedback, catalog=data.catalog
     ),
-    "dense_reference": lambda catalog, seed, _: OnlineRecommender(catalog=catalog, seed=seed),
-    "dense_fixed_blend": lambda catalog, seed, _: OnlineRecommender(
-        catalog=catalog, seed=seed, reranker=None
+    "streamrec_no_content": lambda data, seed, feedback: StreamModel(feedback=feedback),
+    "dense_reference": lambda data, seed, _: OnlineRecommender(catalog=data.items, seed=seed),
+    "dense_fixed_blend": lambda data, seed, _: OnlineRecommender(
+        catalog=data.items, seed=seed, reranker=None
     ),
-    "dense_fm": lambda catalog, seed, _: OnlineRecommender(
-        catalog=catalog, seed=seed, reranker="fm"
+    "dense_fm": lambda data, seed, _: OnlineRecommender(
+        catalog=data.items, seed=seed, reranker="fm"
     ),
-    "dense_with_usercf": lambda catalog, seed, _: OnlineRecommender(
-        catalog=catalog, seed=seed, user_cf=True
+    "dense_with_usercf": lambda data, seed, _: OnlineRecommender(
+        catalog=data.items, seed=seed, user_cf=True
     ),
 }
 
@@ -74,17 +76,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_models(
-    catalog: dict[str, dict[str, Any]],
+    data: EventDataset,
     variants: list[str],
     baselines: bool = True,
     seed: int = 0,
     feedback: Feedback = DEFAULT_FEEDBACK,
 ) -> dict[str, OnlineRanker]:
-    models: dict[str, OnlineRanker] = {"streamrec": StreamModel(feedback=feedback)}
+    """``streamrec`` (with the dataset's catalog, as the worker has it after `streamrec
+    produce --items`), the ``variants`` and the baselines."""
+    models: dict[str, OnlineRanker] = {
+        "streamrec": StreamModel(feedback=feedback, catalog=data.catalog)
+    }
     for name in variants:
         if name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
-        models[name] = VARIANTS[name](catalog, seed, feedback)
+        models[name] = VARIANTS[name](data, seed, feedback)
     if baselines:
         models.update(baseline_models())
         # The windowed co-occurrence is the stronger item-kNN on MovieLens; both are baselines.
@@ -101,9 +107,7 @@ def run(args: argparse.Namespace, feedback: Feedback = DEFAULT_FEEDBACK) -> int:
     dataset = load_dataset(args.dataset, synthetic_events=args.synthetic_events, seed=args.seed)
     events = dataset.events[: args.limit] if args.limit else dataset.events
     variants = [v for v in args.variants.split(",") if v]
-    models = build_models(
-        dataset.items, variants, not args.no_baselines, args.seed, feedback=feedback
-    )
+    models = build_models(dataset, variants, not args.no_baselines, args.seed, feedback=feedback)
     references: list[str] = []
     if dataset.planted is not None and not args.no_oracle:
         # Reads the generator's hidden world: a ceiling for reading the gaps, never compared as

@@ -24,9 +24,11 @@ from typing import Any
 
 import faust
 
+from models.online.stream.content import ItemContent
 from stream_app.cache import CacheKeys, RecCache, open_cache
 from stream_app.cache.journals import MODEL_DECISIONS_KEPT, encode_entry
 from stream_app.cache.telemetry import WORKER_HEARTBEAT_S, TelemetryKeys
+from stream_app.kafka.catalog_follower import follow_catalog
 from stream_app.kafka.control import EventOffsets
 from stream_app.kafka.model_updates import InvalidUpdate, parse_update
 from stream_app.settings import Settings
@@ -82,6 +84,7 @@ def register_live_path(
     )
     recorders: list[TelemetryRecorder] = []  # the live path's, once it has started
     app.timer(WORKER_HEARTBEAT_S)(_heartbeat(recorders))
+    content = _catalog_copy(app, settings)
 
     async def load_session_model(reason: str) -> None:
         try:
@@ -99,7 +102,7 @@ def register_live_path(
             await track_metadata(app, topology.produced())
             recorder = _telemetry_recorder(store, keys, settings)
             recorders.extend([recorder] if recorder is not None else [])
-            path = _live_path(store, scorer, slot, keys, settings, recorder)
+            path = _live_path(store, scorer, slot, keys, settings, recorder, content)
             side = UserSide(topology, settings, store, path, slot, keys)
             batches = _guarded_batches(
                 stream,
@@ -139,6 +142,18 @@ def register_live_path(
     sides = {"live-path": live_path, "item-side": item_side, "catalog": catalog_side}
     sides["control"] = _control_side(app, settings, topology, cache, keys, offsets)
     return _agents(app, settings, topology, slot, sides, load_session_model)
+
+
+def _catalog_copy(app: faust.App, settings: Settings) -> ItemContent:
+    """This worker's copy of the catalog, which its scoring reads (the content feature and
+    the cold candidates), fed by a task from the items topic whatever partitions it owns."""
+    content = ItemContent()
+
+    @app.task
+    async def catalog_follower() -> None:
+        await follow_catalog(settings.kafka_bootstrap, settings.topic_items, content.apply)
+
+    return content
 
 
 @contextmanager
@@ -273,8 +288,10 @@ def _live_path(
     keys: CacheKeys,
     settings: Settings,
     recorder: TelemetryRecorder | None = None,
+    content: ItemContent | None = None,
 ) -> LivePath:
-    """The per-batch logic over ``store``, scoring with ``scorer`` or an ``OnlineScorer``."""
+    """The per-batch logic over ``store``, scoring with ``scorer`` or an ``OnlineScorer``
+    (reading the catalog in ``content``)."""
     return LivePath(
         store,
         scorer
@@ -284,6 +301,7 @@ def _live_path(
             partitions=settings.event_partitions,
             keys=keys,
             history_len=settings.history_len,
+            content=content,
         ),
         top_n=settings.top_n,
         half_life_s=settings.popularity_half_life_s,

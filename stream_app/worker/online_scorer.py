@@ -15,6 +15,7 @@ from typing import Any
 
 from models.events import Interaction
 from models.online.stream import StreamScorer
+from models.online.stream.content import ItemContent
 from models.online.stream.partitions import key_partition
 from models.online.stream.scoring import blend_session
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation
@@ -99,11 +100,12 @@ class OnlineScorer:
         session_len: int = 10,
         session_slots: int = 5,
         history_len: int = 200,
+        content: ItemContent | None = None,
     ) -> None:
         self.cache = cache
         self.slot = slot
         self.keys = keys or CacheKeys()
-        self.model = model or StreamScorer(partitions=partitions)
+        self.model = model or StreamScorer(partitions=partitions, content=content)
         self.session_len = session_len
         self.session_slots = session_slots
         #: the worker's ``HISTORY_LEN``: how the batch's events extend a learning history

@@ -83,7 +83,7 @@ class ListIndex:
 
     def take(self, starts: Sequence[int], lengths: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The spans' ids and weights, one after the other (one fancy index per pool)."""
-        at = _spans(np.asarray(starts, np.int64), np.asarray(lengths, np.int64))
+        at = spans(np.asarray(starts, np.int64), np.asarray(lengths, np.int64))
         return self._pool_ids[at], self._pool_weights[at]
 
     def begin(self) -> None:
@@ -116,10 +116,10 @@ class ListIndex:
         return start
 
 
-def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Every position of the spans ``starts[i] : starts[i] + lengths[i]``, in order.
 
-    >>> _spans(np.array([5, 0]), np.array([2, 3])).tolist()
+    >>> spans(np.array([5, 0]), np.array([2, 3])).tolist()
     [5, 6, 0, 1, 2]
     """
     total = int(lengths.sum())

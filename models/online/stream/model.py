@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from models.catalog import ItemRecord
 from models.events import DEFAULT_FEEDBACK, Feedback, Interaction
 from models.online.popularity import DecayedPopularity
 from models.online.stream.arrays import ListIndex
+from models.online.stream.content import ItemContent
 from models.online.stream.deltas import (
     MAX_ROW_PAIRS,
     MAX_SUCCESSORS,
@@ -77,6 +79,7 @@ class StreamScorer:
         n_negatives: int = 2,
         hard_pool: int = 50,
         outside_positives: bool = False,
+        content: ItemContent | None = None,
     ) -> None:
         self.params = params or ScoringParams()
         self.partitions = partitions
@@ -92,6 +95,9 @@ class StreamScorer:
         self.rankers: dict[int, StreamRanker] = {}
         #: the published lists as arrays, converted once per list object
         self.index = ListIndex()
+        #: the catalog's categories and the cold pool (empty: no content feature, no cold
+        #: candidates); the worker's catalog follower and ``StreamModel(catalog=)`` fill it
+        self.content = content if content is not None else ItemContent()
 
     def ranker(self, partition: int) -> StreamRanker:
         found = self.rankers.get(partition)
@@ -135,9 +141,19 @@ class StreamScorer:
         excluded: Sequence[Sequence[str]] | None = None,
     ) -> Candidates:
         """The rows' candidates; ``excluded``: per row, what its user said no to (served
-        lists leave it out; learning passes none: an excluded item is a fair negative pick)."""
+        lists leave it out; learning passes none: an excluded item is a fair negative pick).
+        The trending items are no longer cold: the stream has shown them."""
+        if self.content:
+            self.content.warmed(item for item, _ in trending)
         return candidates(
-            histories, neighbors, successors, trending, self.index, self.params, excluded
+            histories,
+            neighbors,
+            successors,
+            trending,
+            self.index,
+            self.params,
+            excluded,
+            self.content,
         )
 
     def weights(self, partitions: Sequence[int]) -> np.ndarray:
@@ -314,7 +330,9 @@ class StreamModel:
     scoring and the learning are the worker's own (:class:`StreamScorer`), sharded into as
     many learners as the worker's user-side partitions. ``feedback`` says how events count: a
     negative one (a dislike, a skip, a low rating) teaches nothing and only joins its user's
-    ``excluded`` items, which are never recommended to her.
+    ``excluded`` items, which are never recommended to her. ``catalog``: item records
+    published before the stream starts (their categories feed the content feature and the
+    cold pool, as the worker's catalog follower does).
 
     Examples
     --------
@@ -343,12 +361,16 @@ class StreamModel:
         params: ScoringParams | None = None,
         min_trained: int = 1_000,
         feedback: Feedback = DEFAULT_FEEDBACK,
+        catalog: Iterable[ItemRecord] = (),
     ) -> None:
         self.history_len = history_len
         self.feedback = feedback
         self.top_n = top_n
         self.trending_depth = trending_depth
         self.scorer = StreamScorer(params=params, partitions=partitions, min_trained=min_trained)
+        # published before the first event, as `streamrec produce --items` does before a replay
+        for record in catalog:
+            self.scorer.content.apply(record.item_id, record)
         self.histories: dict[str, list[str]] = {}
         #: user -> the items she said no to, most recent last (``history_len`` at most)
         self.excluded: dict[str, list[str]] = {}

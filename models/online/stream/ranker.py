@@ -31,7 +31,7 @@ class StreamRanker:
     Examples
     --------
     >>> r = StreamRanker(min_trained=1)
-    >>> r.learn([[1.0, 0.0, 0.0, 0.0, -1.0]] * 20)   # "more knn, less popularity wins"
+    >>> r.learn([[1.0, 0.0, 0.0, 0.0, -1.0, 0.0]] * 20)   # "more knn, less popularity wins"
     >>> w = r.weights(); bool(w[0] > 0 > w[4]), r.n_updates, r.version
     (True, 1, 'river-logreg-pairwise-v2@1')
     >>> StreamRanker.from_json(r.to_json(), min_trained=1).weights().tolist() == w.tolist()
@@ -122,10 +122,17 @@ class StreamRanker:
         optimizer: str = OPTIMIZER,
     ) -> StreamRanker:
         """A ranker from :meth:`to_json`; ValueError if the state is not one of ours (another
-        model, other features, another optimizer)."""
+        model, another optimizer, features that are not a head of ours). A state over the
+        features of an earlier release (a head of :data:`FEATURES`) loads, and the features
+        added since start at weight 0: an upgrade keeps what the ranker has learned."""
         try:
             data = orjson.loads(raw)
-            if data.get("model") != RANKER_NAME or data.get("features") != list(FEATURES):
+            saved = data.get("features")
+            if (
+                data.get("model") != RANKER_NAME
+                or not isinstance(saved, list)
+                or saved != list(FEATURES[: len(saved)])
+            ):
                 raise ValueError(f"not a {RANKER_NAME} state over {FEATURES}")
             ranker = cls(learning_rate=learning_rate, min_trained=min_trained, optimizer=optimizer)
             ranker.reranker.load_state(data)

@@ -17,6 +17,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from models.online.stream.arrays import ListIndex, groups, scaled, segments, top_n, top_pool
+from models.online.stream.content import (
+    ItemContent,
+    Profiles,
+    cold_entries,
+    content_reason,
+    content_values,
+    profiles,
+)
 
 SESSION_REASON = "based on your current session"
 TRENDING_REASON = "trending now"
@@ -26,10 +34,11 @@ TRENDING_REASON = "trending now"
 #: max 1 per user. ``markov_p``: the same probability unscaled (a confident transition against
 #: a weak one); ``markov_skip``: transitions from the items before the last (``skip_decay`` per
 #: step back) and from the user's path position (:func:`path_position`) when that is not the
-#: last item; ``popularity``: ``log1p(trending / mean trending)``, scaled to max 1.
-FEATURES: tuple[str, ...] = ("knn", "markov", "markov_p", "markov_skip", "popularity")
+#: last item; ``popularity``: ``log1p(trending / mean trending)``, scaled to max 1;
+#: ``content``: cosine of the user's category profile and the item's (:mod:`.content`).
+FEATURES: tuple[str, ...] = ("knn", "markov", "markov_p", "markov_skip", "popularity", "content")
 #: Weights used until a ranker has learned enough (``StreamRanker.min_trained``).
-FIXED_BLEND: tuple[float, ...] = (1.0, 0.3, 0.0, 0.0, 0.15)
+FIXED_BLEND: tuple[float, ...] = (1.0, 0.3, 0.0, 0.0, 0.15, 0.1)
 
 
 class Recommendation(NamedTuple):
@@ -62,6 +71,8 @@ class ScoringParams:
     #: the head of each recent item's neighbour list that scoring reads (lists are published
     #: best first, up to ``NEIGHBORS_M``)
     neighbors_per_item: int = 100
+    #: cold catalog items (no stream signal yet) each user gets, closest to her profile first
+    cold_candidates: int = 10
 
     def neighbor_sources(self, history: Sequence[str]) -> Sequence[str]:
         """The items whose neighbour lists score ``history``."""
@@ -220,6 +231,8 @@ class Candidates:
     knn_source: np.ndarray  # each knn list's recent item: an index into knn_names
     knn_names: list[str]
     popularity: np.ndarray  # the popularity feature by item id (0 outside the trending list)
+    profile: Profiles | None = None  # the rows' content profiles (None: no catalog)
+    content: ItemContent | None = None
 
     @property
     def size(self) -> int:
@@ -348,8 +361,9 @@ def _features(
     cand_ids: np.ndarray,
     popularity: np.ndarray,
 ) -> np.ndarray:
-    """The ``(len(FEATURES), len(chosen))`` features of the chosen groups, whose rows span
-    ``bounds`` (``lengths`` entries each); ``cand_ids``: their item ids."""
+    """The ``(len(FEATURES), len(chosen))`` list features of the chosen groups, whose rows
+    span ``bounds`` (``lengths`` entries each); ``cand_ids``: their item ids. The content row
+    stays 0 here (:func:`content_values` fills it when there is a catalog)."""
     features = np.zeros((len(FEATURES), chosen.shape[0]))
     if chosen.shape[0]:
         starts, counts = bounds[:-1][lengths > 0], lengths[lengths > 0]
@@ -359,6 +373,21 @@ def _features(
         features[3] = sums.skip[chosen]
         features[4] = popularity[cand_ids]
     return features
+
+
+def _cold_part(
+    histories: Sequence[Sequence[str]],
+    content: ItemContent | None,
+    index: ListIndex,
+    params: ScoringParams,
+) -> tuple[Profiles | None, tuple[np.ndarray, np.ndarray]]:
+    """The rows' content profiles and their cold candidates (none without a catalog)."""
+    if content is None or not content:
+        return None, (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    recent = [params.neighbor_sources(h)[::-1] for h in histories]
+    profile = profiles(recent, params.recency_decay, content)
+    cold = cold_entries(profile, len(histories), content, index, params.cold_candidates)
+    return profile, cold
 
 
 def _with_excluded(
@@ -379,14 +408,16 @@ def candidates(
     index: ListIndex,
     params: ScoringParams = ScoringParams(),
     excluded: Sequence[Sequence[str]] | None = None,
+    content: ItemContent | None = None,
 ) -> Candidates:
     """Every user's candidates and features, in a fixed number of array calls for the batch.
-    ``excluded``: per row, items that are no candidates although no list source (a dislike).
+    ``excluded``: per row, items that are no candidates although no list source (a dislike);
+    ``content``: the catalog's categories, for the content feature and the cold candidates.
 
     >>> index = ListIndex()
     >>> c = candidates([["a"]], {"a": [("x", 0.5)]}, {"a": [("y", 1.0)]}, [("t", 2.0)], index)
     >>> [index.items[i] for i in c.ids], c.features[:, 0].tolist()   # x: knn only
-    (['x', 'y', 't'], [1.0, 0.0, 0.0, 0.0, 0.0])
+    (['x', 'y', 't'], [1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     >>> c = candidates([["a"]], {"a": [("x", 0.5)]}, {}, [("t", 2.0)], index, excluded=[["x"]])
     >>> [index.items[i] for i in c.ids]
     ['t']
@@ -395,7 +426,8 @@ def candidates(
     pieces = _gather(histories, neighbors, successors, params, index)
     trend_ids, _ = index.arrays("\x00trending", trending)
     knn, markov, skip = _list_entries(pieces, index)
-    # after every list is converted
+    profile, cold = _cold_part(histories, content, index, params)
+    # after every list (and the cold pool) is converted
     seen_ids, seen_rows = _seen_entries(_with_excluded(histories, excluded), index)
     users, vocab = len(histories), len(index.items)
     popularity = np.zeros(vocab)
@@ -403,22 +435,25 @@ def candidates(
     shown = trend_ids[: params.trending_candidates]
     trend_rows = np.repeat(np.arange(users, dtype=np.int64), shown.shape[0])
     parts = [(e.ids, e.rows) for e in (knn, markov, skip)]
-    parts += [(np.tile(shown, users), trend_rows), (seen_ids, seen_rows)]
+    parts += [(np.tile(shown, users), trend_rows), cold, (seen_ids, seen_rows)]
     part_groups, keys = _grouped(parts, users, vocab)
     size = keys.shape[0]
     sums = _group_sums(part_groups[:3], (knn, markov, skip), size)
-    chosen = _unseen(part_groups[:4], part_groups[4], size)
+    chosen = _unseen(part_groups[:5], part_groups[5], size)
     keys = keys[chosen]
     bounds = np.searchsorted(keys, np.arange(users + 1) * vocab)
     lengths = np.diff(bounds)
     cand_rows = np.repeat(np.arange(users, dtype=np.int64), lengths)
     cand_ids = keys - cand_rows * vocab
+    features = _features(sums, chosen, bounds, lengths, cand_ids, popularity)
+    if profile is not None and content is not None:
+        features[5] = content_values(profile, content, index, cand_rows, cand_ids)
     return Candidates(
         users,
         vocab,
         cand_rows,
         cand_ids,
-        _features(sums, chosen, bounds, lengths, cand_ids, popularity),
+        features,
         bounds,
         chosen,
         part_groups[0],
@@ -427,6 +462,8 @@ def candidates(
         pieces.knn_source,
         pieces.knn_names,
         popularity,
+        profile,
+        content,
     )
 
 
@@ -497,7 +534,13 @@ def recommendations(
             zip(rows.tolist(), cands.ids[best].tolist(), strongest.tolist(), strict=True)
         ):
             history = histories[row]
-            if useless[j] or feature == 4:
+            liked = None
+            if feature == 5 and not useless[j] and cands.profile is not None:
+                assert cands.content is not None
+                liked = content_reason(cands.profile, cands.content, row, items[item])
+            if liked is not None:
+                reason = liked
+            elif useless[j] or feature >= 4:
                 reason = TRENDING_REASON
             elif feature == 0 and knn_lists[j] < len(sources):
                 key = (0, int(knn_lists[j]))
@@ -645,9 +688,9 @@ def training_pairs(
     >>> c = candidates([["a"]], {"a": [("x", 0.9), ("y", 0.5)]}, {}, [("t", 1.0)], index)
     >>> w, events = np.array([FIXED_BLEND]), [(0, "y", 7), (0, "zz", 8)]
     >>> [(at, d.shape) for at, d in training_pairs(c, w, events, index)]
-    [(0, (2, 5))]
+    [(0, (2, 6))]
     >>> [(at, d.shape) for at, d in training_pairs(c, w, events, index, outside_positives=True)]
-    [(0, (2, 5)), (1, (2, 5))]
+    [(0, (2, 6)), (1, (2, 6))]
     """
     if not cands.size:
         return []

@@ -109,6 +109,7 @@ def _oracle_features(
             markov.get(item, 0.0),
             skip.get(item, 0.0),
             popularity.get(item, 0.0),
+            0.0,  # content: no catalog here (test_stream_content.py has its own oracle)
         )
         for item in chosen
     }
@@ -238,7 +239,7 @@ def test_reasons_name_the_strongest_recent_item_the_last_one_or_trending() -> No
         "t": TRENDING_REASON,
     }
     # the skipped item's transitions, when the weights trust them most
-    skip_only = (0.0, 0.0, 0.0, 1.0, 0.0)
+    skip_only = (0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
     got = _recommend([["a", "b"]], {}, {"a": [("w", 0.5)]}, [], 2, skip_only)
     assert got == [[("w", "often after a")]]
     assert _recommend([[]], neighbors, successors, [("t", 1.0)], 3) == [[("t", TRENDING_REASON)]]
@@ -342,7 +343,7 @@ def _planted_event(rng: np.random.Generator, truth: np.ndarray) -> tuple[np.ndar
 
 def test_the_ranker_learns_a_planted_preference_and_waits_for_min_trained() -> None:
     rng = np.random.default_rng(0)
-    truth = np.array([0.2, 1.5, 0.0, 0.0, -1.0])  # transitions matter, popularity repels
+    truth = np.array([0.2, 1.5, 0.0, 0.0, -1.0, 0.0])  # transitions matter, popularity repels
     ranker = StreamRanker(min_trained=100)
     for n in range(400):
         x, chosen = _planted_event(rng, truth)
@@ -366,7 +367,7 @@ def test_the_ranker_learns_a_planted_preference_and_waits_for_min_trained() -> N
 
 def test_a_ranker_state_round_trips_and_learns_on_the_same() -> None:
     rng = np.random.default_rng(1)
-    truth = np.array([1.0, 0.5, 0.2, 0.1, -0.5])
+    truth = np.array([1.0, 0.5, 0.2, 0.1, -0.5, 0.3])
     ranker = StreamRanker(min_trained=10)
     for _ in range(50):
         x, chosen = _planted_event(rng, truth)
@@ -383,9 +384,27 @@ def test_a_ranker_state_round_trips_and_learns_on_the_same() -> None:
     assert StreamRanker.from_json(ranker.to_json()).weights().tolist() == list(FIXED_BLEND)
 
 
+def test_a_state_of_an_earlier_release_loads_with_the_new_features_at_zero() -> None:
+    """Upgrading keeps the learning: a state over a head of FEATURES (the five features
+    before ``content``) loads, its weights unchanged, the added feature at weight 0."""
+    ranker = StreamRanker(min_trained=1)
+    for _ in range(30):
+        ranker.learn([[1.0, 0.5, 0.0, 0.0, -1.0, 0.0]])
+    data = orjson.loads(ranker.to_json())
+    old = {
+        **data,
+        "features": list(FEATURES[:5]),
+        "weights": {k: v for k, v in data["weights"].items() if k != "content"},
+    }
+    loaded = StreamRanker.from_json(orjson.dumps(old), min_trained=1)
+    assert loaded.n_updates == 30
+    assert loaded.weights()[:5].tolist() == ranker.weights()[:5].tolist()
+    assert loaded.weights()[5] == 0.0 and ranker.weights()[0] > 0
+
+
 def _state(**changes: object) -> bytes:
     ranker = StreamRanker()
-    ranker.learn([[1.0, 0.0, 0.0, 0.0, -1.0]])
+    ranker.learn([[1.0, 0.0, 0.0, 0.0, -1.0, 0.0]])
     data = orjson.loads(ranker.to_json())
     data.update(changes)
     return orjson.dumps({k: v for k, v in data.items() if v is not None})
@@ -398,7 +417,7 @@ def _state(**changes: object) -> bytes:
         b"null",
         b"[1, 2]",
         _state(model="river-fm-v0"),
-        _state(features=list(FEATURES[:-1])),  # a state over other features
+        _state(features=[*FEATURES, "price"]),  # a state over features we do not have
         _state(features=list(reversed(FEATURES))),
         _state(n_pairs=None),  # a key missing
         _state(weights=[0.5, 0.5]),
@@ -411,7 +430,7 @@ def _state(**changes: object) -> bytes:
         "null",
         "a-list",
         "other-model",
-        "fewer-features",
+        "more-features",
         "other-feature-order",
         "missing-key",
         "weights-not-a-map",
