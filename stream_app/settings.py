@@ -237,6 +237,27 @@ class Settings:
         60.0,
         "/health is degraded when the consumer lag grew at every reading for this long",
     )
+    # The refresh after a session-model swap (``stream_app.worker.refresh``): which users, how
+    # many and how fast; the rate bounds its share of the worker against the live path.
+    refresh_window_s: float = _env(
+        "REFRESH_WINDOW_S",
+        _non_negative_float,
+        3600.0,
+        "After a session-model swap, the lists of the users this worker served within this "
+        "many seconds are recomputed with it (0 = off)",
+    )
+    refresh_rate: float = _env(
+        "REFRESH_RATE",
+        _positive_float,
+        100.0,
+        "Most lists that refresh recomputes per second (in small batches between the live path's)",
+    )
+    refresh_max_users: int = _env(
+        "REFRESH_MAX_USERS",
+        _positive_int,
+        10_000,
+        "Most recently active users remembered for that refresh, per user-side partition",
+    )
     # Read by the worker and by ``streamrec evaluate`` alike (``feedback``): what is served
     # and what is evaluated count events the same way.
     event_weights: EventWeights = _env(

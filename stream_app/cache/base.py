@@ -121,6 +121,29 @@ def fresh_positions(
     return keep, moved
 
 
+def refresh_wanted(cached: bytes | None, read_at_ms: int, session: str | None) -> bool:
+    """Whether a recomputed list whose model versions name ``session`` should replace the
+    ``cached`` value (``RecCache.write_refreshed``'s rule; the Redis backend's script is its
+    twin). A damaged value is replaced.
+
+    >>> old = UserRecs("u", (), {"session": "v1"}, computed_at=100).to_json()
+    >>> [refresh_wanted(old, at, new) for at, new in ((150, "v2"), (50, "v2"), (150, "v1"))]
+    [True, False, False]
+    >>> refresh_wanted(None, 150, "v2"), refresh_wanted(b"{oops", 150, "v2")
+    (False, True)
+    """
+    if cached is None:
+        return False
+    try:
+        stored = orjson.loads(cached)
+        computed_at = float(stored.get("computed_at") or 0)
+        versions = stored.get("model_versions") or {}
+        stored_session = versions.get("session") if isinstance(versions, dict) else None
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return True
+    return computed_at <= read_at_ms and (stored_session or None) != (session or None)
+
+
 def decode_item_meta(
     item_ids: Sequence[str], raws: Sequence[bytes | None]
 ) -> dict[str, ItemRecord]:
@@ -237,6 +260,16 @@ class RecCache(Protocol):
 
     def read_state(self, keys: Sequence[str]) -> dict[str, bytes]:
         """The values of those ``state`` keys that exist (one round trip)."""
+        ...
+
+    def write_refreshed(self, recs: Sequence[UserRecs], ttl_s: int, read_at_ms: int) -> int:
+        """Store recomputed top-Ns with a TTL where they are still wanted, add how many were
+        stored to the ``refreshed`` counter, in one atomic step; returns that number.
+
+        A list is stored only over a cached list of its user (a refresh never brings back one
+        that expired or was forgotten) that was computed at or before ``read_at_ms`` (when the
+        refresh read her history: a later list came from a history at least as new) and that
+        does not already name the new list's session model (:func:`refresh_wanted`)."""
         ...
 
     def append_journal(self, key: str, entries: Sequence[bytes], keep: int) -> None:

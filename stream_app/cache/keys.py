@@ -21,6 +21,7 @@ STAT_NAMES: tuple[str, ...] = (
     "batches",
     "recs_written",
     "redis_errors",
+    "refreshed",
 )
 
 

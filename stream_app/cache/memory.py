@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from models.catalog import ItemRecord
-from stream_app.cache.base import UserRecs, fresh_positions, names_user
+from stream_app.cache.base import UserRecs, fresh_positions, names_user, refresh_wanted
 from stream_app.cache.keys import STAT_NAMES
 from stream_app.cache.trending import decayed_ranking, forward_increments, plan_epoch
 
@@ -153,6 +153,17 @@ class MemoryCache:
             self._recs[user_recs.user_id] = (user_recs, expires)
         for name, count in stats.items():
             self._stats[name] = self._stats.get(name, 0) + int(count)
+
+    def write_refreshed(self, recs: Sequence[UserRecs], ttl_s: int, read_at_ms: int) -> int:
+        written = 0
+        for user_recs in recs:
+            cached = self.get_recs(user_recs.user_id)
+            raw = cached.to_json() if cached is not None else None
+            if refresh_wanted(raw, read_at_ms, user_recs.model_versions.get("session")):
+                self._recs[user_recs.user_id] = (user_recs, time.monotonic() + ttl_s)
+                written += 1
+        self._stats["refreshed"] = self._stats.get("refreshed", 0) + written
+        return written
 
     def forget_users(
         self, user_ids: Sequence[str], marks: str, positions: Sequence[tuple[int, int]]

@@ -57,6 +57,36 @@ end
 return #KEYS
 """
 
+#: ``RecCache.write_refreshed`` as one script, so the check and the SET are one atomic step per
+#: key: ``SET KEYS[i] ARGV[i + 2] EX ARGV[1]`` for each list key ``KEYS[i]`` (i >= 2) whose
+#: cached value exists and is ``base.refresh_wanted`` (ARGV[2]: read_at_ms, ARGV[3]: the new
+#: lists' session version or ""), then ``INCRBY KEYS[1]`` (the counter) by how many were set.
+SET_REFRESHED = """
+local ttl, read_at, session = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local written = 0
+for i = 2, #KEYS do
+  local cached = redis.call('GET', KEYS[i])
+  if cached then
+    local ok, stored = pcall(cjson.decode, cached)
+    local wanted = true
+    if ok and type(stored) == 'table' then
+      local versions = stored['model_versions']
+      local own = type(versions) == 'table' and versions['session'] or ''
+      if own == cjson.null then own = '' end
+      wanted = (tonumber(stored['computed_at']) or 0) <= read_at and tostring(own) ~= session
+    end
+    if wanted then
+      redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ttl)
+      written = written + 1
+    end
+  end
+end
+if written > 0 then
+  redis.call('INCRBY', KEYS[1], written)
+end
+return written
+"""
+
 
 def queue_set_many(pipe: Any, values: Mapping[str, bytes], ttl_s: int = 0) -> None:
     """Queue one ``EVAL`` of :data:`SET_MANY` on ``pipe``: ``SET key value [EX ttl_s]`` for
@@ -233,6 +263,24 @@ class RedisCache:
         for name, count in stats.items():
             if count:
                 pipe.incrby(self.keys.stat(name), int(count))
+
+    def write_refreshed(self, recs: Sequence[UserRecs], ttl_s: int, read_at_ms: int) -> int:
+        by_session: dict[str, dict[str, bytes]] = {}
+        for r in recs:
+            session = r.model_versions.get("session") or ""
+            by_session.setdefault(session, {})[self.keys.recs(r.user_id)] = r.to_json()
+        if not by_session:
+            return 0
+
+        def write() -> int:
+            pipe = self._redis.pipeline(transaction=True)
+            for session, values in by_session.items():
+                keys = [self.keys.stat("refreshed"), *values]
+                args: list[bytes | str | int] = [ttl_s, read_at_ms, session, *values.values()]
+                pipe.eval(SET_REFRESHED, len(keys), *keys, *args)
+            return sum(int(n) for n in pipe.execute())
+
+        return self._call(write)
 
     def append_journal(self, key: str, entries: Sequence[bytes], keep: int) -> None:
         if not entries:

@@ -8,7 +8,7 @@ Each agent only loops and guards: the steps of a batch are :class:`UserSide`, :c
 :class:`CatalogSide` and :class:`ControlSide`, the topics and tables
 :mod:`stream_app.worker.topology`. The session model lives in a ``ModelSlot``: loaded at start,
 re-offered on every ``model-updates`` message and every ``settings.model_poll_s`` (in an
-executor), swapped between batches.
+executor), swapped between batches; a swap starts the refresh of recent users' lists.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from stream_app.worker.item_side import ItemSide
 from stream_app.worker.live_path import LivePath, Scorer
 from stream_app.worker.model_slot import Decision, ModelSlot
 from stream_app.worker.online_scorer import OnlineScorer
+from stream_app.worker.refresh import Pace, Refresher
 from stream_app.worker.telemetry import TelemetryRecorder
 from stream_app.worker.topology import Topology, declare, track_metadata
 from stream_app.worker.user_side import UserSide
@@ -79,9 +80,9 @@ def register_live_path(
     """
     topology = declare(app, settings)
     keys = CacheKeys(settings.redis_key_prefix)
-    slot = ModelSlot(
-        on_decision=_decision_journal(cache, keys, settings), store=settings.model_store
-    )
+    refreshers: list[Refresher] = []  # the live path's, while it runs
+    journal = _decision_journal(cache, keys, settings)
+    slot = ModelSlot(on_decision=_on_decision(journal, refreshers), store=settings.model_store)
     recorders: list[TelemetryRecorder] = []  # the live path's, once it has started
     app.timer(WORKER_HEARTBEAT_S)(_heartbeat(recorders))
     content = _catalog_copy(app, settings)
@@ -104,15 +105,10 @@ def register_live_path(
             recorders.extend([recorder] if recorder is not None else [])
             path = _live_path(store, scorer, slot, keys, settings, recorder, content)
             side = UserSide(topology, settings, store, path, slot, keys)
-            batches = _guarded_batches(
-                stream,
-                settings.batch_max_events,
-                settings.batch_max_delay_s,
-                side.process,
-                "live path",
-            )
-            async for _ in batches:
-                yield None
+            limit, within = settings.batch_max_events, settings.batch_max_delay_s
+            with _refreshing(app, settings, side, refreshers):
+                async for _ in _guarded_batches(stream, limit, within, side.process, "live path"):
+                    yield None
 
     async def item_side(stream: faust.StreamT) -> AsyncIterator[None]:
         """item deltas -> item_stats table + top-M neighbours in Redis"""
@@ -154,6 +150,46 @@ def _catalog_copy(app: faust.App, settings: Settings) -> ItemContent:
         await follow_catalog(settings.kafka_bootstrap, settings.topic_items, content.apply)
 
     return content
+
+
+@contextmanager
+def _refreshing(
+    app: faust.App, settings: Settings, side: UserSide, refreshers: list[Refresher]
+) -> Iterator[Refresher]:
+    """A ``Refresher`` of ``side``'s recent users in ``refreshers`` (a swap starts it) while
+    the user side runs; its run in progress is stopped with it."""
+    topic = settings.topic_events
+
+    def owned() -> set[int]:
+        """The events partitions assigned here; none while a rebalance (table recovery
+        included) is under way, when the history rows may not be whole."""
+        if app.rebalancing:
+            return set()
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
+    loop = asyncio.get_running_loop()
+    refresher = Refresher(side, owned, Pace.for_rate(settings.refresh_rate), loop=loop)
+    refreshers.append(refresher)
+    try:
+        yield refresher
+    finally:
+        refreshers.remove(refresher)
+        refresher.stop()
+
+
+def _on_decision(
+    journal: Callable[[Decision], None], refreshers: Sequence[Refresher]
+) -> Callable[[Decision], None]:
+    """The slot's decision hook (its executor thread): a swap starts each user side's refresh
+    on the event loop, then every decision goes to the journal."""
+
+    def decided(decision: Decision) -> None:
+        if decision.accepted:
+            for refresher in list(refreshers):
+                refresher.start_soon(decision.version)
+        journal(decision)
+
+    return decided
 
 
 @contextmanager

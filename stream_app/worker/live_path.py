@@ -153,8 +153,12 @@ class Scorer(Protocol):
         trending: Sequence[tuple[str, float]],
         n: int,
         excluded: Excluded | None = None,
+        *,
+        between_batches: bool = False,
     ) -> dict[str, list[Recommendation]]:
-        """Each user's top-``n``: none of her history, none of her ``excluded``."""
+        """Each user's top-``n``: none of her history, none of her ``excluded``.
+        ``between_batches``: these users are no batch's (the refresh after a session-model
+        swap): whatever the scorer keeps per batch is left as the last batch left it."""
         ...
 
     def learn_batch(
@@ -225,6 +229,8 @@ class TrendingScorer(LearnsNothing):
         trending: Sequence[tuple[str, float]],
         n: int,
         excluded: Excluded | None = None,
+        *,
+        between_batches: bool = False,
     ) -> dict[str, list[Recommendation]]:
         excluded = excluded or {}
         return {
@@ -308,6 +314,8 @@ class LivePath:
         #: top of trending after the previous batch: what a user without a cached list was
         #: being served (the read API's fallback) when this batch's events happened
         self._served_trending: list[str] = []
+        #: the time (event ms) the last batch decayed trending to: a refresh ranks as it did
+        self._decayed_to_ms: int | None = None
 
     def process(
         self,
@@ -394,16 +402,42 @@ class LivePath:
             self.pending_cache_errors += 1
             return None
         self._served_trending = [item for item, _ in trending[:HIT_K]]
+        self._decayed_to_ms = now
         return list(trending)
+
+    def refresh(
+        self,
+        histories: Mapping[str, Sequence[str]],
+        read_at_ms: int,
+        excluded: Excluded | None = None,
+    ) -> int:
+        """Recompute these users' lists between batches (after a session-model swap) as a
+        batch would: the same scorer and ``UserRecs``, trending decayed to the last batch's
+        time. Stores those still wanted (``RecCache.write_refreshed``; ``read_at_ms``: when
+        their histories were read) and returns how many. A scoring the session model did not
+        serve (it failed) stores nothing: CF-only lists would replace blended ones for nothing.
+        """
+        if not histories:
+            return 0
+        k = self.scorer.candidates_needed(self.top_n, self.history_len)
+        now = self._decayed_to_ms if self._decayed_to_ms is not None else int(time.time() * 1000)
+        trending = self.cache.top_trending(k, self.half_life_s, now)
+        recs, _, versions = self._ranked(histories, trending, excluded, between_batches=True)
+        if "session" not in versions:
+            return 0
+        return self.cache.write_refreshed(recs, self.rec_ttl_s, read_at_ms)
 
     def _ranked(
         self,
         histories: Mapping[str, Sequence[str]],
         trending: Sequence[tuple[str, float]],
         excluded: Excluded | None,
+        between_batches: bool = False,
     ) -> tuple[list[UserRecs], int, dict[str, str]]:
         """Every affected user's top-N, the time computed (epoch ms) and the versions used."""
-        ranked = self.scorer.recommend_batch(histories, trending, self.top_n, excluded or None)
+        ranked = self.scorer.recommend_batch(
+            histories, trending, self.top_n, excluded or None, between_batches=between_batches
+        )
         computed_at = int(time.time() * 1000)
         versions = dict(self.scorer.versions)
         recs = [

@@ -143,12 +143,15 @@ class OnlineScorer:
         found = self._partition.get(user)
         return found if found is not None else key_partition(user, self.model.partitions)
 
-    def _lists(self, histories: Sequence[Sequence[str]]) -> tuple[ItemLists, ItemLists]:
+    def _lists(
+        self, histories: Sequence[Sequence[str]], fresh: bool = False
+    ) -> tuple[ItemLists, ItemLists]:
         """The neighbour and successor lists scoring ``histories`` reads: from the batch's
-        lists already read (:class:`BatchLists`), the rest from the cache."""
+        lists already read (:class:`BatchLists`), the rest from the cache; all from the cache
+        when ``fresh``."""
         near, nexts = self.model.list_owners(histories)
         lists = self._batch_lists
-        if lists is None:
+        if lists is None or fresh:
             return self.cache.get_neighbors(near), self.cache.get_successors(nexts)
         return lists.neighbors(self.cache, near), lists.successors(self.cache, nexts)
 
@@ -221,18 +224,24 @@ class OnlineScorer:
         trending: Sequence[tuple[str, float]],
         n: int,
         excluded: Mapping[str, Sequence[str]] | None = None,
+        *,
+        between_batches: bool = False,
     ) -> dict[str, list[Recommendation]]:
         """Each user's top-``n``: none of her history, none of her ``excluded`` (what she said
-        no to), in the CF list, its trending fill and the session model's items alike."""
+        no to), in the CF list, its trending fill and the session model's items alike.
+        ``between_batches``: users of no batch (the refresh after a swap), scored from lists
+        read now, leaving the batch's lists and the trending list the next batch learns
+        against as they were."""
         users = list(histories)
         lists = [histories[u] for u in users]
         rows = [excluded.get(u, ()) for u in users] if excluded else None
-        batch_users = not any("\x00" in u for u in users)  # not the sequential HitRate's keys
+        # not the sequential HitRate's keys (``user\x00position``), not a refresh
+        batch_users = not between_batches and not any("\x00" in u for u in users)
         if batch_users and self._batch_scored:
             self._batch_lists = None  # no learn_batch began this batch: read the lists anew
         self._batch_scored = self._batch_scored or batch_users
         try:
-            neighbors, successors = self._lists(lists)
+            neighbors, successors = self._lists(lists, fresh=between_batches)
         except CacheUnavailable as exc:
             log.warning("neighbour lists unavailable, trending only: %s", exc)
             neighbors, successors = {}, {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -29,6 +30,7 @@ from stream_app.worker.dead_letters import send_once
 from stream_app.worker.live_path import LivePath, parse_message
 from stream_app.worker.model_slot import ModelSlot
 from stream_app.worker.records import DeadLetter, letter_for
+from stream_app.worker.refresh import RecentUsers
 from stream_app.worker.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -197,9 +199,45 @@ class UserSide:
         self.slot = slot
         #: how events count (weights, negatives): the settings', as ``streamrec evaluate``'s
         self.feedback = settings.feedback
+        #: the users whose lists this side wrote lately, by partition: a swap refreshes them
+        self.recent = RecentUsers(settings.refresh_window_s, settings.refresh_max_users)
+        #: held by each batch and by each chunk of a refresh (:meth:`refresh`): both use the
+        #: scorer, which keeps per-batch state and may run in a thread
+        self.scoring = asyncio.Lock()
 
     async def process(self, events: Sequence[Any]) -> None:
-        """The data's path: each step below is one method."""
+        """The data's path: each step below is one method. Then its users are recent."""
+        async with self.scoring:
+            checked = await self._process(events)
+        self.recent.touch(
+            (event.user_id, partition)
+            for event, (partition, _) in zip(checked.valid, checked.positions, strict=True)
+        )
+
+    async def refresh(self, users: Sequence[str]) -> int:
+        """Recompute these users' lists from their history rows between two batches
+        (``LivePath.refresh``, where a batch would run: on the loop or in a thread); a user
+        without a row (forgotten) is skipped. Returns how many lists were stored."""
+        async with self.scoring:
+            # Before the rows are read: a list computed later came from a history as new.
+            read_at_ms = int(time.time() * 1000)
+            table = self.topology.history
+            histories: dict[str, list[str]] = {}
+            excluded: dict[str, list[str]] = {}
+            for user in users:
+                key = user.encode()
+                if key not in table:
+                    continue
+                row = UserRow.stored(table.get(key))
+                histories[user] = row.items
+                if row.excluded:
+                    excluded[user] = row.excluded
+            work = functools.partial(self.path.refresh, histories, read_at_ms, excluded)
+            if self.runs_on_loop():
+                return work()
+            return await asyncio.to_thread(work)
+
+    async def _process(self, events: Sequence[Any]) -> SortedBatch:
         checked = sort_batch(events)
         await send_once(self.topology.dlq, self.store, self.keys, checked.dead, "dlq")
         on_loop = self.runs_on_loop()
@@ -219,6 +257,7 @@ class UserSide:
             excluded=excluded,
         )
         await self.score_and_write(work, pending, on_loop)
+        return checked
 
     def runs_on_loop(self) -> bool:
         """On the event loop unless told, a session model serves (Keras inference must not

@@ -9,6 +9,7 @@ the tests FAIL with the command to run, never skip.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -256,3 +258,39 @@ def _produce(env: dict[str, str], *args: str) -> str:
 def produce() -> Callable[..., str]:
     """``produce(env, *args)``: ``streamrec produce`` in a subprocess (``env_for``'s env)."""
     return _produce
+
+
+def _tiny_version(store: Path, hour: int, code: Any = None) -> Path:
+    """An honestly saved, untrained session-model version over items ``i0``-``i11`` (every claim
+    in its manifest holds on its held-out cases, so the worker's gate passes it), dated
+    ``hour`` on a fixed day; ``code``, a Keras layer, goes between its embedding and its GRU."""
+    import keras
+
+    from models.session.artifacts import save_artifact
+    from models.session.data import EvalCase, Vocabulary
+    from models.session.network import EMBEDDING_LAYER, PROJECTION_LAYER
+    from models.session.serving import SessionModel
+
+    vocab = Vocabulary([f"i{j}" for j in range(12)])
+    items = keras.Input(shape=(None,), dtype="int32")
+    normal = keras.initializers.RandomNormal(stddev=0.05)
+    x = keras.layers.Embedding(vocab.size, 4, embeddings_initializer=normal, name=EMBEDDING_LAYER)(
+        items
+    )
+    x = keras.layers.GRU(4, return_sequences=True)(code(x) if code is not None else x)
+    encoder = keras.Model(items, keras.layers.Dense(4, name=PROJECTION_LAYER)(x))
+    metrics = {
+        "test": {"recall@20": 0.30, "mrr@20": 0.05},  # 10 items: recall@20 is 1.0 on any case
+        "baselines": {"pop": {"recall@20": 0.10, "mrr@20": 0.01}},
+    }
+    cases = [EvalCase((f"i{j}", f"i{j + 1}"), f"i{j + 2}") for j in range(8)]
+    when = dt.datetime(2026, 11, 23, hour, tzinfo=dt.UTC)
+    model = SessionModel(encoder, vocab)
+    return save_artifact(model, store, {"metrics": metrics}, ["i1"], now=when, holdout=cases)
+
+
+@pytest.fixture
+def tiny_version() -> Callable[..., Path]:
+    """``tiny_version(store, hour, code=None)``: a small session-model version saved in
+    ``store`` that passes the worker's gate; its path (the directory's name is its version)."""
+    return _tiny_version

@@ -184,3 +184,24 @@ def test_catalog_keys_follow_the_documented_schema(redis_db):
     assert client.smembers(keys.hidden_items) == set()
     assert client.smembers(keys.deleted_items) == {b"a", b"b"}
     cache.close()
+
+
+def test_refreshed_lists_replace_only_older_cached_lists_of_another_model(cache):
+    item = (Recommendation("i1", 0.5, "trending now"),)
+    cached = [
+        UserRecs("older", item, {"cf": "v", "session": "s1"}, T0),
+        UserRecs("later", item, {"cf": "v", "session": "s1"}, T0 + 10),  # after the read
+        UserRecs("same", item, {"cf": "v", "session": "s2"}, T0),  # already the new model
+        UserRecs("plain", item, {"cf": "v"}, T0),
+    ]
+    cache.write_batch(cached, ttl_s=60, stats={})
+    fresh = (Recommendation("i2", 0.9, "based on your current session"),)
+    users = ["older", "later", "same", "plain", "gone"]
+    recs = [UserRecs(u, fresh, {"cf": "v", "session": "s2"}, T0 + 20) for u in users]
+
+    assert cache.write_refreshed(recs, ttl_s=60, read_at_ms=T0 + 5) == 2
+    assert cache.get_recs("older") == recs[0] and cache.get_recs("plain") == recs[3]
+    assert cache.get_recs("later") == cached[1] and cache.get_recs("same") == cached[2]
+    assert cache.get_recs("gone") is None  # a refresh never brings a list back
+    assert cache.get_stats()["refreshed"] == 2
+    assert cache.write_refreshed([], ttl_s=60, read_at_ms=T0) == 0

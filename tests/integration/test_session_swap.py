@@ -5,7 +5,6 @@ serving, and so are a path-traversal announcement and a model file with code in 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import subprocess
@@ -22,8 +21,7 @@ from models.datasets.files import write_event_file
 from models.datasets.synthetic import SyntheticConfig, generate_synthetic
 from models.events import Interaction, encode_event
 from models.online.stream import SESSION_REASON
-from models.session.artifacts import MANIFEST_FILE, MODEL_FILE, save_artifact
-from models.session.data import EvalCase, Vocabulary
+from models.session.artifacts import MANIFEST_FILE, MODEL_FILE
 from stream_app.cache import CacheKeys, UserRecs
 from stream_app.cache.journals import decode_entries
 from stream_app.kafka.admin import ensure_topics
@@ -180,36 +178,11 @@ def test_new_model_swaps_in_live_and_a_corrupted_one_is_refused(
     assert worker.stop() == 0, worker.log_tail()
 
 
-def _tiny_version(store: Path, hour: int, code: Any = None) -> Path:
-    """An honestly saved, untrained 12-item version (every claim below holds on its held-out
-    cases); ``code``, a Keras layer, goes between its embedding and its GRU."""
-    import keras
-
-    from models.session.network import EMBEDDING_LAYER, PROJECTION_LAYER
-    from models.session.serving import SessionModel
-
-    vocab = Vocabulary([f"i{j}" for j in range(12)])
-    items = keras.Input(shape=(None,), dtype="int32")
-    normal = keras.initializers.RandomNormal(stddev=0.05)
-    x = keras.layers.Embedding(vocab.size, 4, embeddings_initializer=normal, name=EMBEDDING_LAYER)(
-        items
-    )
-    x = keras.layers.GRU(4, return_sequences=True)(code(x) if code is not None else x)
-    encoder = keras.Model(items, keras.layers.Dense(4, name=PROJECTION_LAYER)(x))
-    metrics = {
-        "test": {"recall@20": 0.30, "mrr@20": 0.05},  # 10 items: recall@20 is 1.0 on any case
-        "baselines": {"pop": {"recall@20": 0.10, "mrr@20": 0.01}},
-    }
-    cases = [EvalCase((f"i{j}", f"i{j + 1}"), f"i{j + 2}") for j in range(8)]
-    when = dt.datetime(2026, 11, 23, hour, tzinfo=dt.UTC)
-    model = SessionModel(encoder, vocab)
-    return save_artifact(model, store, {"metrics": metrics}, ["i1"], now=when, holdout=cases)
-
-
 def test_traversal_and_code_in_the_model_are_refused_and_journaled_while_serving(
     settings: Settings,
     start_worker: Callable[..., Any],
     wait_for: Callable[..., None],
+    tiny_version: Callable[..., Path],
     tmp_path: Path,
 ) -> None:
     import keras
@@ -217,9 +190,9 @@ def test_traversal_and_code_in_the_model_are_refused_and_journaled_while_serving
     store, outside = tmp_path / "store", tmp_path / "outside"
     settings = replace(settings, model_dir=store, model_poll_s=3600.0)  # offers come by message
     ensure_topics(settings)
-    good = _tiny_version(store, 5)
+    good = tiny_version(store, 5)
     # A valid, better-looking version outside the store: it would be swapped in if it were opened.
-    elsewhere = _tiny_version(outside, 6)
+    elsewhere = tiny_version(outside, 6)
     worker = start_worker(settings)
     client = redis.Redis.from_url(settings.redis_url)
     keys = CacheKeys(settings.redis_key_prefix)
@@ -229,7 +202,7 @@ def test_traversal_and_code_in_the_model_are_refused_and_journaled_while_serving
 
     marker = tmp_path / "code-ran"
     touch = lambda x, path: (open(path, "w").close(), x)[1]  # noqa: E731
-    lambda_version = _tiny_version(
+    lambda_version = tiny_version(
         store, 7, keras.layers.Lambda(touch, arguments={"path": str(marker)})
     )
     marker.unlink()  # building and saving it ran the lambda; loading it must not

@@ -70,6 +70,9 @@ def test_values_are_parsed_and_normalised() -> None:
             "STREAMREC_WEB_PORT": "65535",
             "STREAMREC_LOG_LEVEL": "debug",
             "STREAMREC_BATCH_IN_THREAD": " Yes ",
+            "STREAMREC_REFRESH_WINDOW_S": "0",
+            "STREAMREC_REFRESH_RATE": "12.5",
+            "STREAMREC_REFRESH_MAX_USERS": "500",
         }
     )
     assert s.kafka_bootstrap == "kafka-1:9092,kafka-2:9092"
@@ -81,6 +84,7 @@ def test_values_are_parsed_and_normalised() -> None:
     assert s.web_port == 65535
     assert s.log_level == "DEBUG"
     assert s.batch_in_thread is True
+    assert (s.refresh_window_s, s.refresh_rate, s.refresh_max_users) == (0.0, 12.5, 500)
     assert Settings.from_env({"STREAMREC_BATCH_IN_THREAD": "off"}).batch_in_thread is False
     assert Settings.from_env({"STREAMREC_REDIS_URL": "unix:///run/redis.sock"}).redis_url
 
@@ -136,6 +140,12 @@ BAD = [
     ("STREAMREC_NEGATIVE_RATING_BELOW", "three"),
     ("STREAMREC_NEGATIVE_RATING_BELOW", "nan"),
     ("STREAMREC_NEGATIVE_RATING_BELOW", "-inf"),
+    ("STREAMREC_REFRESH_WINDOW_S", "-1"),
+    ("STREAMREC_REFRESH_WINDOW_S", "nan"),
+    ("STREAMREC_REFRESH_RATE", "0"),
+    ("STREAMREC_REFRESH_RATE", "fast"),
+    ("STREAMREC_REFRESH_MAX_USERS", "0"),
+    ("STREAMREC_REFRESH_MAX_USERS", "1e4"),
     ("STREAMREC_LOG_LEVEL", "LOUD"),
 ]
 

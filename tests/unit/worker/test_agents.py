@@ -322,9 +322,11 @@ def test_a_batch_runs_on_the_loop_until_redis_fails_then_in_a_thread_until_it_wr
         def checkpointed(self) -> None:
             self.inner.checkpointed()
 
-        def recommend_batch(self, histories, trending, n, excluded=None):
+        def recommend_batch(self, histories, trending, n, excluded=None, *, between_batches=False):
             self.threads.append(threading.current_thread() is threading.main_thread())
-            return self.inner.recommend_batch(histories, trending, n, excluded)
+            return self.inner.recommend_batch(
+                histories, trending, n, excluded, between_batches=between_batches
+            )
 
     settings = Settings(
         app_id="unit-agent-where",

@@ -257,7 +257,7 @@ class _ChainScorer(LearnsNothing):
     def candidates_needed(self, n, history_len):
         return n
 
-    def recommend_batch(self, histories, trending, n, excluded=None):
+    def recommend_batch(self, histories, trending, n, excluded=None, *, between_batches=False):
         self.calls.append({user: list(h) for user, h in histories.items()})
         if self.fail_on_call == len(self.calls):
             raise RuntimeError("scorer bug")

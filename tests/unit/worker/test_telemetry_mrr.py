@@ -64,6 +64,8 @@ class _ListScorer(LearnsNothing):
         trending: Sequence[tuple[str, float]],
         n: int,
         excluded: Mapping[str, Sequence[str]] | None = None,
+        *,
+        between_batches: bool = False,
     ) -> dict[str, list[Recommendation]]:
         self.calls += 1
         if self.calls == self.fail_on_call:
