@@ -15,6 +15,7 @@ from typing import Protocol
 
 from models.events import DEFAULT_FEEDBACK, Feedback, Interaction, InvalidEvent, decode_event
 from models.online.stream.deltas import merge_history
+from models.online.stream.reasons import with_acts
 from models.online.stream.scoring import TRENDING_REASON
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
 from stream_app.cache.keys import counted_marks
@@ -111,6 +112,8 @@ def sequential_key(user_id: str, position: int) -> str:
 
 #: user -> the items she said no to (``UserRow.excluded``): never recommended to her
 Excluded = Mapping[str, Sequence[str]]
+#: user -> her newest act on each recent item that was more than a view (``UserRow.acts``)
+Acts = Mapping[str, Mapping[str, str]]
 
 
 def trending_top_n(
@@ -329,6 +332,7 @@ class LivePath:
         before: Mapping[str, Sequence[str]] | None = None,
         durable: Callable[[], None] | None = None,
         excluded: Excluded | None = None,
+        acts: Acts | None = None,
     ) -> BatchResult:
         """Apply one batch: trending, the rankers' learning, every affected user's top-N and
         the counters written together, then the telemetry. ``histories`` are the affected
@@ -344,7 +348,8 @@ class LivePath:
         the sequential HitRate is skipped (docs/stream.md, "Telemetry"). ``dlq``: dead letters
         to add to the counter with the batch, for callers that send none (the worker's own are
         counted once each by ``stream_app.worker.dead_letters``). ``excluded``: the affected
-        users' exclusions after the batch (those who have any), left out of their lists.
+        users' exclusions after the batch (those who have any), left out of their lists;
+        ``acts`` their newest acts on recent items, the verbs of their reasons.
         """
         stats = {"events": len(events), "dlq": dlq, "batches": 1}
         if not events:
@@ -362,7 +367,7 @@ class LivePath:
             # them): the rankers' checkpoint below moves with those marks.
             learned = [(e, p) for e, (p, _), ok in zip(events, hwm[1], positive, strict=True) if ok]
             self.scorer.learn_batch([e for e, _ in learned], before, [p for _, p in learned])
-        recs, computed_at, versions = self._ranked(histories, trending, excluded)
+        recs, computed_at, versions = self._ranked(histories, trending, excluded, acts)
         counted = (counted_marks(hwm[0]), hwm[1]) if hwm else None
         if durable is not None:
             durable()
@@ -410,6 +415,7 @@ class LivePath:
         histories: Mapping[str, Sequence[str]],
         read_at_ms: int,
         excluded: Excluded | None = None,
+        acts: Acts | None = None,
     ) -> int:
         """Recompute these users' lists between batches (after a session-model swap) as a
         batch would: the same scorer and ``UserRecs``, trending decayed to the last batch's
@@ -422,7 +428,7 @@ class LivePath:
         k = self.scorer.candidates_needed(self.top_n, self.history_len)
         now = self._decayed_to_ms if self._decayed_to_ms is not None else int(time.time() * 1000)
         trending = self.cache.top_trending(k, self.half_life_s, now)
-        recs, _, versions = self._ranked(histories, trending, excluded, between_batches=True)
+        recs, _, versions = self._ranked(histories, trending, excluded, acts, between_batches=True)
         if "session" not in versions:
             return 0
         return self.cache.write_refreshed(recs, self.rec_ttl_s, read_at_ms)
@@ -432,16 +438,25 @@ class LivePath:
         histories: Mapping[str, Sequence[str]],
         trending: Sequence[tuple[str, float]],
         excluded: Excluded | None,
+        acts: Acts | None = None,
         between_batches: bool = False,
     ) -> tuple[list[UserRecs], int, dict[str, str]]:
-        """Every affected user's top-N, the time computed (epoch ms) and the versions used."""
+        """Every affected user's top-N (reasons with the verbs of her ``acts``), the time
+        computed (epoch ms) and the versions used."""
         ranked = self.scorer.recommend_batch(
             histories, trending, self.top_n, excluded or None, between_batches=between_batches
         )
         computed_at = int(time.time() * 1000)
         versions = dict(self.scorer.versions)
+        acts = acts or {}
         recs = [
-            UserRecs(user, tuple(items), versions, computed_at, tuple(histories[user][-RECENT:]))
+            UserRecs(
+                user,
+                tuple(with_acts(items, acts.get(user))),
+                versions,
+                computed_at,
+                tuple(histories[user][-RECENT:]),
+            )
             for user, items in ranked.items()
         ]
         return recs, computed_at, versions

@@ -22,6 +22,7 @@ from models.online.stream.deltas import (
     transitions,
     user_side_batch,
 )
+from models.online.stream.reasons import act_of, merge_acts
 from stream_app.cache.base import RecCache
 from stream_app.cache.keys import CacheKeys, counted_marks
 from stream_app.kafka.item_deltas import pack_deltas
@@ -135,48 +136,83 @@ def batch_deltas(
 
 class UserRow(NamedTuple):
     """A user's row of the history table: her items (distinct, most recent last: the sources
-    of her candidates) and the items she said no to (never recommended to her).
+    of her candidates), the items she said no to (never recommended to her), and her newest
+    act on her recent items when it was more than a view (the verb of a reason, ``acts``).
 
-    Stored as the plain list of items while she has no exclusions, so a stream without negative
-    feedback keeps the rows (and the changelog) it always had; as ``{"items", "excluded"}``
-    after her first negative event. Both in the one changelogged row: a restart restores them
-    together, and deleting the row forgets both.
+    Stored as the plain list of items while she has neither, so a stream of views keeps the
+    rows (and the changelog) it always had; as ``{"items", "excluded", "acts"}`` (the empty
+    ones left out) otherwise. All in the one changelogged row: a restart restores them
+    together, and deleting the row forgets them all.
 
     >>> UserRow.stored(["a"]), UserRow.stored({"items": ["a"], "excluded": ["x"]}).to_stored()
-    (UserRow(items=['a'], excluded=[]), {'items': ['a'], 'excluded': ['x']})
+    (UserRow(items=['a'], excluded=[], acts={}), {'items': ['a'], 'excluded': ['x']})
     """
 
     items: list[str]
     excluded: list[str]
+    acts: dict[str, str]
 
     @classmethod
     def stored(cls, raw: Any) -> UserRow:
         if isinstance(raw, dict):
-            return cls(list(raw.get("items") or []), list(raw.get("excluded") or []))
-        return cls(list(raw or []), [])
+            acts = raw.get("acts")
+            return cls(
+                list(raw.get("items") or []),
+                list(raw.get("excluded") or []),
+                dict(acts) if isinstance(acts, dict) else {},
+            )
+        return cls(list(raw or []), [], {})
 
-    def to_stored(self) -> list[str] | dict[str, list[str]]:
-        return {"items": self.items, "excluded": self.excluded} if self.excluded else self.items
+    def to_stored(self) -> list[str] | dict[str, Any]:
+        if not self.excluded and not self.acts:
+            return self.items
+        out: dict[str, Any] = {"items": self.items}
+        if self.excluded:
+            out["excluded"] = self.excluded
+        if self.acts:
+            out["acts"] = self.acts
+        return out
 
 
-def feedback_by_user(
-    events: Sequence[Interaction], feedback: Feedback
-) -> dict[str, tuple[list[str], list[str]]]:
-    """Each user's (positive items, negative items) of a batch, each in event-time order (ties
-    in arrival order), as ``items_by_user`` orders them.
+class UserFeedback(NamedTuple):
+    """One user's events of a batch, in event-time order: positive items, negative items,
+    and the positives' acts ((item, act) for :func:`merge_acts`; a view's act is None)."""
 
-    >>> ev = [Interaction("u", "x", "dislike", 2), Interaction("u", "a", "view", 1)]
-    >>> feedback_by_user(ev, DEFAULT_FEEDBACK)
-    {'u': (['a'], ['x'])}
+    positives: list[str]
+    negatives: list[str]
+    acts: list[tuple[str, str | None]]
+
+
+def feedback_by_user(events: Sequence[Interaction], feedback: Feedback) -> dict[str, UserFeedback]:
+    """Each user's feedback of a batch, in event-time order (ties in arrival order), as
+    ``items_by_user`` orders them.
+
+    >>> ev = [Interaction("u", "x", "dislike", 2), Interaction("u", "a", "rating", 1, 5.0)]
+    >>> feedback_by_user(ev, DEFAULT_FEEDBACK)["u"]
+    UserFeedback(positives=['a'], negatives=['x'], acts=[('a', 'rating:5')])
     """
-    out: dict[str, tuple[list[str], list[str]]] = {}
+    out: dict[str, UserFeedback] = {}
     is_negative = feedback.is_negative
     for event in sorted(events, key=lambda e: e.timestamp_ms):
         found = out.get(event.user_id)
         if found is None:
-            found = out[event.user_id] = ([], [])
-        found[is_negative(event)].append(event.item_id)  # [0]: positives, [1]: negatives
+            found = out[event.user_id] = UserFeedback([], [], [])
+        if is_negative(event):
+            found.negatives.append(event.item_id)
+        else:
+            found.positives.append(event.item_id)
+            found.acts.append((event.item_id, act_of(event.event_type, event.value)))
     return out
+
+
+class MergedRows(NamedTuple):
+    """A batch's users' rows merged (:meth:`UserSide.merge_histories`): histories before and
+    after the batch, and the exclusions and acts after it of the users who have any."""
+
+    before: dict[str, list[str]]
+    after: dict[str, list[str]]
+    excluded: dict[str, list[str]]
+    acts: dict[str, dict[str, str]]
 
 
 class UserSide:
@@ -224,6 +260,7 @@ class UserSide:
             table = self.topology.history
             histories: dict[str, list[str]] = {}
             excluded: dict[str, list[str]] = {}
+            acts: dict[str, dict[str, str]] = {}
             for user in users:
                 key = user.encode()
                 if key not in table:
@@ -232,7 +269,9 @@ class UserSide:
                 histories[user] = row.items
                 if row.excluded:
                     excluded[user] = row.excluded
-            work = functools.partial(self.path.refresh, histories, read_at_ms, excluded)
+                if row.acts:
+                    acts[user] = row.acts
+            work = functools.partial(self.path.refresh, histories, read_at_ms, excluded, acts)
             if self.runs_on_loop():
                 return work()
             return await asyncio.to_thread(work)
@@ -245,7 +284,7 @@ class UserSide:
         # counters) were fully processed before a restart: skip them. Events between those
         # and the trending marks are processed again; trending skips them.
         batch = checked.fresh(await self.counted(on_loop))
-        before, histories, excluded = self.merge_histories(checked.valid)
+        before, histories, excluded, acts = self.merge_histories(checked.valid)
         pending = await self.send_deltas(batch, before)
         work = functools.partial(
             self.path.process,
@@ -255,6 +294,7 @@ class UserSide:
             hwm=(self.settings.topic_events, batch.positions),
             before=before,
             excluded=excluded,
+            acts=acts,
         )
         await self.score_and_write(work, pending, on_loop)
         return checked
@@ -275,12 +315,10 @@ class UserSide:
             return _read_marks(self.store, key)
         return await asyncio.to_thread(_read_marks, self.store, key)
 
-    def merge_histories(
-        self, valid: Sequence[Interaction]
-    ) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
-        """(histories before the batch, histories after it, exclusions after it) of the
-        batch's users (exclusions only of those who have any); the table row of each is
-        written once. Positive events extend the history, negative ones the exclusions
+    def merge_histories(self, valid: Sequence[Interaction]) -> MergedRows:
+        """(histories before the batch, histories after it, exclusions and acts after it) of
+        the batch's users (exclusions and acts only of those who have any); the table row of
+        each is written once. Positive events extend the history, negative ones the exclusions
         (:class:`UserRow`). *Every* valid event is merged, replayed ones included: the merge
         is idempotent, and after a SIGKILL the table's changelog may lack events the Redis
         marks already count (its writes are buffered)."""
@@ -289,19 +327,24 @@ class UserSide:
         before: dict[str, list[str]] = {}
         after: dict[str, list[str]] = {}
         excluded: dict[str, list[str]] = {}
-        for user, (items, negatives) in feedback_by_user(valid, self.feedback).items():
+        acts: dict[str, dict[str, str]] = {}
+        for user, fed in feedback_by_user(valid, self.feedback).items():
             key = user.encode()
             row = UserRow.stored(table.get(key))
             before[user] = row.items
+            items = merge_history(row.items, fed.positives, cap)
             merged = UserRow(
-                merge_history(row.items, items, cap),
-                merge_history(row.excluded, negatives, cap) if negatives else row.excluded,
+                items,
+                merge_history(row.excluded, fed.negatives, cap) if fed.negatives else row.excluded,
+                merge_acts(row.acts, fed.acts, items) if row.acts or fed.acts else {},
             )
             table[key] = merged.to_stored()
             after[user] = merged.items
             if merged.excluded:
                 excluded[user] = merged.excluded
-        return before, after, excluded
+            if merged.acts:
+                acts[user] = merged.acts
+        return MergedRows(before, after, excluded, acts)
 
     async def send_deltas(self, batch: SortedBatch, before: dict[str, list[str]]) -> list[Any]:
         """The batch's item co-occurrence increments, one message per target partition (not

@@ -46,6 +46,16 @@ class Profiles(NamedTuple):
         return np.where(self.keys[at] == keys, self.values[at], 0.0)
 
 
+class ColdPool(NamedTuple):
+    """The cold items' index ids, their unit vectors (rows of ``matrix``), whether each is
+    still cold (``alive``), and each item's row."""
+
+    ids: np.ndarray
+    matrix: sparse.csr_matrix
+    alive: np.ndarray
+    rows: dict[str, int]
+
+
 class ItemContent:
     """Each catalog item's category tokens, the cold pool, and both as arrays over the
     :class:`ListIndex` ids a batch's candidates carry.
@@ -70,7 +80,7 @@ class ItemContent:
         self.cold: dict[str, None] = {}
         #: catalog items the stream has shown (a newer record of one does not make it cold)
         self.warm: set[str] = set()
-        self._pool: tuple[np.ndarray, sparse.csr_matrix] | None = None
+        self._pool: ColdPool | None = None
         # token spans of the index ids: item id -> (start, length) in ``_pool_tokens``
         self._starts = np.zeros(0, np.int64)
         self._lengths = np.zeros(0, np.int64)
@@ -114,8 +124,15 @@ class ItemContent:
         self.tokens.pop(item_id, None)
         self.warm.discard(item_id)
         if self.cold.pop(item_id, 0) is None:
-            self._pool = None
+            self._left_pool(item_id)
         self._dirty.add(item_id)
+
+    def _left_pool(self, item: str) -> None:
+        """An item is no longer cold: masked in the pool's arrays, rebuilt when half is dead."""
+        if self._pool is not None:
+            row = self._pool.rows.get(item)
+            if row is not None:
+                self._pool.alive[row] = False
 
     def warmed(self, items: Iterable[str]) -> None:
         """These items are in the stream's lists now: no longer cold."""
@@ -123,7 +140,7 @@ class ItemContent:
         for item in items:
             if item in cold:
                 del cold[item]
-                self._pool = None
+                self._left_pool(item)
             if item in tokens:
                 warm.add(item)
 
@@ -151,9 +168,12 @@ class ItemContent:
             self._pool_tokens = np.concatenate([self._pool_tokens, *found])
         return self._starts, self._lengths, self._pool_tokens
 
-    def pool(self, index: ListIndex) -> tuple[np.ndarray, sparse.csr_matrix]:
-        """The cold pool's index ids (newest ``pool_size``) and their unit vectors as rows."""
-        if self._pool is None:
+    def pool(self, index: ListIndex) -> ColdPool:
+        """The cold pool (the newest ``pool_size`` cold items) as arrays. Items that warm up
+        are masked (``alive``) rather than rebuilt away: the trending list changes every
+        batch, and ``StreamModel`` asks once per event."""
+        pool = self._pool
+        if pool is None or 2 * np.count_nonzero(pool.alive) < pool.alive.shape[0]:
             items = list(self.cold)[-self.pool_size :]
             ids = np.fromiter(map(index.id_of, items), np.int64, len(items))
             found = [self.tokens[item] for item in items]
@@ -162,8 +182,9 @@ class ItemContent:
             values = np.repeat(1.0 / np.sqrt(np.maximum(lengths, 1)), lengths)
             ptr = np.concatenate([[0], np.cumsum(lengths)])
             matrix = sparse.csr_matrix((values, cols, ptr), shape=(len(items), self.max_tokens))
-            self._pool = (ids, matrix)
-        return self._pool
+            rows = {item: k for k, item in enumerate(items)}
+            pool = self._pool = ColdPool(ids, matrix, np.ones(len(items), bool), rows)
+        return pool
 
 
 def profiles(recent: Sequence[Sequence[str]], decay: float, content: ItemContent) -> Profiles:
@@ -201,17 +222,19 @@ def cold_entries(
     profile: Profiles, users: int, content: ItemContent, index: ListIndex, per_row: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, rows)``: each row's ``per_row`` cold items of highest cosine (above 0)."""
-    pool_ids, pool = content.pool(index)
-    if not pool_ids.shape[0] or not profile.keys.shape[0] or per_row <= 0:
+    pool = content.pool(index)
+    if not pool.ids.shape[0] or not profile.keys.shape[0] or per_row <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    scores = (profile.matrix(users) @ pool.T).tocoo()
+    scores = (profile.matrix(users) @ pool.matrix.T).tocoo()
     rows, cols, values = scores.row.astype(np.int64), scores.col.astype(np.int64), scores.data
+    cold = pool.alive[cols]
+    rows, cols, values = rows[cold], cols[cold], values[cold]
     order = np.lexsort((cols, -values, rows))
     rows, cols, values = rows[order], cols[order], values[order]
     first = np.searchsorted(rows, np.arange(users))
     rank = np.arange(rows.shape[0]) - first[rows]
     keep = (rank < per_row) & (values > 0)
-    return pool_ids[cols[keep]], rows[keep]
+    return pool.ids[cols[keep]], rows[keep]
 
 
 def content_values(

@@ -33,6 +33,7 @@ from models.online.stream.deltas import (
 )
 from models.online.stream.partitions import key_partition
 from models.online.stream.ranker import LEARNING_RATE, OPTIMIZER, StreamRanker
+from models.online.stream.reasons import act_of, merge_acts, with_acts
 from models.online.stream.scoring import (
     Candidates,
     Recommendation,
@@ -374,6 +375,8 @@ class StreamModel:
         self.histories: dict[str, list[str]] = {}
         #: user -> the items she said no to, most recent last (``history_len`` at most)
         self.excluded: dict[str, list[str]] = {}
+        #: user -> her newest act on recent items that was more than a view (reasons' verbs)
+        self.acts: dict[str, dict[str, str]] = {}
         self.rows: dict[str, dict] = {}
         self.norms: dict[str, float] = {}
         self.neighbors: dict[str, list[tuple[str, float]]] = {}
@@ -439,6 +442,10 @@ class StreamModel:
         self.neighbors.update(lists)
         self.successors.update(nexts)
         self.histories[user] = merge_history(history, [item], self.history_len)
+        act = act_of(event.event_type, event.value)
+        if act is not None or user in self.acts:
+            old = self.acts.get(user, {})
+            self.acts[user] = merge_acts(old, [(item, act)], self.histories[user])
         self.popularity.learn_one(item, weight, ts)
         self._now_ms = max(self._now_ms, ts)
         self._version += 1
@@ -452,7 +459,8 @@ class StreamModel:
         part = self.scorer.partition_of(user_id)
         history = self.histories.get(user_id, [])
         rows = [excluded] if excluded else None
-        return self.scorer.recommend_from(cands, [history], [part], trending, k, rows)[0]
+        recs = self.scorer.recommend_from(cands, [history], [part], trending, k, rows)[0]
+        return with_acts(recs, self.acts.get(user_id))
 
     def rank(self, user_id: str, k: int = 10, now_ms: int | None = None) -> list[str]:
         return [r.item_id for r in self.recommend(user_id, k, now_ms)]

@@ -25,7 +25,9 @@ def test_every_reason_names_a_history_item_or_none():
                 kinds["trending"] += 1
                 continue
             assert source in history, (user, rec.reason)
-            kinds[rec.reason[: -len(source)]] += 1
-            assert titled(rec.reason, {source: "T"}).endswith(" T")
-    # the stream exercises every template, so a renamed one cannot slip past this test
-    assert {SIMILAR_TO, NEXT_AFTER, AFTER} <= set(kinds), kinds
+            kinds[rec.reason.split(source)[0]] += 1
+            assert titled(rec.reason, {source: "T"}) == rec.reason.replace(source, "T")
+    # the stream exercises every template, so a renamed one cannot slip past this test; the
+    # synthetic stream's clicks, carts and purchases give their own verbs
+    verbs = {"because you clicked ", "because you added ", "because you bought "}
+    assert {SIMILAR_TO, NEXT_AFTER, AFTER} | verbs <= set(kinds), kinds

@@ -92,12 +92,14 @@ def test_the_pool_keeps_the_newest_and_forgets_warm_deleted_and_hidden_items() -
     for k in range(4):
         content.publish(f"n{k}", ["x"])
     index = ListIndex()
-    ids, _ = content.pool(index)
-    assert [index.items[i] for i in ids] == ["n2", "n3"]
+    pool = content.pool(index)
+    assert [index.items[i] for i in pool.ids] == ["n2", "n3"]
     content.warmed(["n3"])
+    assert pool.alive.tolist() == [True, False]  # masked, not rebuilt
     content.delete("n2")
     content.publish("n1", ["x"], hidden=True)
-    assert [index.items[i] for i in content.pool(index)[0]] == ["n0"]
+    pool = content.pool(index)
+    assert [index.items[i] for i in pool.ids[pool.alive]] == ["n0"]
     content.publish("n3", ["x", "y"])  # a newer record of a warm item: still warm
     assert list(content.cold) == ["n0"] and content.names_of("n3") == ["x", "y"]
 

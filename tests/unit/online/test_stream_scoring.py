@@ -30,6 +30,7 @@ from models.online.stream import (
 from models.online.stream.arrays import ListIndex
 from models.online.stream.deltas import merge_history
 from models.online.stream.partitions import key_partition
+from models.online.stream.reasons import act_of, merge_acts
 from models.online.stream.scoring import (
     Candidates,
     candidates,
@@ -713,6 +714,7 @@ def test_the_worker_and_the_in_process_model_rank_and_learn_alike() -> None:
     )
     histories: dict[str, list[str]] = {}
     excluded: dict[str, list[str]] = {}
+    acts: dict[str, dict[str, str]] = {}
     offsets: dict[int, int] = {}
     rng = random.Random(5)
     trained = negatives = 0
@@ -727,6 +729,8 @@ def test_the_worker_and_the_in_process_model_rank_and_learn_alike() -> None:
             excluded[user] = merge_history(excluded.get(user, []), [event.item_id], history_len)
         else:
             histories[user] = merge_history(before, [event.item_id], history_len)
+            act = (event.item_id, act_of(event.event_type, event.value))
+            acts[user] = merge_acts(acts.get(user, {}), [act], histories[user])
         scorer.positions = [(part, offsets[part])]
         path.process(
             [event],
@@ -735,6 +739,7 @@ def test_the_worker_and_the_in_process_model_rank_and_learn_alike() -> None:
             hwm=("events", scorer.positions),
             before={user: before},
             excluded={user: excluded[user]} if user in excluded else None,
+            acts={user: acts[user]} if acts.get(user) else None,
         )
         model.learn_one(event)
         cached = cache.get_recs(user)

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from models.events import Feedback, Interaction
+from models.online.stream.reasons import ACTS_KEPT
 from stream_app.cache import CacheKeys, MemoryCache
 from stream_app.settings import Settings
 from stream_app.worker.live_path import LivePath, TrendingScorer
@@ -24,11 +25,31 @@ def _side(table: dict[bytes, Any], **env: str) -> UserSide:
 
 def test_a_row_without_negatives_stays_the_plain_list_it_always_was() -> None:
     table: dict[bytes, Any] = {b"u": ["a"]}
-    before, after, excluded = _side(table).merge_histories(
-        [Interaction("u", "b", "view", T0), Interaction("v", "a", "click", T0)]
+    before, after, excluded, acts = _side(table).merge_histories(
+        [Interaction("u", "b", "view", T0), Interaction("v", "a", "view", T0)]
     )
     assert before == {"u": ["a"], "v": []} and after == {"u": ["a", "b"], "v": ["a"]}
-    assert excluded == {} and table == {b"u": ["a", "b"], b"v": ["a"]}
+    assert excluded == acts == {} and table == {b"u": ["a", "b"], b"v": ["a"]}
+
+
+def test_acts_beyond_a_view_join_the_row_for_the_reasons_and_replay_to_the_same() -> None:
+    table: dict[bytes, Any] = {b"u": ["a"]}
+    side = _side(table)
+    batch = [
+        Interaction("u", "b", "rating", T0 + 1, 5.0),
+        Interaction("u", "c", "add_to_cart", T0 + 2),
+        Interaction("u", "d", "purchase", T0 + 3),
+        Interaction("u", "d", "view", T0 + 4),  # her newest act on d is a view again
+    ]
+    _, after, _, acts = side.merge_histories(batch)
+    assert after == {"u": ["a", "b", "c", "d"]}
+    assert acts == {"u": {"b": "rating:5", "c": "add_to_cart"}}
+    assert table[b"u"] == {"items": ["a", "b", "c", "d"], "acts": acts["u"]}
+    stored = dict(table)
+    assert side.merge_histories(batch).acts == acts and table == stored  # a replay
+    # only the newest ACTS_KEPT items keep theirs: a reason names no older item
+    later = [Interaction("u", f"n{k}", "view", T0 + 10 + k) for k in range(ACTS_KEPT - 2)]
+    assert side.merge_histories(later).acts == {"u": {"c": "add_to_cart"}}
 
 
 def test_negative_events_go_to_the_exclusions_of_the_same_row_and_replay_to_the_same() -> None:
@@ -41,15 +62,16 @@ def test_negative_events_go_to_the_exclusions_of_the_same_row_and_replay_to_the_
         Interaction("u", "z", "rating", T0 + 4, 2.0),
         Interaction("u", "c", "rating", T0 + 5, 3.0),
     ]
-    before, after, excluded = side.merge_histories(batch)
+    before, after, excluded, _ = side.merge_histories(batch)
     assert before == {"u": ["a"]} and after == {"u": ["a", "b", "c"]}
     assert excluded == {"u": ["x", "y", "z"]}
-    assert table[b"u"] == {"items": ["a", "b", "c"], "excluded": ["x", "y", "z"]}
-    assert UserRow.stored(table[b"u"]) == UserRow(["a", "b", "c"], ["x", "y", "z"])
+    row = {"items": ["a", "b", "c"], "excluded": ["x", "y", "z"], "acts": {"c": "rating:3"}}
+    assert table[b"u"] == row
+    assert UserRow.stored(table[b"u"]) == UserRow(["a", "b", "c"], ["x", "y", "z"], row["acts"])
     stored = dict(table)
-    _, again, excluded_again = side.merge_histories(batch)  # a replay after a restart
+    _, again, excluded_again, _ = side.merge_histories(batch)  # a replay after a restart
     assert table == stored and again == after and excluded_again == excluded
-    _, later, still = side.merge_histories([Interaction("u", "d", "view", T0 + 9)])
+    _, later, still, _ = side.merge_histories([Interaction("u", "d", "view", T0 + 9)])
     assert later == {"u": ["a", "b", "c", "d"]} and still == {"u": ["x", "y", "z"]}
 
 
