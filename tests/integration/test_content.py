@@ -89,6 +89,7 @@ def test_a_metadata_only_item_reaches_a_user_whose_history_matches(
             [("drama-fan", "d0"), ("drama-fan", "d1"), ("comedy-fan", "c0"), ("comedy-fan", "c1")]
         )
     ]
+    fans[1] |= {"event_type": "rating", "value": 5}  # her newest act names its verb
     produce(env, "--dataset", _jsonl(state / "fans.jsonl", fans))
     wait_for(
         lambda: _served(client, keys, "drama-fan") and _served(client, keys, "comedy-fan"),
@@ -99,3 +100,4 @@ def test_a_metadata_only_item_reaches_a_user_whose_history_matches(
     drama, comedy = _served(client, keys, "drama-fan"), _served(client, keys, "comedy-fan")
     assert drama.get("fresh-drama") == "because you like Drama", drama
     assert "fresh-drama" not in comedy, comedy
+    assert "because you rated d1 5 stars" in drama.values(), drama
