@@ -7,10 +7,11 @@ and rank every affected user, writes the lists with the counters, and records th
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from models.events import DEFAULT_FEEDBACK, Feedback, Interaction, InvalidEvent, decode_event
@@ -175,6 +176,11 @@ class Scorer(Protocol):
         """The last :meth:`checkpoint` was written."""
         ...
 
+    def rewrite_state(self, partitions: Sequence[int]) -> None:
+        """The cache lost the learned state: the next :meth:`checkpoint` holds the state of
+        each of ``partitions`` this scorer has in memory, learned since or not."""
+        ...
+
 
 class LearnsNothing:
     """The learning half of :class:`Scorer` for a scorer without a learner: nothing to learn,
@@ -194,6 +200,9 @@ class LearnsNothing:
         return {}
 
     def checkpointed(self) -> None:
+        return None
+
+    def rewrite_state(self, partitions: Sequence[int]) -> None:
         return None
 
 
@@ -256,6 +265,9 @@ class BatchResult:
     users: int
     recs_written: int
     degraded: bool
+    #: for a degraded batch: the step that failed, to call again once the cache is back (the
+    #: caller holds the batch meanwhile, so its events are counted once they are written)
+    retry: Callable[[], BatchResult] | None = None
 
 
 class LivePath:
@@ -308,6 +320,9 @@ class LivePath:
         #: top of trending after the previous batch: what a user without a cached list was
         #: being served (the read API's fallback) when this batch's events happened
         self._served_trending: list[str] = []
+        #: the latest batch's "now" (event time, ms), None before the first: a rebuild decays
+        #: trending to it
+        self.now_ms: int | None = None
 
     def process(
         self,
@@ -347,8 +362,12 @@ class LivePath:
         if self.telemetry is not None:
             judged = self._judge(events, positive, histories, before, excluded)
         trending = self._update_trending(events, positive, now_ms, hwm)
-        if trending is None:
-            return BatchResult(len(events), len(histories), 0, degraded=True)
+        if trending is None:  # nothing was learned or written: the whole batch again
+            again = functools.partial(
+                self.process, events, histories, dlq, now_ms, kafka_ts_ms, hwm,
+                before=before, durable=durable, excluded=excluded,
+            )  # fmt: skip
+            return BatchResult(len(events), len(histories), 0, degraded=True, retry=again)
         if before is not None and hwm is not None:
             # Exactly the events the counted marks are about to count (``events`` are past
             # them): the rankers' checkpoint below moves with those marks.
@@ -358,15 +377,42 @@ class LivePath:
         counted = (counted_marks(hwm[0]), hwm[1]) if hwm else None
         if durable is not None:
             durable()
-        state = self.scorer.checkpoint()
-        result = self._write(recs, stats, len(histories), len(events), counted, state)
-        if not result.degraded:
+
+        def commit() -> BatchResult:
+            # The batch was learned: a retry writes what it computed, never learns it again.
+            state = self.scorer.checkpoint()
+            result = self._write(recs, dict(stats), len(histories), len(events), counted, state)
+            if result.degraded:
+                return replace(result, retry=commit)
             self.scorer.checkpointed()
-        if judged is not None and not result.degraded:
-            # After the write, so the extra scorer call never delays the recommendations.
-            stamps = kafka_ts_ms if kafka_ts_ms is not None else [e.timestamp_ms for e in events]
-            self._report(judged, trending, stamps, computed_at, versions, excluded)
-        return result
+            if judged is not None:
+                # After the write, so the extra scorer call never delays the recommendations.
+                stamps = (
+                    kafka_ts_ms if kafka_ts_ms is not None else [e.timestamp_ms for e in events]
+                )
+                self._report(judged, trending, stamps, computed_at, versions, excluded)
+            return result
+
+        return commit()
+
+    def rebuild(
+        self,
+        histories: Mapping[str, Sequence[str]],
+        excluded: Excluded | None,
+        partitions: Sequence[int],
+        now_ms: int,
+    ) -> int:
+        """Rank and write the lists of ``histories``' users with the live scoring, and the
+        rankers' states of ``partitions`` from memory, after Redis lost its data
+        (``stream_app.worker.rebuild``); returns the lists written. No counter moves: no event
+        was processed. Raises ``CacheUnavailable``: the caller tries again later."""
+        k = self.scorer.candidates_needed(self.top_n, self.history_len)
+        trending = self.cache.top_trending(k, self.half_life_s, now_ms)
+        self.scorer.rewrite_state(partitions)
+        recs = self._ranked(histories, trending, excluded)[0] if histories else []
+        self.cache.write_batch(recs, self.rec_ttl_s, {}, state=self.scorer.checkpoint() or None)
+        self.scorer.checkpointed()
+        return len(recs)
 
     def _update_trending(
         self,
@@ -382,6 +428,7 @@ class LivePath:
         weight = self.feedback.weight
         weights = [(e.item_id, weight(e), min(e.timestamp_ms, latest_ok)) for e in events]
         now = now_ms if now_ms is not None else max(ts for _, _, ts in weights)
+        self.now_ms = max(now, self.now_ms or now)
         if not all(positive):
             weights = [w for w, ok in zip(weights, positive, strict=True) if ok]
             if hwm is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -21,13 +22,15 @@ from models.online.stream.deltas import (
     transitions,
     user_side_batch,
 )
+from models.online.stream.partitions import key_partition
 from stream_app.cache.base import RecCache
 from stream_app.cache.keys import CacheKeys, counted_marks
 from stream_app.kafka.item_deltas import pack_deltas
 from stream_app.settings import Settings
 from stream_app.worker.dead_letters import send_once
-from stream_app.worker.live_path import LivePath, parse_message
+from stream_app.worker.live_path import BatchResult, LivePath, parse_message
 from stream_app.worker.model_slot import ModelSlot
+from stream_app.worker.rebuild import REBUILD_CHUNK, RETRY_FIRST_S, RETRY_MAX_S
 from stream_app.worker.records import DeadLetter, letter_for
 from stream_app.worker.topology import Topology
 
@@ -197,8 +200,21 @@ class UserSide:
         self.slot = slot
         #: how events count (weights, negatives): the settings', as ``streamrec evaluate``'s
         self.feedback = settings.feedback
+        #: held by a batch and by a rebuild, so a rebuild never interleaves with a batch
+        self.lock = asyncio.Lock()
+        #: partition -> highest offset this worker processed and wrote: a rebuild re-writes
+        #: the marks from here, so a replay after a crash is not counted twice
+        self.marks: dict[int, int] = {}
+        #: users of the batches written, the most recent last (at most ``rebuild_users``): the
+        #: active users whose lists a rebuild recomputes first
+        self.recent: OrderedDict[str, None] = OrderedDict()
 
     async def process(self, events: Sequence[Any]) -> None:
+        """One batch, never while a rebuild runs (:meth:`rebuild`)."""
+        async with self.lock:
+            await self.process_batch(events)
+
+    async def process_batch(self, events: Sequence[Any]) -> None:
         """The data's path: each step below is one method."""
         checked = sort_batch(events)
         await send_once(self.topology.dlq, self.store, self.keys, checked.dead, "dlq")
@@ -218,7 +234,19 @@ class UserSide:
             before=before,
             excluded=excluded,
         )
-        await self.score_and_write(work, pending, on_loop)
+        if await self.score_and_write(work, pending, on_loop):
+            self.note_written(batch)
+
+    def note_written(self, batch: SortedBatch) -> None:
+        """Remember the batch's last offsets and users (what a rebuild needs)."""
+        for p, o in batch.last_offsets().items():
+            self.marks[p] = max(o, self.marks.get(p, -1))
+        recent, cap = self.recent, self.settings.rebuild_users
+        for event in batch.valid:
+            recent.pop(event.user_id, None)
+            recent[event.user_id] = None
+        while len(recent) > cap:
+            recent.popitem(last=False)
 
     def runs_on_loop(self) -> bool:
         """On the event loop unless told, a session model serves (Keras inference must not
@@ -275,17 +303,77 @@ class UserSide:
         ]
 
     async def score_and_write(
-        self, work: Callable[..., Any], pending: Sequence[Any], on_loop: bool
-    ) -> None:
+        self, work: Callable[..., BatchResult], pending: Sequence[Any], on_loop: bool
+    ) -> bool:
         """Run ``work`` (``LivePath.process``: trending, learning, scoring, the Redis writes
         and the telemetry) once the deltas are acknowledged: a crash can then resend a batch's
-        deltas (the item side skips one it applied) but never lose them."""
+        deltas (the item side skips one it applied) but never lose them. While Redis is
+        down the batch is held and its failed step retried (0.5 s doubling to 30 s): dropped,
+        its events would never be counted (their offsets are committed). Returns whether the
+        batch was written."""
         if on_loop:
             await _all_acked(pending)
-            work()
+            result = work()
         else:
             acked = _acks(pending, asyncio.get_running_loop())
-            await asyncio.to_thread(work, durable=acked)
+            result = await asyncio.to_thread(work, durable=acked)
+        pause = RETRY_FIRST_S
+        while result.degraded and result.retry is not None:
+            log.warning(
+                "Redis unavailable: batch of %d events held, retry in %.1f s", result.events, pause
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_S)
+            result = await asyncio.to_thread(result.retry)
+        return not result.degraded
+
+    async def rebuild(self, partitions: Sequence[int], now_ms: int) -> int:
+        """After Redis lost its data: the lists of this worker's users of ``partitions`` (the
+        most recently active first, at most ``rebuild_users``) through the live scoring, the
+        rankers' checkpoints and the marks from memory. Returns the lists written."""
+        async with self.lock:
+            histories, excluded = self.active_rows(partitions)
+            by_part: dict[int, list[str]] = {p: [] for p in partitions}
+            for user in histories:
+                by_part[key_partition(user, self.settings.event_partitions)].append(user)
+            written = 0
+            for part, users in by_part.items():
+                # one partition per call: each list names its own partition's ranker
+                for at in range(0, max(len(users), 1), REBUILD_CHUNK):
+                    chunk = {u: histories[u] for u in users[at : at + REBUILD_CHUNK]}
+                    rows = {u: excluded[u] for u in chunk if u in excluded}
+                    rebuild = self.path.rebuild
+                    written += await asyncio.to_thread(rebuild, chunk, rows, [part], now_ms)
+            marks = {p: o for p, o in self.marks.items() if p in set(partitions)}
+            topic = self.settings.topic_events
+            for name in (topic, counted_marks(topic)):
+                await asyncio.to_thread(self.store.raise_marks, name, marks)
+            return written
+
+    def active_rows(
+        self, partitions: Sequence[int]
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """(histories, exclusions) of at most ``rebuild_users`` users of ``partitions`` with a
+        row: those of the latest batches first, then the table's others (a restarted worker
+        remembers no batch)."""
+        table, n = self.topology.history, self.settings.event_partitions
+        wanted, cap = set(partitions), self.settings.rebuild_users
+        keys = [u.encode() for u in reversed(self.recent)]
+        keys += [k for k in list(table.keys()) if k.decode() not in self.recent]
+        histories: dict[str, list[str]] = {}
+        excluded: dict[str, list[str]] = {}
+        for key in keys:
+            user = key.decode()
+            raw = table.get(key) if key_partition(user, n) in wanted else None
+            if not raw:
+                continue
+            row = UserRow.stored(raw)
+            histories[user] = row.items
+            if row.excluded:
+                excluded[user] = row.excluded
+            if len(histories) >= cap:
+                break
+        return histories, excluded
 
 
 #: How long a batch waits for the broker to acknowledge its item deltas before it gives up
