@@ -299,14 +299,15 @@ def _cache_guard(
         return guard
 
     async def check_cache() -> None:
-        recovery = app.tables.recovery  # type: ignore[attr-defined]
-        if app.rebalancing or recovery.in_recovery or not recovery.completed.is_set():
-            return
-        actives = app.assignment.assigned_actives()  # type: ignore[attr-defined]
-        deltas, events = topology.deltas.get_topic_name(), topology.events.get_topic_name()
-        items = sorted(tp.partition for tp in actives if tp.topic == deltas)
-        users = sorted(tp.partition for tp in actives if tp.topic == events)
+        # Everything is caught: an exception that leaves a Faust timer stops the whole worker.
         try:
+            recovery = app.tables.recovery  # type: ignore[attr-defined]
+            if app.rebalancing or recovery.in_recovery or not recovery.completed.is_set():
+                return
+            actives = app.assignor.assigned_actives()
+            deltas, events = topology.deltas.get_topic_name(), topology.events.get_topic_name()
+            items = sorted(tp.partition for tp in actives if tp.topic == deltas)
+            users = sorted(tp.partition for tp in actives if tp.topic == events)
             await guard.check({"norms": items, "items": items, "users": users})
         except CacheUnavailable as exc:
             log.warning("generation marker not checked, cache unavailable: %s", exc)

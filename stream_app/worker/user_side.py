@@ -222,7 +222,10 @@ class UserSide:
         # Idempotence: events at or below the marks of the batch's *last* step (recs +
         # counters) were fully processed before a restart: skip them. Events between those
         # and the trending marks are processed again; trending skips them.
-        batch = checked.fresh(await self.counted(on_loop))
+        marks = await self.counted(on_loop)
+        # Marks unreadable: Redis is failing, and this batch's retries must not hold the loop.
+        on_loop = on_loop and marks is not None
+        batch = checked.fresh(marks or {})
         before, histories, excluded = self.merge_histories(checked.valid)
         pending = await self.send_deltas(batch, before)
         work = functools.partial(
@@ -257,8 +260,9 @@ class UserSide:
             and not self.path.pending_cache_errors
         )
 
-    async def counted(self, on_loop: bool) -> dict[int, int]:
-        """The counted high-water marks of the events topic, by partition."""
+    async def counted(self, on_loop: bool) -> dict[int, int] | None:
+        """The counted high-water marks of the events topic, by partition (None when the
+        cache is down: then nothing is skipped, the transactions still check the marks)."""
         key = counted_marks(self.settings.topic_events)
         if on_loop:
             return _read_marks(self.store, key)
@@ -401,10 +405,10 @@ def _acks(pending: Sequence[Any], loop: asyncio.AbstractEventLoop) -> Callable[[
     return wait
 
 
-def _read_marks(store: RecCache, topic: str) -> dict[int, int]:
-    """High-water marks, or none when the cache is down (then nothing is skipped)."""
+def _read_marks(store: RecCache, topic: str) -> dict[int, int] | None:
+    """High-water marks, or None when the cache is down."""
     try:
         return store.read_hwm(topic)
     except Exception as exc:
         log.warning("high-water marks unavailable: %r", exc)
-        return {}
+        return None
