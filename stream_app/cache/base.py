@@ -196,10 +196,10 @@ class RecCache(Protocol):
         and a mark never goes back (that would count events twice)."""
         ...
 
-    def generation(self, candidate: str) -> dict[str, str]:
+    def generation(self, candidate: str | None) -> dict[str, str]:
         """The fields of the generation marker (``CacheKeys.generation``), after creating it
         with ``candidate`` as its ``token`` if there is none (one atomic step, so concurrent
-        workers agree on one token)."""
+        workers agree on one token); ``None`` reads it and creates nothing."""
         ...
 
     def mark_rebuilt(self, token: str, names: Sequence[str]) -> bool:

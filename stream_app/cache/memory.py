@@ -81,8 +81,9 @@ class MemoryCache:
         for partition, offset in marks.items():
             stored[partition] = max(offset, stored.get(partition, -1))
 
-    def generation(self, candidate: str) -> dict[str, str]:
-        self._generation.setdefault("token", candidate)
+    def generation(self, candidate: str | None) -> dict[str, str]:
+        if candidate is not None:
+            self._generation.setdefault("token", candidate)
         return dict(self._generation)
 
     def mark_rebuilt(self, token: str, names: Sequence[str]) -> bool:

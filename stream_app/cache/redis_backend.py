@@ -279,10 +279,11 @@ class RedisCache:
 
         self._call(lambda: self._redis.transaction(transaction, marks_key))  # type: ignore[arg-type]
 
-    def generation(self, candidate: str) -> dict[str, str]:
+    def generation(self, candidate: str | None) -> dict[str, str]:
         def read() -> Any:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.hsetnx(self.keys.generation, "token", candidate)
+            if candidate is not None:
+                pipe.hsetnx(self.keys.generation, "token", candidate)
             pipe.hgetall(self.keys.generation)
             return pipe.execute()[-1]
 

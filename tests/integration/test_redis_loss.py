@@ -173,6 +173,15 @@ def test_redis_restarted_empty_is_rebuilt_from_the_tables(
     wait_for(lambda: _events(client, keys) >= 300, 120, "300 more events", worker.log_tail)
     time.sleep(2)
     assert _events(client, keys) == 300
+    # The force switch: every partition rebuilt again, on an intact cache, changing no count.
+    token = client.hget(keys.generation, "token")
+    forced = subprocess.run(
+        [sys.executable, "-m", "stream_app.cli", "rebuild-cache", "--wait", "60"],
+        env=env_for(settings), capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert forced.returncode == 0, forced.stdout + forced.stderr + worker.log_tail()
+    assert "rebuilt every partition" in forced.stdout
+    assert _rebuilt(client, keys, token, p) and _events(client, keys) == 300
     assert worker.stop() == 0, worker.log_tail()
 
 
