@@ -274,6 +274,26 @@ class Settings:
         "Ratings strictly below this are negative feedback, like a dislike (off: none is)",
         shown="off",
     )
+    cache_check_s: float = _env(
+        "CACHE_CHECK_S",
+        _non_negative_float,
+        1.0,
+        "How often the worker checks that Redis kept its data (the generation marker) and "
+        "rebuilds what its tables hold when it did not (0 = off)",
+    )
+    rebuild_users: int = _env(
+        "REBUILD_USERS",
+        _positive_int,
+        100_000,
+        "Most users per worker whose lists a rebuild recomputes, the most recently active first",
+    )
+    rebuild_wait_s: float = _env(
+        "REBUILD_WAIT_S",
+        _positive_float,
+        30.0,
+        "Longest a rebuild step waits for other workers' earlier steps (norms, then lists, "
+        "then users' lists) before it goes on without them",
+    )
     log_level: str = _env("LOG_LEVEL", _log_level, "INFO", "Log level")
 
     @classmethod

@@ -194,9 +194,13 @@ class RecCache(Protocol):
         top_k: int,
         hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
         counters: Mapping[str, int] | None = None,
+        *,
+        absent_only: bool = False,
     ) -> list[tuple[str, float]]:
         """Add ``(item_id, weight, timestamp_ms)`` observations with forward decay, then return
         the ``top_k`` items by popularity decayed to ``now_ms``, best first (ties: item id).
+        With ``absent_only`` an item already ranked keeps its score and the others are set to
+        their weight (a rebuild's seeds never add to what live batches counted since).
 
         ``hwm=(topic, positions)`` gives each observation's ``(partition, offset)``: in one
         atomic step, observations at or below the topic's stored high-water marks are dropped
@@ -207,6 +211,29 @@ class RecCache(Protocol):
 
     def read_hwm(self, topic: str) -> dict[int, int]:
         """partition -> last offset of ``topic`` already counted (empty when none)."""
+        ...
+
+    def raise_marks(self, name: str, marks: Mapping[int, int]) -> None:
+        """Move the high-water marks named ``name`` up to ``marks`` where they are lower (or
+        absent), in one atomic step: a worker re-writes what it processed after Redis lost it,
+        and a mark never goes back (that would count events twice)."""
+        ...
+
+    def generation(self, candidate: str | None) -> dict[str, str]:
+        """The fields of the generation marker (``CacheKeys.generation``), after creating it
+        with ``candidate`` as its ``token`` if there is none (one atomic step, so concurrent
+        workers agree on one token); ``None`` reads it and creates nothing."""
+        ...
+
+    def mark_rebuilt(self, token: str, names: Sequence[str]) -> bool:
+        """Set each of ``names`` to ``token`` in the generation marker if its token is still
+        ``token`` (atomically); False when the marker changed meanwhile (Redis lost its data
+        again: the rebuild must start over)."""
+        ...
+
+    def drop_generation(self) -> None:
+        """Delete the generation marker: every worker then rebuilds what it owns
+        (``streamrec rebuild-cache``)."""
         ...
 
     def count_once(self, stat: str, marks: str, positions: Sequence[tuple[int, int]]) -> int:

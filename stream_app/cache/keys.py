@@ -108,6 +108,14 @@ class CacheKeys:
         """Hash item_id -> squared co-occurrence norm (the item side's cosine denominators)."""
         return f"{self.prefix}:item_norms"
 
+    @property
+    def generation(self) -> str:
+        """Hash: ``token`` (which life of this Redis' data the keys belong to) and one field
+        per rebuilt stage and partition (``items:3`` -> the token it was rebuilt under). Its
+        absence after a successful connection means Redis lost its data (or is new):
+        ``stream_app.worker.rebuild``."""
+        return f"{self.prefix}:generation"
+
     def hwm(self, topic: str) -> str:
         """Hash partition -> last offset of ``topic`` already counted (idempotent counters)."""
         return f"{self.prefix}:hwm:{topic}"

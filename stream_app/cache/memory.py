@@ -42,6 +42,7 @@ class MemoryCache:
         self._journals: dict[str, list[bytes]] = {}
         self._catalog: dict[str, ItemRecord] = {}
         self._deleted: set[str] = set()
+        self._generation: dict[str, str] = {}
 
     def write_catalog(self, records: Mapping[str, ItemRecord | None]) -> None:
         for item_id, record in records.items():
@@ -74,6 +75,25 @@ class MemoryCache:
 
     def read_hwm(self, topic: str) -> dict[int, int]:
         return dict(self._hwm.get(topic, {}))
+
+    def raise_marks(self, name: str, marks: Mapping[int, int]) -> None:
+        stored = self._hwm.setdefault(name, {})
+        for partition, offset in marks.items():
+            stored[partition] = max(offset, stored.get(partition, -1))
+
+    def generation(self, candidate: str | None) -> dict[str, str]:
+        if candidate is not None:
+            self._generation.setdefault("token", candidate)
+        return dict(self._generation)
+
+    def mark_rebuilt(self, token: str, names: Sequence[str]) -> bool:
+        if self._generation.get("token") != token:
+            return False
+        self._generation.update(dict.fromkeys(names, token))
+        return True
+
+    def drop_generation(self) -> None:
+        self._generation.clear()
 
     def count_once(self, stat: str, marks: str, positions: Sequence[tuple[int, int]]) -> int:
         keep, self._hwm[marks] = fresh_positions(positions, self._hwm.get(marks, {}))
@@ -110,6 +130,8 @@ class MemoryCache:
         top_k: int,
         hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
         counters: Mapping[str, int] | None = None,
+        *,
+        absent_only: bool = False,
     ) -> list[tuple[str, float]]:
         if weights and hwm:
             keep, self._hwm[hwm[0]] = fresh_positions(hwm[1], self._hwm.get(hwm[0], {}))
@@ -124,7 +146,10 @@ class MemoryCache:
                 self._trending = {item: s * factor for item, s in self._trending.items()}
             self._epoch_ms = epoch
             for item, inc in forward_increments(weights, epoch, half_life_s).items():
-                self._trending[item] = self._trending.get(item, 0.0) + inc
+                if absent_only:
+                    self._trending.setdefault(item, inc)
+                else:
+                    self._trending[item] = self._trending.get(item, 0.0) + inc
             if len(self._trending) > self.max_trending:
                 keep = sorted(self._trending.items(), key=lambda p: (-p[1], p[0]))
                 self._trending = dict(keep[: self.max_trending])

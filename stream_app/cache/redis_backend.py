@@ -156,6 +156,8 @@ class RedisCache:
         top_k: int,
         hwm: tuple[str, Sequence[tuple[int, int]]] | None = None,
         counters: Mapping[str, int] | None = None,
+        *,
+        absent_only: bool = False,
     ) -> list[tuple[str, float]]:
         if not weights:
             return self.top_trending(top_k, half_life_s, now_ms)
@@ -190,7 +192,11 @@ class RedisCache:
                 pipe.set(keys.trending_epoch, repr(float(epoch)))
             if factor is not None:
                 pipe.zunionstore(keys.trending, {keys.trending: factor})
-            queue_zincrby_many(pipe, keys.trending, forward_increments(batch, epoch, half_life_s))
+            increments = forward_increments(batch, epoch, half_life_s)
+            if absent_only:
+                pipe.zadd(keys.trending, increments, nx=True)
+            else:
+                queue_zincrby_many(pipe, keys.trending, increments)
             # Bound the set: items that fell this far down the ranking will never be shown.
             pipe.zremrangebyrank(keys.trending, 0, -(self.max_trending + 1))
             if hwm and marks:
@@ -306,6 +312,48 @@ class RedisCache:
     def read_hwm(self, topic: str) -> dict[int, int]:
         raw = self._call(lambda: self._redis.hgetall(self.keys.hwm(topic)))
         return {int(p): int(o) for p, o in raw.items()}
+
+    def raise_marks(self, name: str, marks: Mapping[int, int]) -> None:
+        if not marks:
+            return
+        marks_key = self.keys.hwm(name)
+
+        def transaction(pipe: Any) -> None:
+            stored = {int(p): int(o) for p, o in pipe.hgetall(marks_key).items()}
+            higher = {str(p): o for p, o in marks.items() if o > stored.get(p, -1)}
+            pipe.multi()
+            if higher:
+                pipe.hset(marks_key, mapping=higher)
+
+        self._call(lambda: self._redis.transaction(transaction, marks_key))  # type: ignore[arg-type]
+
+    def generation(self, candidate: str | None) -> dict[str, str]:
+        def read() -> Any:
+            pipe = self._redis.pipeline(transaction=True)
+            if candidate is not None:
+                pipe.hsetnx(self.keys.generation, "token", candidate)
+            pipe.hgetall(self.keys.generation)
+            return pipe.execute()[-1]
+
+        fields = self._call(read)
+        return {k.decode(): v.decode() for k, v in fields.items()}
+
+    def mark_rebuilt(self, token: str, names: Sequence[str]) -> bool:
+        key = self.keys.generation
+        done: list[bool] = []
+
+        def transaction(pipe: Any) -> None:
+            current = pipe.hget(key, "token")
+            done[:] = [current is not None and current.decode() == token]
+            pipe.multi()
+            if done[0] and names:
+                pipe.hset(key, mapping=dict.fromkeys(names, token))
+
+        self._call(lambda: self._redis.transaction(transaction, key))  # type: ignore[arg-type]
+        return bool(done and done[0])
+
+    def drop_generation(self) -> None:
+        self._call(lambda: self._redis.delete(self.keys.generation))
 
     def count_once(self, stat: str, marks: str, positions: Sequence[tuple[int, int]]) -> int:
         marks_key = self.keys.hwm(marks)

@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("stream_app.cli.worker", "run the Faust stream worker"),
     "watch": ("stream_app.cli.watch", "print throughput, lag and live recommendations"),
     "forget-user": ("stream_app.cli.forget_user", "make the workers forget users (control topic)"),
+    "rebuild-cache": (
+        "stream_app.cli.rebuild_cache",
+        "make the workers rebuild what their tables hold in Redis",
+    ),
     "api": ("stream_app.cli.api", "serve the read API (recommendations, similar items, metrics)"),
     "evaluate": ("stream_app.cli.evaluate", "prequential evaluation of the online models"),
     "train-session": ("stream_app.cli.train_session", "train and evaluate the GRU session model"),

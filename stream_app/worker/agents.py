@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 import faust
 
 from models.online.stream.content import ItemContent
-from stream_app.cache import CacheKeys, RecCache, open_cache
+from stream_app.cache import CacheKeys, CacheUnavailable, RecCache, open_cache
 from stream_app.cache.journals import MODEL_DECISIONS_KEPT, encode_entry
 from stream_app.cache.telemetry import WORKER_HEARTBEAT_S, TelemetryKeys
 from stream_app.kafka.catalog_follower import follow_catalog
@@ -38,6 +39,7 @@ from stream_app.worker.item_side import ItemSide
 from stream_app.worker.live_path import LivePath, Scorer
 from stream_app.worker.model_slot import Decision, ModelSlot
 from stream_app.worker.online_scorer import OnlineScorer
+from stream_app.worker.rebuild import CacheGuard
 from stream_app.worker.refresh import Pace, Refresher
 from stream_app.worker.telemetry import TelemetryRecorder
 from stream_app.worker.topology import Topology, declare, track_metadata
@@ -86,6 +88,8 @@ def register_live_path(
     recorders: list[TelemetryRecorder] = []  # the live path's, once it has started
     app.timer(WORKER_HEARTBEAT_S)(_heartbeat(recorders))
     content = _catalog_copy(app, settings)
+    event_now = EventClock()
+    guard = _cache_guard(app, settings, topology, cache or open_cache(settings.redis_url, keys))
 
     async def load_session_model(reason: str) -> None:
         try:
@@ -104,16 +108,58 @@ def register_live_path(
             recorder = _telemetry_recorder(store, keys, settings)
             recorders.extend([recorder] if recorder is not None else [])
             path = _live_path(store, scorer, slot, keys, settings, recorder, content)
+            event_now.path = path
             side = UserSide(topology, settings, store, path, slot, keys)
+            guard.register("users", lambda parts: side.rebuild(parts, event_now()))
             limit, within = settings.batch_max_events, settings.batch_max_delay_s
             with _refreshing(app, settings, side, refreshers):
                 async for _ in _guarded_batches(stream, limit, within, side.process, "live path"):
                     yield None
 
+    async def catalog_side(stream: faust.StreamT) -> AsyncIterator[None]:
+        """item records -> dead letters | item metadata and the hidden set in Redis"""
+        with _opened(cache, settings, keys) as store:
+            side = CatalogSide(topology, store, keys)
+            limit, within = settings.batch_max_events, settings.batch_max_delay_s
+            async for _ in _guarded_batches(stream, limit, within, side.process, "catalog"):
+                yield None
+
+    item_side = _item_side(app, settings, topology, cache, keys, guard, event_now)
+    sides = {"live-path": live_path, "item-side": item_side, "catalog": catalog_side}
+    sides["control"] = _control_side(app, settings, topology, cache, keys, offsets)
+    return _agents(app, settings, topology, slot, sides, load_session_model)
+
+
+class EventClock:
+    """The latest batch's event time (ms) of the live path, else the wall clock: what a
+    rebuild decays trending to (decay runs in event time)."""
+
+    def __init__(self) -> None:
+        self.path: LivePath | None = None
+
+    def __call__(self) -> int:
+        latest = self.path.now_ms if self.path is not None else None
+        return latest if latest is not None else int(time.time() * 1000)
+
+
+def _item_side(
+    app: faust.App,
+    settings: Settings,
+    topology: Topology,
+    cache: RecCache | None,
+    keys: CacheKeys,
+    guard: CacheGuard,
+    event_now: Callable[[], int],
+) -> Callable[[faust.StreamT], AsyncIterator[None]]:
+    """The item-side agent (``ItemSide``), its rebuild steps registered on ``guard``."""
+
     async def item_side(stream: faust.StreamT) -> AsyncIterator[None]:
         """item deltas -> item_stats table + top-M neighbours in Redis"""
         with _opened(cache, settings, keys) as store:
             side = ItemSide(topology, store, app.producer.buffer, keys)
+            half_life = settings.popularity_half_life_s
+            guard.register("norms", side.rebuild_norms)
+            guard.register("items", lambda parts: side.rebuild_lists(parts, event_now(), half_life))
             # A longer window than the user side's: each batch rewrites, changelogs and
             # republishes every item its deltas name, so fewer, larger batches cost far less
             # per event; the lists lag by at most the window.
@@ -127,17 +173,7 @@ def register_live_path(
             async for _ in batches:
                 yield None
 
-    async def catalog_side(stream: faust.StreamT) -> AsyncIterator[None]:
-        """item records -> dead letters | item metadata and the hidden set in Redis"""
-        with _opened(cache, settings, keys) as store:
-            side = CatalogSide(topology, store, keys)
-            limit, within = settings.batch_max_events, settings.batch_max_delay_s
-            async for _ in _guarded_batches(stream, limit, within, side.process, "catalog"):
-                yield None
-
-    sides = {"live-path": live_path, "item-side": item_side, "catalog": catalog_side}
-    sides["control"] = _control_side(app, settings, topology, cache, keys, offsets)
-    return _agents(app, settings, topology, slot, sides, load_session_model)
+    return item_side
 
 
 def _catalog_copy(app: faust.App, settings: Settings) -> ItemContent:
@@ -301,6 +337,36 @@ def _control_side(
                     kafka.close()
 
     return control_side
+
+
+def _cache_guard(
+    app: faust.App, settings: Settings, topology: Topology, store: RecCache
+) -> CacheGuard:
+    """The guard against Redis losing its data, checked every ``cache_check_s`` (not during a
+    rebalance or a table recovery: the tables are incomplete then); the sides register their
+    rebuild steps on it when they start."""
+    guard = CacheGuard(store, settings.event_partitions, settings.rebuild_wait_s)
+    if settings.cache_check_s <= 0:
+        return guard
+
+    async def check_cache() -> None:
+        # Everything is caught: an exception that leaves a Faust timer stops the whole worker.
+        try:
+            recovery = app.tables.recovery  # type: ignore[attr-defined]
+            if app.rebalancing or recovery.in_recovery or not recovery.completed.is_set():
+                return
+            actives = app.assignor.assigned_actives()
+            deltas, events = topology.deltas.get_topic_name(), topology.events.get_topic_name()
+            items = sorted(tp.partition for tp in actives if tp.topic == deltas)
+            users = sorted(tp.partition for tp in actives if tp.topic == events)
+            await guard.check({"norms": items, "items": items, "users": users})
+        except CacheUnavailable as exc:
+            log.warning("generation marker not checked, cache unavailable: %s", exc)
+        except Exception:
+            log.exception("rebuilding the cache failed; the next check tries again")
+
+    app.timer(settings.cache_check_s)(check_cache)
+    return guard
 
 
 def _flusher(app: faust.App) -> Callable[[], Awaitable[None]]:

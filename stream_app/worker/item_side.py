@@ -17,10 +17,12 @@ from models.online.stream.deltas import (
     apply_deltas,
     published_lists,
 )
+from models.online.stream.partitions import key_partition
 from stream_app.cache.base import CacheUnavailable, RecCache
 from stream_app.cache.keys import CacheKeys
 from stream_app.kafka.item_deltas import unpack_deltas
 from stream_app.worker.dead_letters import send_once
+from stream_app.worker.rebuild import REBUILD_CHUNK, RETRY_FIRST_S, RETRY_MAX_S
 from stream_app.worker.records import letter_for
 from stream_app.worker.topology import Topology
 
@@ -36,11 +38,21 @@ class ItemSide:
         self.keys = keys
         #: Faust's producer buffer, watched by :func:`write_paced`
         self.buffer = buffer
+        #: held by a batch and by a rebuild, so a rebuild never publishes a row's older list
+        #: after a batch published its newer one
+        self.lock = asyncio.Lock()
 
     async def process(self, events: Sequence[Any]) -> dict[bytes, dict]:
+        """One batch (:meth:`process_batch`), never while a rebuild runs."""
+        async with self.lock:
+            return await self.process_batch(events)
+
+    async def process_batch(self, events: Sequence[Any]) -> dict[bytes, dict]:
         """Returns the rows written. The decoding and row arithmetic run in a thread: done on
         the event loop, a 0.5 s batch stalled the user side for tens of ms. Only the table
-        reads (dict lookups) and writes (changelog sends) stay on the loop."""
+        reads (dict lookups) and writes (changelog sends) stay on the loop. While Redis is
+        down the batch is held and its lists published once it is back (a list left
+        unpublished would stay stale until its item is touched again)."""
         deltas, rejected = await asyncio.to_thread(_unpacked, [e.value for e in events])
         letters = []
         for index, reason in rejected:
@@ -53,14 +65,57 @@ class ItemSide:
         current = {key: table.get(key) for key in {key for key, _ in deltas}}
         rows = await asyncio.to_thread(_folded, deltas, current)
         await write_paced(table, rows, self.buffer)
-        try:
-            await asyncio.to_thread(_publish_neighbors, self.store, rows)
-        except CacheUnavailable as exc:
-            # The rows are in the table; their lists are republished when next touched.
-            log.warning(
-                "neighbours of %d items not published, cache unavailable: %s", len(rows), exc
-            )
-        return rows
+        pause = RETRY_FIRST_S
+        while True:
+            try:
+                await asyncio.to_thread(_publish_neighbors, self.store, rows)
+                return rows
+            except CacheUnavailable as exc:
+                log.warning(
+                    "neighbours of %d items not published, cache unavailable, retry in %.1f s: "
+                    "%s", len(rows), pause, exc,
+                )  # fmt: skip
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_S)
+
+    def owned_rows(self, partitions: Sequence[int]) -> dict[bytes, dict]:
+        """The table's rows of ``partitions`` (a memory table may still hold rows of a
+        partition it gave away in a rebalance: those are another worker's to publish)."""
+        n, wanted = self.topology.item_stats.partitions, set(partitions)
+        return {
+            key: row
+            for key, row in list(self.topology.item_stats.items())
+            if row and key_partition(key.decode(), n) in wanted
+        }
+
+    async def rebuild_norms(self, partitions: Sequence[int]) -> int:
+        """After Redis lost its data: the squared norms of the items of ``partitions`` (the
+        cosines of every worker's lists need them first). Returns how many."""
+        async with self.lock:
+            rows = self.owned_rows(partitions)
+            norms = {k.decode(): float(r.get("n", 0.0)) for k, r in rows.items()}
+            await asyncio.to_thread(self.store.publish_neighbors, {}, norms)
+            return len(norms)
+
+    async def rebuild_lists(
+        self, partitions: Sequence[int], now_ms: int, half_life_s: float
+    ) -> int:
+        """After Redis lost its data: the neighbour and successor lists of the items of
+        ``partitions``, as a batch publishes them, and their trending seeds: each item absent
+        from trending gets its all-time squared-weight sum (the row's norm) at ``now_ms``, an
+        approximation (docs/stream.md, "Redis lost its data"). Returns the items published."""
+        async with self.lock:
+            rows = self.owned_rows(partitions)
+            keys = list(rows)
+            for at in range(0, len(keys), REBUILD_CHUNK):
+                chunk = {k: rows[k] for k in keys[at : at + REBUILD_CHUNK]}
+                await asyncio.to_thread(_publish_neighbors, self.store, chunk)
+                seeds = [(k.decode(), float(r.get("n", 0.0)), now_ms) for k, r in chunk.items()]
+                seeds = [s for s in seeds if s[1] > 0]
+                await asyncio.to_thread(
+                    self.store.update_trending, seeds, half_life_s, now_ms, 1, absent_only=True
+                )
+            return len(rows)
 
 
 def _unpacked(

@@ -7,10 +7,11 @@ and rank every affected user, writes the lists with the counters, and records th
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from models.events import DEFAULT_FEEDBACK, Feedback, Interaction, InvalidEvent, decode_event
@@ -182,6 +183,11 @@ class Scorer(Protocol):
         """The last :meth:`checkpoint` was written."""
         ...
 
+    def rewrite_state(self, partitions: Sequence[int]) -> None:
+        """The cache lost the learned state: the next :meth:`checkpoint` holds the state of
+        each of ``partitions`` this scorer has in memory, learned since or not."""
+        ...
+
 
 class LearnsNothing:
     """The learning half of :class:`Scorer` for a scorer without a learner: nothing to learn,
@@ -201,6 +207,9 @@ class LearnsNothing:
         return {}
 
     def checkpointed(self) -> None:
+        return None
+
+    def rewrite_state(self, partitions: Sequence[int]) -> None:
         return None
 
 
@@ -265,6 +274,9 @@ class BatchResult:
     users: int
     recs_written: int
     degraded: bool
+    #: for a degraded batch: the step that failed, to call again once the cache is back (the
+    #: caller holds the batch meanwhile, so its events are counted once they are written)
+    retry: Callable[[], BatchResult] | None = None
 
 
 class LivePath:
@@ -317,8 +329,9 @@ class LivePath:
         #: top of trending after the previous batch: what a user without a cached list was
         #: being served (the read API's fallback) when this batch's events happened
         self._served_trending: list[str] = []
-        #: the time (event ms) the last batch decayed trending to: a refresh ranks as it did
-        self._decayed_to_ms: int | None = None
+        #: the latest batch's "now" (event time, ms), None before the first: a rebuild and a
+        #: refresh decay trending to it
+        self.now_ms: int | None = None
 
     def process(
         self,
@@ -360,8 +373,12 @@ class LivePath:
         if self.telemetry is not None:
             judged = self._judge(events, positive, histories, before, excluded)
         trending = self._update_trending(events, positive, now_ms, hwm)
-        if trending is None:
-            return BatchResult(len(events), len(histories), 0, degraded=True)
+        if trending is None:  # nothing was learned or written: the whole batch again
+            again = functools.partial(
+                self.process, events, histories, dlq, now_ms, kafka_ts_ms, hwm,
+                before=before, durable=durable, excluded=excluded,
+            )  # fmt: skip
+            return BatchResult(len(events), len(histories), 0, degraded=True, retry=again)
         if before is not None and hwm is not None:
             # Exactly the events the counted marks are about to count (``events`` are past
             # them): the rankers' checkpoint below moves with those marks.
@@ -371,15 +388,47 @@ class LivePath:
         counted = (counted_marks(hwm[0]), hwm[1]) if hwm else None
         if durable is not None:
             durable()
-        state = self.scorer.checkpoint()
-        result = self._write(recs, stats, len(histories), len(events), counted, state)
-        if not result.degraded:
+
+        def commit() -> BatchResult:
+            # The batch was learned: a retry writes what it computed, never learns it again.
+            state = self.scorer.checkpoint()
+            result = self._write(recs, dict(stats), len(histories), len(events), counted, state)
+            if result.degraded:
+                return replace(result, retry=commit)
             self.scorer.checkpointed()
-        if judged is not None and not result.degraded:
-            # After the write, so the extra scorer call never delays the recommendations.
-            stamps = kafka_ts_ms if kafka_ts_ms is not None else [e.timestamp_ms for e in events]
-            self._report(judged, trending, stamps, computed_at, versions, excluded)
-        return result
+            if judged is not None:
+                # After the write, so the extra scorer call never delays the recommendations.
+                stamps = (
+                    kafka_ts_ms if kafka_ts_ms is not None else [e.timestamp_ms for e in events]
+                )
+                self._report(judged, trending, stamps, computed_at, versions, excluded)
+            return result
+
+        return commit()
+
+    def rebuild(
+        self,
+        histories: Mapping[str, Sequence[str]],
+        excluded: Excluded | None,
+        partitions: Sequence[int],
+        now_ms: int,
+        acts: Acts | None = None,
+    ) -> int:
+        """Rank and write the lists of ``histories``' users with the live scoring, and the
+        rankers' states of ``partitions`` from memory, after Redis lost its data
+        (``stream_app.worker.rebuild``); returns the lists written. No counter moves: no event
+        was processed. Raises ``CacheUnavailable``: the caller tries again later."""
+        k = self.scorer.candidates_needed(self.top_n, self.history_len)
+        trending = self.cache.top_trending(k, self.half_life_s, now_ms)
+        self.scorer.rewrite_state(partitions)
+        recs = (
+            self._ranked(histories, trending, excluded, acts, between_batches=True)[0]
+            if histories
+            else []
+        )
+        self.cache.write_batch(recs, self.rec_ttl_s, {}, state=self.scorer.checkpoint() or None)
+        self.scorer.checkpointed()
+        return len(recs)
 
     def _update_trending(
         self,
@@ -395,6 +444,7 @@ class LivePath:
         weight = self.feedback.weight
         weights = [(e.item_id, weight(e), min(e.timestamp_ms, latest_ok)) for e in events]
         now = now_ms if now_ms is not None else max(ts for _, _, ts in weights)
+        self.now_ms = max(now, self.now_ms or now)
         if not all(positive):
             weights = [w for w, ok in zip(weights, positive, strict=True) if ok]
             if hwm is not None:
@@ -407,7 +457,6 @@ class LivePath:
             self.pending_cache_errors += 1
             return None
         self._served_trending = [item for item, _ in trending[:HIT_K]]
-        self._decayed_to_ms = now
         return list(trending)
 
     def refresh(
@@ -426,7 +475,7 @@ class LivePath:
         if not histories:
             return 0
         k = self.scorer.candidates_needed(self.top_n, self.history_len)
-        now = self._decayed_to_ms if self._decayed_to_ms is not None else int(time.time() * 1000)
+        now = self.now_ms if self.now_ms is not None else int(time.time() * 1000)
         trending = self.cache.top_trending(k, self.half_life_s, now)
         recs, _, versions = self._ranked(histories, trending, excluded, acts, between_batches=True)
         if "session" not in versions:

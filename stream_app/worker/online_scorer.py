@@ -218,6 +218,12 @@ class OnlineScorer:
             self._persisted[p] = self.model.ranker(p).n_updates
         self._dirty.clear()
 
+    def rewrite_state(self, partitions: Sequence[int]) -> None:
+        """Redis lost the checkpoints: the next :meth:`checkpoint` writes the rankers of
+        ``partitions`` that live in this process (a learner must not start again from the
+        fixed blend while its state is alive here)."""
+        self._dirty.update(p for p in partitions if p in self.model.rankers)
+
     def recommend_batch(
         self,
         histories: Mapping[str, Sequence[str]],

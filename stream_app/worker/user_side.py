@@ -9,8 +9,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, NamedTuple
 
 from models.events import DEFAULT_FEEDBACK, Feedback, Interaction, InvalidEvent
@@ -22,14 +23,16 @@ from models.online.stream.deltas import (
     transitions,
     user_side_batch,
 )
+from models.online.stream.partitions import key_partition
 from models.online.stream.reasons import act_of, merge_acts
 from stream_app.cache.base import RecCache
 from stream_app.cache.keys import CacheKeys, counted_marks
 from stream_app.kafka.item_deltas import pack_deltas
 from stream_app.settings import Settings
 from stream_app.worker.dead_letters import send_once
-from stream_app.worker.live_path import LivePath, parse_message
+from stream_app.worker.live_path import BatchResult, LivePath, parse_message
 from stream_app.worker.model_slot import ModelSlot
+from stream_app.worker.rebuild import REBUILD_CHUNK, RETRY_FIRST_S, RETRY_MAX_S
 from stream_app.worker.records import DeadLetter, letter_for
 from stream_app.worker.refresh import RecentUsers
 from stream_app.worker.topology import Topology
@@ -237,9 +240,13 @@ class UserSide:
         self.feedback = settings.feedback
         #: the users whose lists this side wrote lately, by partition: a swap refreshes them
         self.recent = RecentUsers(settings.refresh_window_s, settings.refresh_max_users)
-        #: held by each batch and by each chunk of a refresh (:meth:`refresh`): both use the
-        #: scorer, which keeps per-batch state and may run in a thread
+        #: held by each batch, by each chunk of a refresh (:meth:`refresh`) and by a rebuild
+        #: (:meth:`rebuild`): all use the scorer, which keeps per-batch state and may run in a
+        #: thread, and a rebuild must never interleave with a batch
         self.scoring = asyncio.Lock()
+        #: partition -> highest offset this worker processed and wrote: a rebuild re-writes
+        #: the marks from here, so a replay after a crash is not counted twice
+        self.marks: dict[int, int] = {}
 
     async def process(self, events: Sequence[Any]) -> None:
         """The data's path: each step below is one method. Then its users are recent."""
@@ -257,21 +264,10 @@ class UserSide:
         async with self.scoring:
             # Before the rows are read: a list computed later came from a history as new.
             read_at_ms = int(time.time() * 1000)
-            table = self.topology.history
-            histories: dict[str, list[str]] = {}
-            excluded: dict[str, list[str]] = {}
-            acts: dict[str, dict[str, str]] = {}
-            for user in users:
-                key = user.encode()
-                if key not in table:
-                    continue
-                row = UserRow.stored(table.get(key))
-                histories[user] = row.items
-                if row.excluded:
-                    excluded[user] = row.excluded
-                if row.acts:
-                    acts[user] = row.acts
-            work = functools.partial(self.path.refresh, histories, read_at_ms, excluded, acts)
+            rows = self.rows_of(users)
+            work = functools.partial(
+                self.path.refresh, rows.after, read_at_ms, rows.excluded, rows.acts
+            )
             if self.runs_on_loop():
                 return work()
             return await asyncio.to_thread(work)
@@ -283,7 +279,10 @@ class UserSide:
         # Idempotence: events at or below the marks of the batch's *last* step (recs +
         # counters) were fully processed before a restart: skip them. Events between those
         # and the trending marks are processed again; trending skips them.
-        batch = checked.fresh(await self.counted(on_loop))
+        marks = await self.counted(on_loop)
+        # Marks unreadable: Redis is failing, and this batch's retries must not hold the loop.
+        on_loop = on_loop and marks is not None
+        batch = checked.fresh(marks or {})
         before, histories, excluded, acts = self.merge_histories(checked.valid)
         pending = await self.send_deltas(batch, before)
         work = functools.partial(
@@ -296,8 +295,14 @@ class UserSide:
             excluded=excluded,
             acts=acts,
         )
-        await self.score_and_write(work, pending, on_loop)
+        if await self.score_and_write(work, pending, on_loop):
+            self.note_written(batch)
         return checked
+
+    def note_written(self, batch: SortedBatch) -> None:
+        """Remember the batch's last offsets (a rebuild re-writes the marks from them)."""
+        for p, o in batch.last_offsets().items():
+            self.marks[p] = max(o, self.marks.get(p, -1))
 
     def runs_on_loop(self) -> bool:
         """On the event loop unless told, a session model serves (Keras inference must not
@@ -308,8 +313,9 @@ class UserSide:
             and not self.path.pending_cache_errors
         )
 
-    async def counted(self, on_loop: bool) -> dict[int, int]:
-        """The counted high-water marks of the events topic, by partition."""
+    async def counted(self, on_loop: bool) -> dict[int, int] | None:
+        """The counted high-water marks of the events topic, by partition (None when the
+        cache is down: then nothing is skipped, the transactions still check the marks)."""
         key = counted_marks(self.settings.topic_events)
         if on_loop:
             return _read_marks(self.store, key)
@@ -357,17 +363,85 @@ class UserSide:
         ]
 
     async def score_and_write(
-        self, work: Callable[..., Any], pending: Sequence[Any], on_loop: bool
-    ) -> None:
+        self, work: Callable[..., BatchResult], pending: Sequence[Any], on_loop: bool
+    ) -> bool:
         """Run ``work`` (``LivePath.process``: trending, learning, scoring, the Redis writes
         and the telemetry) once the deltas are acknowledged: a crash can then resend a batch's
-        deltas (the item side skips one it applied) but never lose them."""
+        deltas (the item side skips one it applied) but never lose them. While Redis is
+        down the batch is held and its failed step retried (0.5 s doubling to 30 s): dropped,
+        its events would never be counted (their offsets are committed). Returns whether the
+        batch was written."""
         if on_loop:
             await _all_acked(pending)
-            work()
+            result = work()
         else:
             acked = _acks(pending, asyncio.get_running_loop())
-            await asyncio.to_thread(work, durable=acked)
+            result = await asyncio.to_thread(work, durable=acked)
+        pause = RETRY_FIRST_S
+        while result.degraded and result.retry is not None:
+            log.warning(
+                "Redis unavailable: batch of %d events held, retry in %.1f s", result.events, pause
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_S)
+            result = await asyncio.to_thread(result.retry)
+        return not result.degraded
+
+    async def rebuild(self, partitions: Sequence[int], now_ms: int) -> int:
+        """After Redis lost its data: the lists of this worker's users of ``partitions`` (the
+        most recently active first, at most ``rebuild_users``) through the live scoring, the
+        rankers' checkpoints and the marks from memory. Returns the lists written."""
+        async with self.scoring:
+            rows = self.active_rows(partitions)
+            by_part: dict[int, list[str]] = {p: [] for p in partitions}
+            for user in rows.after:
+                by_part[key_partition(user, self.settings.event_partitions)].append(user)
+            written = 0
+            for part, users in by_part.items():
+                # one partition per call: each list names its own partition's ranker
+                for at in range(0, max(len(users), 1), REBUILD_CHUNK):
+                    chunk = {u: rows.after[u] for u in users[at : at + REBUILD_CHUNK]}
+                    excluded = {u: rows.excluded[u] for u in chunk if u in rows.excluded}
+                    acts = {u: rows.acts[u] for u in chunk if u in rows.acts}
+                    rebuild = functools.partial(self.path.rebuild, acts=acts)
+                    written += await asyncio.to_thread(rebuild, chunk, excluded, [part], now_ms)
+            marks = {p: o for p, o in self.marks.items() if p in set(partitions)}
+            topic = self.settings.topic_events
+            for name in (topic, counted_marks(topic)):
+                await asyncio.to_thread(self.store.raise_marks, name, marks)
+            return written
+
+    def active_rows(self, partitions: Sequence[int]) -> MergedRows:
+        """The rows of at most ``rebuild_users`` users of ``partitions``: those of the latest
+        batches first (the refresh's recent users), then the table's others (a restarted worker
+        remembers no batch); ``before`` is left empty."""
+        n, wanted = self.settings.event_partitions, set(partitions)
+        recent = [user for user, _ in self.recent.select(partitions)]
+        known = set(recent)
+        others = (k.decode() for k in list(self.topology.history.keys()))
+        users = chain(
+            recent, (u for u in others if u not in known and key_partition(u, n) in wanted)
+        )
+        return self.rows_of(users, self.settings.rebuild_users)
+
+    def rows_of(self, users: Iterable[str], cap: int | None = None) -> MergedRows:
+        """The history rows of those ``users`` that have one (at most ``cap``), as
+        :class:`MergedRows` with ``before`` empty: a forgotten user has none."""
+        table = self.topology.history
+        rows = MergedRows({}, {}, {}, {})
+        for user in users:
+            raw = table.get(user.encode())
+            if not raw:
+                continue
+            row = UserRow.stored(raw)
+            rows.after[user] = row.items
+            if row.excluded:
+                rows.excluded[user] = row.excluded
+            if row.acts:
+                rows.acts[user] = row.acts
+            if cap is not None and len(rows.after) >= cap:
+                break
+        return rows
 
 
 #: How long a batch waits for the broker to acknowledge its item deltas before it gives up
@@ -395,10 +469,10 @@ def _acks(pending: Sequence[Any], loop: asyncio.AbstractEventLoop) -> Callable[[
     return wait
 
 
-def _read_marks(store: RecCache, topic: str) -> dict[int, int]:
-    """High-water marks, or none when the cache is down (then nothing is skipped)."""
+def _read_marks(store: RecCache, topic: str) -> dict[int, int] | None:
+    """High-water marks, or None when the cache is down."""
     try:
         return store.read_hwm(topic)
     except Exception as exc:
         log.warning("high-water marks unavailable: %r", exc)
-        return {}
+        return None

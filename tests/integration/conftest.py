@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -294,3 +295,58 @@ def tiny_version() -> Callable[..., Path]:
     """``tiny_version(store, hour, code=None)``: a small session-model version saved in
     ``store`` that passes the worker's gate; its path (the directory's name is its version)."""
     return _tiny_version
+
+
+class PrivateRedis:
+    """A ``redis-server`` of the test's own (the binary ``make stack-up`` uses) on a free
+    loopback port: a test may SIGKILL and restart it, which the shared Redis must never be."""
+
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, data_dir: Path, appendonly: bool) -> None:
+        """Start it on this port with ``data_dir`` (its AOF, if ``appendonly``, lives there)."""
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server not found: `make stack-up` installs it"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(data_dir),
+                 "--save", "", "--appendonly", "yes" if appendonly else "no"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        _wait_for(lambda: _pings(client), 30, f"redis-server on {self.port}", self.log_tail)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no last save."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A ``PrivateRedis`` (not started); killed when the test ends."""
+    server = PrivateRedis(_free_port(), tmp_path / "redis.log")
+    yield server
+    if server.proc is not None and server.proc.poll() is None:
+        server.proc.kill()
+        server.proc.wait(10)

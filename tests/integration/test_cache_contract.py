@@ -205,3 +205,26 @@ def test_refreshed_lists_replace_only_older_cached_lists_of_another_model(cache)
     assert cache.get_recs("gone") is None  # a refresh never brings a list back
     assert cache.get_stats()["refreshed"] == 2
     assert cache.write_refreshed([], ttl_s=60, read_at_ms=T0) == 0
+
+
+def test_the_generation_marker_keeps_its_first_token_and_marks_only_under_it(cache):
+    assert cache.generation(None) == {}  # read only: nothing created
+    assert cache.generation("t1") == {"token": "t1"}
+    assert cache.generation("t2") == {"token": "t1"}  # the first worker's token is kept
+    assert cache.mark_rebuilt("t1", ["items:0", "users:0"])
+    assert not cache.mark_rebuilt("t2", ["items:1"])  # a stale token marks nothing
+    assert cache.generation(None) == {"token": "t1", "items:0": "t1", "users:0": "t1"}
+    cache.drop_generation()
+    assert cache.generation("t3") == {"token": "t3"}
+    assert not cache.mark_rebuilt("t1", ["items:0"])
+
+
+def test_raised_marks_never_go_back_and_trending_seeds_never_add(cache):
+    cache.raise_marks("events", {0: 5, 1: 3})
+    cache.raise_marks("events", {0: 4, 2: 1})
+    assert cache.read_hwm("events") == {0: 5, 1: 3, 2: 1}
+    cache.update_trending([("a", 2.0, T0)], 3600.0, T0, 5)
+    seeded = cache.update_trending(
+        [("a", 9.0, T0), ("b", 1.0, T0)], 3600.0, T0, 5, absent_only=True
+    )
+    assert dict(seeded) == pytest.approx({"a": 2.0, "b": 1.0})

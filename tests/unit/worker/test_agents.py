@@ -284,7 +284,8 @@ def test_a_batch_runs_on_the_loop_until_redis_fails_then_in_a_thread_until_it_wr
 ):
     """``Settings.batch_in_thread`` off: the batch runs on the event loop, except after a batch
     whose Redis work failed (its retries must not hold the loop) and while a session model
-    serves (Keras inference must not run on the loop)."""
+    serves (Keras inference must not run on the loop). The failed batch is held and retried
+    in a thread until it is written, never dropped (its events would never be counted)."""
     import threading
 
     from stream_app.cache.base import CacheUnavailable
@@ -374,14 +375,20 @@ def test_a_batch_runs_on_the_loop_until_redis_fails_then_in_a_thread_until_it_wr
                     break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)
-            assert len(scorer.threads) == 1  # the failed batch was never scored
-            await one_batch(agent, "u3", 1)  # after the failure: in a thread, and it writes
-            await one_batch(agent, "u4", 2)  # healthy again: back on the loop
+            assert len(scorer.threads) == 1  # the failed batch was not scored yet
+            assert cache.get_recs("u2") is None
+            for _ in range(300):  # held, then retried in a thread: scored and written
+                if cache.get_recs("u2") is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert cache.get_recs("u2") is not None and len(scorer.threads) == 2
+            await one_batch(agent, "u3", 2)  # healthy again: back on the loop
             serving["model"] = object()
-            await one_batch(agent, "u5", 3)  # a session model serves: in a thread
+            await one_batch(agent, "u4", 3)  # a session model serves: in a thread
 
     asyncio.run(scenario())
     assert scorer.threads == [True, False, True, False]
+    assert cache.get_stats()["events"] == 4 and cache.get_stats()["redis_errors"] == 1
 
 
 def test_catalog_side_mirrors_records_hides_and_tombstones_and_dead_letters_the_rest(harness):
