@@ -45,6 +45,11 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # Faust pauses every stream while over 100 table writes wait to be sent; larger
         # batches cut freshness (docs/stream.md, "Tuning").
         "producer_max_batch_size": PRODUCER_BATCH_BYTES,
+        # A batch Redis cannot take is held and retried, never acknowledged (its events would
+        # go uncounted), so waiting for every stream to empty would hang a stop or a
+        # rebalance while Redis is down. Unacknowledged events are not committed: the next
+        # owner processes them again, and the counted marks count each once.
+        "stream_wait_empty": False,
     }
 
 

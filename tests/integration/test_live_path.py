@@ -15,6 +15,7 @@ from kafka import KafkaConsumer
 
 from models.datasets import SyntheticConfig, generate_synthetic
 from models.online.stream import RANKER_NAME
+from models.online.stream.reasons import reason_source
 from stream_app.cache import CacheKeys, UserRecs
 from stream_app.cache.telemetry import TelemetryKeys
 from stream_app.cli.produce import malformed_messages
@@ -68,13 +69,9 @@ def _check_recs(client, keys, settings, seen: dict[str, set[str]]) -> int:
         assert 0 < len(recs.items) <= settings.top_n
         for r in recs.items:
             # a personal reason names one of the user's own items (a neighbour's source, or the
-            # last item a transition starts from)
-            source = (
-                r.reason.removeprefix("because you viewed ")
-                .removeprefix("often next after ")
-                .removeprefix("often after ")
-            )
-            assert r.reason == "trending now" or (source != r.reason and source in items), r.reason
+            # last item a transition starts from), in the verb of her act on it
+            source = reason_source(r.reason)
+            assert r.reason == "trending now" or source in items, r.reason
         personal += any(r.reason != "trending now" for r in recs.items)
         assert _is_cf_versions(dict(recs.model_versions)), recs.model_versions
         assert 0 < client.ttl(keys.recs(user)) <= settings.rec_ttl_s

@@ -113,6 +113,15 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
     client = redis.Redis.from_url(settings.redis_url)
     keys = CacheKeys(settings.redis_key_prefix)
     first = start_worker(settings)
+    # The stream starts once the worker consumes: started earlier on a loaded machine, the
+    # whole stream can wait as a backlog that the worker takes in a few batches, and the kill
+    # then comes after the last event instead of mid-stream.
+    wait_for(
+        lambda: "[^Worker]: Ready" in first.log_path.read_text(errors="replace"),
+        120,
+        "the first worker to be ready",
+        first.log_tail,
+    )
     producer = _producer(env_for(settings), rate=1000)
     wait_for(
         lambda: _events(client, keys) >= 1000,
@@ -150,7 +159,9 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
     # The rankers went on from their checkpoints (no update count fell back) and learned every
     # event exactly once: the events counted and the events learned are one set.
     after = _rankers(client, keys, settings.event_partitions)
-    assert all(after[p].n_events > r.n_events for p, r in at_kill.items()), (at_kill, after)
+    assert all(after[p].n_events > r.n_events for p, r in at_kill.items()), [
+        (p, r.n_events, after[p].n_events) for p, r in at_kill.items()
+    ]
     assert all(after[p].n_updates >= r.n_updates for p, r in at_kill.items())
     assert sum(r.n_events for r in after.values()) == N_EVENTS, after
     assert second.stop() == 0, second.log_tail()
