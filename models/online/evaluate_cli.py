@@ -25,7 +25,7 @@ from typing import Any
 from models.datasets import load_dataset
 from models.datasets.base import EventDataset
 from models.evaluation.prequential import plot_curves, prequential
-from models.events import DEFAULT_FEEDBACK, Feedback
+from models.events import DEFAULT_FEEDBACK, Feedback, Interaction
 from models.online.baselines import ItemKNNBaseline, OnlineRanker, baseline_models
 from models.online.oracle import PlantedOracle
 from models.online.recommender import OnlineRecommender
@@ -41,6 +41,9 @@ VARIANTS: dict[str, Callable[[EventDataset, int, Feedback], OnlineRanker]] = {
         min_trained=2**62, feedback=feedback, catalog=data.catalog
     ),
     "streamrec_no_content": lambda data, seed, feedback: StreamModel(feedback=feedback),
+    "streamrec_catalog_at_launch": lambda data, seed, feedback: CatalogAtLaunch(
+        StreamModel(feedback=feedback), data
+    ),
     "dense_reference": lambda data, seed, _: OnlineRecommender(catalog=data.items, seed=seed),
     "dense_fixed_blend": lambda data, seed, _: OnlineRecommender(
         catalog=data.items, seed=seed, reranker=None
@@ -52,6 +55,37 @@ VARIANTS: dict[str, Callable[[EventDataset, int, Feedback], OnlineRanker]] = {
         catalog=data.items, seed=seed, user_cf=True
     ),
 }
+
+
+class CatalogAtLaunch:
+    """``model`` with each item's record published the moment before its first event, as a
+    shop publishes an item when it launches, instead of the whole catalog before the stream:
+    what the cold pool is for (docs/stream.md, "Content and cold items"). Items are
+    published in stream time; one that no event names is never published."""
+
+    reads_feedback = True
+
+    def __init__(self, model: StreamModel, data: EventDataset) -> None:
+        self.model = model
+        first: dict[str, int] = {}
+        for event in data.events:
+            first.setdefault(event.item_id, event.timestamp_ms)
+        launches = [(first[r.item_id] - 1, r) for r in data.catalog if r.item_id in first]
+        self._queue = sorted(launches, key=lambda launch: launch[0], reverse=True)
+
+    def _launch_until(self, now_ms: int | None) -> None:
+        queue, content = self._queue, self.model.scorer.content
+        while queue and (now_ms is None or queue[-1][0] <= now_ms):
+            _, record = queue.pop()
+            content.apply(record.item_id, record)
+
+    def learn_one(self, event: Interaction) -> None:
+        self._launch_until(event.timestamp_ms)
+        self.model.learn_one(event)
+
+    def rank(self, user_id: str, k: int = 10, now_ms: int | None = None) -> list[str]:
+        self._launch_until(now_ms)
+        return self.model.rank(user_id, k, now_ms)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument(
         "--variants",
-        default="streamrec_fixed_blend,dense_reference",
+        default="streamrec_fixed_blend,streamrec_no_content,streamrec_catalog_at_launch,"
+        "dense_reference",
         help=f"comma list of extra model variants ('' for none): {', '.join(VARIANTS)}",
     )
     parser.add_argument("--no-baselines", action="store_true", help="only our model(s)")

@@ -229,7 +229,7 @@ def cold_entries(
     rows, cols, values = scores.row.astype(np.int64), scores.col.astype(np.int64), scores.data
     cold = pool.alive[cols]
     rows, cols, values = rows[cold], cols[cold], values[cold]
-    order = np.lexsort((cols, -values, rows))
+    order = np.lexsort((-cols, -values, rows))  # on a tie, the newest published first
     rows, cols, values = rows[order], cols[order], values[order]
     first = np.searchsorted(rows, np.arange(users))
     rank = np.arange(rows.shape[0]) - first[rows]
