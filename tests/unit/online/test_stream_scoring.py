@@ -13,7 +13,8 @@ import numpy as np
 import orjson
 import pytest
 
-from models.datasets import SyntheticConfig, generate_synthetic
+from models.catalog import ItemRecord
+from models.datasets import SyntheticConfig, generate_synthetic, synthetic_catalog
 from models.events import Feedback, Interaction
 from models.online.stream import (
     FEATURES,
@@ -28,6 +29,7 @@ from models.online.stream import (
     arrays,
 )
 from models.online.stream.arrays import ListIndex
+from models.online.stream.content import ItemContent
 from models.online.stream.deltas import merge_history
 from models.online.stream.partitions import key_partition
 from models.online.stream.reasons import act_of, merge_acts
@@ -686,16 +688,20 @@ def test_the_worker_and_the_in_process_model_rank_and_learn_alike() -> None:
     ``StreamModel.learn_one``: the same lists, trending, partitions and seeds, so the same
     recommendations after every event and the same rankers at the end. Users now and then turn
     down an item they were served (dislikes, skips, low ratings with a threshold): both sides
-    then leave it out of her lists for good and learn nothing from it."""
+    then leave it out of her lists for good and learn nothing from it. Both have the catalog,
+    with items no event names (cold candidates and the content feature on both sides)."""
     parts, top_n, history_len, min_trained = 4, 10, 200, 50
-    stream = deque(
-        generate_synthetic(
-            SyntheticConfig(n_users=40, n_items=60, n_clusters=4, n_events=2_000, seed=1)
-        ).events
-    )
+    config = SyntheticConfig(n_users=40, n_items=60, n_clusters=4, n_events=2_000, seed=1)
+    stream = deque(generate_synthetic(config).events)
+    catalog = synthetic_catalog(config)
+    catalog += [ItemRecord(f"new{k}", f"New {k}", (f"c{k % 4}",)) for k in range(8)]
     feedback = Feedback(negative_rating_below=3.0)
     cache = MemoryCache()
-    scorer = _ZeroLagItemSide(cache, model=StreamScorer(partitions=parts, min_trained=min_trained))
+    content = ItemContent()
+    for record in catalog:
+        content.apply(record.item_id, record)
+    model_side = StreamScorer(partitions=parts, min_trained=min_trained, content=content)
+    scorer = _ZeroLagItemSide(cache, model=model_side)
     path = LivePath(
         cache,
         scorer,
@@ -711,13 +717,14 @@ def test_the_worker_and_the_in_process_model_rank_and_learn_alike() -> None:
         popularity_half_life_s=3600.0,
         min_trained=min_trained,
         feedback=feedback,
+        catalog=catalog,
     )
     histories: dict[str, list[str]] = {}
     excluded: dict[str, list[str]] = {}
     acts: dict[str, dict[str, str]] = {}
     offsets: dict[int, int] = {}
     rng = random.Random(5)
-    trained = negatives = 0
+    trained = negatives = cold_served = 0
     while stream:
         event = stream.popleft()
         user = event.user_id
@@ -758,6 +765,8 @@ def test_the_worker_and_the_in_process_model_rank_and_learn_alike() -> None:
             abs=1e-6,  # cached scores are rounded to 6 decimals
         )
         trained += model.scorer.ranker(part).n_updates >= min_trained
+        cold_served += any(r.item_id.startswith("new") for r in cached.items)
+    assert cold_served > 100  # the cold items took part on both sides
     assert trained > 1_000  # most lists were ranked by learned weights, not the fixed blend
     assert negatives > 150 and model.excluded == excluded
     ours, theirs = scorer.model.rankers, model.scorer.rankers
