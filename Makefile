@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED := 1
 DATA ?= movielens100k
 
 .PHONY: help venv browser stack-up stack-down stack-status demo demo-stop bench-stream test unit integration \
-        lint fmt evaluate train-session bench bench-online bench-session bench-dashboard clean readme
+        lint fmt evaluate train-session bench bench-online bench-session bench-dashboard bench-api clean readme
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ train-session: venv ## train and evaluate the GRU session model on DATA
 
 bench-dashboard: stack-up browser ## first load of the dashboard with 100k events processed (bench/results/dashboard.json)
 	$(PY) bench/dashboard.py --screenshot docs/img/dashboard.png
+
+bench-api: stack-up ## 1,000 concurrent clients on the read API for 30 s, twice (bench/results/api_load.json; ~3 min)
+	$(PY) bench/api_load.py
 
 bench: stack-up ## end-to-end benchmark against the real stack (bench/results/e2e.json; ~35 min)
 	bash bench/e2e.sh

@@ -157,11 +157,22 @@ class ReadStore(Protocol):
     async def close(self) -> None: ...
 
 
+#: Redis connections one API process opens at most. A request waits for a free one rather than
+#: failing: redis-py's default pool raises "Too many connections" past 100, and 1,000
+#: concurrent clients turned 90% of answers into 503s (docs/api.md, "Under load").
+POOL_SIZE = 50
+
+#: How long a request waits for a free connection before its 503: longer than a Redis call,
+#: since under a burst the wait is the queue of requests ahead of it, not a dead Redis.
+POOL_WAIT_S = 5.0
+
+
 class RedisReadStore:
     """Reads the worker-written keys with redis-py's asyncio client.
 
     Fails fast (one retry, 1 s timeouts) rather than retrying for seconds like the worker's
-    cache: an API caller would rather get a 503 now than a late answer.
+    cache: an API caller would rather get a 503 now than a late answer. Requests share a
+    bounded pool (``pool_size``) and queue for it up to ``pool_wait_s``.
     """
 
     def __init__(
@@ -170,6 +181,8 @@ class RedisReadStore:
         keys: CacheKeys | None = None,
         half_life_s: float = 3600.0,
         timeout_s: float = 1.0,
+        pool_size: int = POOL_SIZE,
+        pool_wait_s: float = POOL_WAIT_S,
     ) -> None:
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
@@ -183,12 +196,15 @@ class RedisReadStore:
             aioredis.TimeoutError,
             OSError,
         )
-        self._redis = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=pool_size,
+            timeout=pool_wait_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1),
         )
+        self._redis = aioredis.Redis.from_pool(pool)
         self._trending_catalog = self._redis.register_script(TRENDING_CATALOG_LUA)
 
     async def _call(self, fn: Callable[[], Awaitable[Any]]) -> Any:

@@ -7,6 +7,7 @@ key prefix unique to this test run, and removed afterwards, so a running demo is
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from aiohttp.test_utils import TestClient as AioClient
 from aiohttp.test_utils import TestServer as AioServer
 
 from stream_app.api.server import UNKNOWN_USER_REASON, make_app
-from stream_app.api.store import RedisReadStore
+from stream_app.api.store import POOL_SIZE, RedisReadStore
 from stream_app.cache.base import Recommendation, UserRecs
 from stream_app.cache.keys import CacheKeys
 from stream_app.cache.redis_backend import RedisCache
@@ -176,7 +177,10 @@ def test_redis_unreachable_is_503_and_the_api_keeps_answering() -> None:
     assert metrics[0] == 200 and "streamrec_redis_up 0.0" in metrics[1].splitlines()
 
 
-def test_streamrec_api_command_serves_health(env_settings: Settings) -> None:
+@pytest.fixture()
+def api_command() -> Iterator[str]:
+    """``streamrec api`` as the operator starts it (the env's Redis, read only), once it
+    answers; its base URL."""
     port = closed_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -186,22 +190,64 @@ def test_streamrec_api_command_serves_health(env_settings: Settings) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
-        body = None
-        while time.monotonic() < deadline and body is None:
+        while time.monotonic() < deadline and get(base, "/health")[0] == 0:
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    body = r.read().decode()
-            except urllib.error.HTTPError as exc:  # 503: degraded (no worker of ours runs)
-                body = exc.read().decode()
-            except OSError:
-                time.sleep(0.2)
-        assert body is not None and '"redis": "up"' in body
+            time.sleep(0.2)
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def get(base: str, path: str, method: str = "GET") -> tuple[int, str, str]:
+    """``(status, content type, body)``; status 0 when nothing answers."""
+    request = urllib.request.Request(base + path, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.headers.get_content_type(), resp.read().decode()
+    except urllib.error.HTTPError as exc:  # 4xx/5xx: an answer, with its body
+        return exc.code, exc.headers.get_content_type(), exc.read().decode()
+    except OSError:
+        return 0, "", ""
+
+
+def test_streamrec_api_command_serves_health(api_command: str) -> None:
+    status, _, body = get(api_command, "/health")  # 503: degraded (no worker of ours runs)
+    assert status in (200, 503) and '"redis": "up"' in body
+
+
+def test_the_running_api_refuses_bad_ids_and_unknown_routes_as_json(api_command: str) -> None:
+    """The real server, not the test client: an id past the contract's 256 characters is a
+    JSON 400 however long (up to the HTTP parser's request-line limit), an unknown route or
+    method a JSON 404/405, and the process keeps serving after them."""
+    answers = {
+        path: get(api_command, path)
+        for path in [
+            "/recommendations/" + "x" * 257,
+            "/recommendations/" + "x" * 4000,
+            "/similar/" + "y" * 257,
+            "/dashboard/item/" + "z" * 257,
+            "/recommendations/u1?exclude=" + "e" * 257,
+            "/recommendations/%20%20",
+        ]
+    }
+    for path, (status, kind, body) in answers.items():
+        assert (status, kind) == (400, "application/json"), path[:40]
+        assert json.loads(body)["error"] == "bad_request"
+    assert "longer than 256 characters" in answers["/recommendations/" + "x" * 4000][2]
+    for path in ["/nope", "/recommendations", "/recommendations/", "/recommendations/a/b"]:
+        status, kind, body = get(api_command, path)
+        assert (status, kind, json.loads(body)["error"]) == (404, "application/json", "not_found")
+    status, kind, body = get(api_command, "/recommendations/u1", method="POST")
+    assert (status, json.loads(body)["error"]) == (405, "method_not_allowed")
+    # Past aiohttp's request-line limit (8,190 bytes) its HTTP parser answers before any
+    # route: still a 400, in plain text (docs/api.md says so).
+    assert get(api_command, "/recommendations/" + "x" * 9000)[0] == 400
+    assert get(api_command, "/recommendations/" + "x" * 256)[0] == 200
+    assert get(api_command, "/health")[0] in (200, 503)
 
 
 def test_a_new_users_events_reach_the_api_through_a_real_worker(
@@ -302,3 +348,34 @@ def test_metrics_report_the_worker_groups_consumer_lag_from_kafka(
     finally:
         with admin_client(env_settings) as admin:
             admin.delete_topics([topic])  # type: ignore[attr-defined]
+
+
+def test_more_concurrent_requests_than_redis_connections_queue_instead_of_failing(
+    redis_db: str,
+) -> None:
+    """A burst of concurrent reads shares the store's bounded pool: every read answers, and
+    the store never holds more than ``POOL_SIZE`` connections (redis-py's default pool raised
+    "Too many connections", a 503, past 100 reads in flight)."""
+    cache = RedisCache(redis_db, CacheKeys())
+    recs = UserRecs("u1", (Recommendation("i1", 0.9, "r"),), {"cf": "v1"}, NOW_MS)
+    cache.write_batch([recs], ttl_s=600, stats={})
+    cache.close()
+    watcher = redis.Redis.from_url(redis_db)
+    db = int(redis_db.rsplit("/", 1)[1])
+
+    def connections() -> int:
+        return sum(1 for c in watcher.client_list() if int(c["db"]) == db)
+
+    async def burst() -> tuple[list[Any], int]:
+        before = connections()  # the watcher's and the fixture's
+        store = RedisReadStore(redis_db, CacheKeys())
+        try:
+            got = await asyncio.gather(*(store.get_recs("u1") for _ in range(3 * POOL_SIZE)))
+            return got, connections() - before
+        finally:
+            await store.close()
+
+    got, opened = asyncio.run(burst())
+    assert all(r is not None and r.recs.items[0].item_id == "i1" for r in got)
+    assert 0 < opened <= POOL_SIZE
+    watcher.close()
