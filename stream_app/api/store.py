@@ -22,6 +22,7 @@ from stream_app.api.journals import (
     parse_model_decisions,
 )
 from stream_app.cache.base import CacheUnavailable, UserRecs, decode_item_meta, decode_neighbors
+from stream_app.cache.connect import connect_redis_async
 from stream_app.cache.keys import STAT_NAMES, CacheKeys
 from stream_app.cache.telemetry import (
     WORKER_TTL_S,
@@ -32,6 +33,7 @@ from stream_app.cache.telemetry import (
     ranker_stats,
 )
 from stream_app.cache.trending import decayed_ranking
+from stream_app.settings import RedisAccess
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +168,7 @@ class RedisReadStore:
 
     def __init__(
         self,
-        url: str,
+        url: RedisAccess | str,
         keys: CacheKeys | None = None,
         half_life_s: float = 3600.0,
         timeout_s: float = 1.0,
@@ -183,7 +185,7 @@ class RedisReadStore:
             aioredis.TimeoutError,
             OSError,
         )
-        self._redis = aioredis.Redis.from_url(
+        self._redis = connect_redis_async(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,

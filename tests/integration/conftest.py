@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import redis
 
-from stream_app.settings import Settings
+from stream_app.settings import Secret, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CLAIM_KEY = "streamrec:test:claim"
@@ -38,7 +38,9 @@ def _env_of(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
     for f in fields(Settings):
         value = getattr(settings, f.name)
-        if value is not None:
+        if isinstance(value, Secret):
+            env[f.metadata["env"]] = value.reveal()
+        elif value is not None:
             env[f.metadata["env"]] = str(value)
     env["PYTHONUNBUFFERED"] = "1"
     return env
