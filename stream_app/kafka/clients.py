@@ -9,6 +9,7 @@ hostname checked); passwords leave their ``Secret`` only in these option dicts.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -92,3 +93,51 @@ def faust_credentials(kafka: KafkaAccess) -> Any:
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+class KafkaLoginRefused(Exception):
+    """A broker answered but refused our credentials or TLS: retrying cannot help, so a command
+    stops at start-up with this one line instead of retrying until a timeout."""
+
+
+def check_login(kafka: KafkaAccess, timeout_s: float = 10.0) -> None:
+    """Log in once to the first bootstrap server that answers; raise ``KafkaLoginRefused`` when
+    it refuses the SASL login, the mechanism or the certificate. Brokers that do not answer
+    pass: the clients' own retries and messages cover an outage. Plaintext has no login.
+
+    Why: kafka-python retries a refused login as if the broker were down, and after its
+    timeout says only "Unable to bootstrap".
+    """
+    if kafka.security_protocol == "PLAINTEXT":
+        return
+    # A loop of our own, never installed as the thread's: Faust's worker creates its loop later
+    # and must not find a closed one.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_check_login(kafka, timeout_s))
+    finally:
+        loop.close()
+
+
+async def _check_login(kafka: KafkaAccess, timeout_s: float) -> None:
+    from aiokafka import errors
+    from aiokafka.conn import create_conn
+
+    options = aiokafka_options(kafka)
+    del options["bootstrap_servers"]
+    for server in kafka.servers:
+        host, _, port = server.rpartition(":")
+        try:
+            conn = await asyncio.wait_for(create_conn(host, int(port), **options), timeout_s)
+        except (errors.SaslAuthenticationFailed, errors.UnsupportedSaslMechanismError) as exc:
+            reason = str(exc) if isinstance(exc, errors.SaslAuthenticationFailed) else ""
+            raise KafkaLoginRefused(
+                f"{server} refused the {kafka.sasl_mechanism} login of user "
+                f"{kafka.sasl_username!r}" + (f": {reason}" if reason else "")
+            ) from None
+        except ssl.SSLError as exc:
+            raise KafkaLoginRefused(f"TLS with {server} failed: {exc}") from None
+        except (OSError, TimeoutError, errors.KafkaError):
+            continue  # not answering (yet): the clients' retries and timeouts take it from here
+        conn.close()
+        return
