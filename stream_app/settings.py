@@ -294,12 +294,17 @@ class Settings:
         _readable_file,
         None,
         "CA certificate(s) that sign the Redis server's (rediss://; default: the system's)",
+        shown="unset",
     )
     redis_tls_cert_file: Path | None = _env(
-        "REDIS_TLS_CERT_FILE", _readable_file, None, "Client certificate for Redis TLS (optional)"
+        "REDIS_TLS_CERT_FILE",
+        _readable_file,
+        None,
+        "Client certificate for Redis TLS (optional)",
+        shown="unset",
     )
     redis_tls_key_file: Path | None = _env(
-        "REDIS_TLS_KEY_FILE", _readable_file, None, "Key of that client certificate"
+        "REDIS_TLS_KEY_FILE", _readable_file, None, "Key of that client certificate", shown="unset"
     )
     redis_tls_verify: str = _env(
         "REDIS_TLS_VERIFY",
@@ -320,28 +325,34 @@ class Settings:
         "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
     )
     kafka_sasl_username: str | None = _env(
-        "KAFKA_SASL_USERNAME", str, None, "SASL user (SASL_* protocols)"
+        "KAFKA_SASL_USERNAME", str, None, "SASL user (SASL_* protocols)", shown="unset"
     )
     kafka_sasl_password: Secret | None = _env(
-        "KAFKA_SASL_PASSWORD", _secret, None, "SASL password (never logged or shown)"
+        "KAFKA_SASL_PASSWORD", _secret, None, "SASL password (never logged or shown)", shown="unset"
     )
     kafka_sasl_password_file: Path | None = _env(
         "KAFKA_SASL_PASSWORD_FILE",
         _readable_file,
         None,
         "File holding the SASL password instead (read whenever a client connects)",
+        shown="unset",
     )
     kafka_ssl_cafile: Path | None = _env(
         "KAFKA_SSL_CAFILE",
         _readable_file,
         None,
         "CA certificate(s) that sign the brokers' (SSL, SASL_SSL; default: the system's)",
+        shown="unset",
     )
     kafka_ssl_certfile: Path | None = _env(
-        "KAFKA_SSL_CERTFILE", _readable_file, None, "Client certificate for Kafka TLS (optional)"
+        "KAFKA_SSL_CERTFILE",
+        _readable_file,
+        None,
+        "Client certificate for Kafka TLS (optional)",
+        shown="unset",
     )
     kafka_ssl_keyfile: Path | None = _env(
-        "KAFKA_SSL_KEYFILE", _readable_file, None, "Key of that client certificate"
+        "KAFKA_SSL_KEYFILE", _readable_file, None, "Key of that client certificate", shown="unset"
     )
     topic_events: str = _env("TOPIC_EVENTS", _parse_topic, "events", "Input events topic")
     topic_dlq: str = _env("TOPIC_DLQ", _parse_topic, "events.dlq", "Dead-letter topic")

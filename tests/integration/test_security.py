@@ -281,6 +281,7 @@ def test_worker_producer_trainer_and_api_log_in_over_sasl_ssl(
     wait_for: Callable[..., None],
 ) -> None:
     from stream_app.kafka.event_log import read_topic
+    from stream_app.kafka.model_updates import ModelUpdate, publish_update
 
     redis_password = f"redis-{uuid.uuid4().hex}"
     redis_part = start_secured_redis(private_redis, tmp_path, redis_password, tls=False)
@@ -296,6 +297,9 @@ def test_worker_producer_trainer_and_api_log_in_over_sasl_ssl(
     # The trainer's reader gets every event back.
     snapshot = read_topic(secured.kafka, secured.topic_events, timeout_s=30)
     assert len(snapshot.events) == 300
+    # ... and its announcer is acknowledged by the broker (acks=all) through the same login.
+    update = ModelUpdate("20261207T000000Z-sasl", str(tmp_path / "no-such-version"))
+    publish_update(secured.kafka, secured.topic_model_updates, update)
     for secret in (sasl_stack.password, redis_password):
         assert_never_shown(secret, texts, bodies)
 
