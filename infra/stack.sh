@@ -11,6 +11,10 @@
 #   KAFKA_HEAP_OPTS (-Xms256m -Xmx1g), READY_TIMEOUT_S (120), STOP_TIMEOUT_S (60),
 #   REUSE_PROBE_S (5: how long a foreign listener on our port gets to prove it is Kafka/Redis),
 #   JAVA_HOME, MVN (mvn).
+#   KAFKA_SASL_SSL_PORT (unset: off): also listen with SASL_SSL (SCRAM-SHA-256/512) on this loopback
+#     port, with a CA and broker certificate made by openssl under STATE/kafka/tls (clients trust
+#     tls/ca.pem); KAFKA_SASL_USER (streamrec) is created there with KAFKA_SASL_PASSWORD (unset: one
+#     generated once into STATE/kafka/sasl.password, mode 600). The plaintext listener stays.
 #
 # Why this shape:
 # - Kafka comes from Maven Central (infra/kafka/pom.xml), not a tarball: Maven is on the machines
@@ -64,6 +68,11 @@ KAFKA_PID=$KDIR/kafka.pid
 REDIS_PID=$RDIR/redis.pid
 BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+KAFKA_SASL_SSL_PORT=${KAFKA_SASL_SSL_PORT:-}
+[[ -z $KAFKA_SASL_SSL_PORT ]] || check_port_var KAFKA_SASL_SSL_PORT "$KAFKA_SASL_SSL_PORT"
+KAFKA_SASL_USER=${KAFKA_SASL_USER:-streamrec}
+[[ $KAFKA_SASL_USER =~ ^[A-Za-z0-9._-]+$ ]] || die "KAFKA_SASL_USER=$KAFKA_SASL_USER: use letters, digits, '.', '_', '-'"
+TLS=$KDIR/tls
 
 # ---------------------------------------------------------------- processes and ports
 
@@ -150,16 +159,21 @@ ensure_jars() {
 # server.properties for a single combined node. Internal topics get replication factor 1 (there
 # is one broker) and consumer groups start without the 3 s rebalance delay meant for big groups.
 kafka_config() {
+  local sasl_listener="" sasl_map=""
+  if [[ -n $KAFKA_SASL_SSL_PORT ]]; then
+    sasl_listener=",SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT"
+    sasl_map=",SASL_SSL:SASL_SSL"
+  fi
   cat <<EOF
 # Written by infra/stack.sh; edits are overwritten at the next start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT$sasl_listener,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT$sasl_listener
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT$sasl_map
 log.dirs=$KDIR/data
 num.partitions=1
 default.replication.factor=1
@@ -175,6 +189,71 @@ num.io.threads=4
 log.retention.hours=168
 log.segment.bytes=104857600
 EOF
+  [[ -z $KAFKA_SASL_SSL_PORT ]] || kafka_sasl_config
+}
+
+# The SASL_SSL listener: SCRAM users live in the cluster metadata (no passwords in this file),
+# and the broker's certificate in a PKCS12 keystore whose password is a generated file's.
+kafka_sasl_config() {
+  local pass="(made by 'up')"
+  [[ -s $TLS/keystore.pass ]] && pass=$(<"$TLS/keystore.pass")
+  cat <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS/broker.p12
+ssl.keystore.password=$pass
+EOF
+}
+
+# A private CA and a broker certificate for 127.0.0.1/localhost, made once with openssl (the CA
+# key stays here: delete the tls dir to start over). keytool, where there is one, adds a PKCS12
+# truststore for Java clients; Python clients take ca.pem.
+ensure_tls() {
+  [[ -s $TLS/broker.p12 && -s $TLS/ca.pem && -s $TLS/keystore.pass ]] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl not found: KAFKA_SASL_SSL_PORT needs it for the certificates"
+  say "making a CA and a broker certificate in $TLS"
+  mkdir -p "$TLS"
+  chmod 700 "$TLS"
+  (
+    cd "$TLS"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=StreamRec local CA" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+      -keyout ca.key -out ca.pem
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout broker.key -out broker.csr
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+      "extendedKeyUsage=serverAuth" >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+      -extfile broker.ext -out broker.pem
+    openssl rand -hex 16 >keystore.pass
+    openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem -name broker \
+      -passout file:keystore.pass -out broker.p12
+    if command -v keytool >/dev/null 2>&1; then
+      keytool -importcert -noprompt -alias streamrec-ca -file ca.pem -keystore truststore.p12 \
+        -storetype PKCS12 -storepass "$(<keystore.pass)"
+    fi
+  ) >"$TLS/openssl.log" 2>&1 || {
+    tail -n 20 "$TLS/openssl.log" >&2
+    die "making the certificates in $TLS failed (see above)"
+  }
+  chmod 755 "$TLS"
+  chmod 600 "$TLS"/*.key "$TLS/keystore.pass"
+}
+
+# The SCRAM user, created (or its password updated) over the plaintext listener once the broker
+# answers; the password goes through the environment, never a command line.
+ensure_scram_user() {
+  local password=${KAFKA_SASL_PASSWORD:-}
+  if [[ -z $password ]]; then
+    if [[ ! -s $KDIR/sasl.password ]]; then
+      (umask 077 && openssl rand -hex 16 >"$KDIR/sasl.password")
+    fi
+    password=$(<"$KDIR/sasl.password")
+  fi
+  KAFKA_SASL_PASSWORD=$password "$PY" "$here/scram_user.py" --kafka "$BOOTSTRAP" \
+    --user "$KAFKA_SASL_USER" || die "could not create the SCRAM user $KAFKA_SASL_USER"
+  say "kafka SASL_SSL on 127.0.0.1:$KAFKA_SASL_SSL_PORT (SCRAM user $KAFKA_SASL_USER, CA $TLS/ca.pem)"
 }
 
 # Broker logs roll in the state dir (10 MB x 3); the chatty request/state-change loggers are
@@ -242,7 +321,12 @@ kafka_up() {
       kafka_show_log
       die "Kafka (pid $pid) runs but does not answer on $BOOTSTRAP"
     }
+    local sasl_port
+    sasl_port=$(cat "$KDIR/kafka.sasl_port" 2>/dev/null || true)
+    [[ $sasl_port == "$KAFKA_SASL_SSL_PORT" ]] ||
+      die "Kafka from $STATE runs with KAFKA_SASL_SSL_PORT='$sasl_port', not '$KAFKA_SASL_SSL_PORT'; run 'bash infra/stack.sh down' first"
     say "kafka already up (pid $pid, $BOOTSTRAP)"
+    [[ -z $KAFKA_SASL_SSL_PORT ]] || ensure_scram_user
     return 0
   fi
   rm -f "$KAFKA_PID"
@@ -256,9 +340,13 @@ kafka_up() {
   if port_open "$KAFKA_CONTROLLER_PORT"; then
     die "controller port $KAFKA_CONTROLLER_PORT is taken by $(port_owner "$KAFKA_CONTROLLER_PORT"); stop it or set KAFKA_CONTROLLER_PORT"
   fi
+  if [[ -n $KAFKA_SASL_SSL_PORT ]] && port_open "$KAFKA_SASL_SSL_PORT"; then
+    die "SASL_SSL port $KAFKA_SASL_SSL_PORT is taken by $(port_owner "$KAFKA_SASL_SSL_PORT"); stop it or set KAFKA_SASL_SSL_PORT"
+  fi
   check_java
   ensure_jars
   mkdir -p "$KDIR/data" "$KDIR/logs"
+  [[ -z $KAFKA_SASL_SSL_PORT ]] || ensure_tls
   kafka_config >"$KDIR/server.properties"
   kafka_log4j >"$KDIR/log4j2.properties"
   if [[ ! -f $KDIR/data/meta.properties ]]; then
@@ -288,6 +376,7 @@ kafka_up() {
   pid=$!
   echo "$pid" >"$KAFKA_PID"
   echo "$KAFKA_PORT" >"$KDIR/kafka.port"
+  echo "$KAFKA_SASL_SSL_PORT" >"$KDIR/kafka.sasl_port"
   if ! probe_kafka "$READY_TIMEOUT_S" --pid "$pid"; then
     kafka_show_log
     stop_pid kafka "$pid"
@@ -295,6 +384,7 @@ kafka_up() {
     die "Kafka did not become ready on $BOOTSTRAP (logs: $KDIR/logs/server.log, $KDIR/kafka.out)"
   fi
   say "kafka up (pid $pid, $BOOTSTRAP)"
+  [[ -z $KAFKA_SASL_SSL_PORT ]] || ensure_scram_user
 }
 
 # ---------------------------------------------------------------- Redis

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from models.events import DEFAULT_WEIGHTS, EventWeights, Feedback, parse_weights
 
@@ -127,6 +127,86 @@ def _rating_threshold(raw: str) -> float | None:
     return value
 
 
+class Secret:
+    """A password that prints as ``***``: repr, str, f-strings, logs, tracebacks and the settings'
+    summary never show it; ``reveal()`` is the one way out, where a client library takes it.
+
+    >>> pw = Secret("hunter2")
+    >>> pw, f"{pw}", pw.reveal()
+    (Secret('***'), '***', 'hunter2')
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for logs and messages.
+
+    >>> redact_url("rediss://app:s3cret@cache:6380/0")
+    'rediss://app:***@cache:6380/0'
+    >>> redact_url("redis://127.0.0.1:6379/0")
+    'redis://127.0.0.1:6379/0'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _secret(raw: str) -> Secret:
+    return Secret(raw)
+
+
+def _readable_file(raw: str) -> Path:
+    """A file that exists and can be read now: a typo in a certificate or password path stops
+    start-up here rather than as a TLS error deep inside a client library."""
+    path = Path(raw).expanduser()
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    """A parser accepting one of ``allowed`` (any case), returned as written in ``allowed``."""
+    by_upper = {a.upper(): a for a in allowed}
+
+    def parse(raw: str) -> str:
+        try:
+            return by_upper[raw.upper()]
+        except KeyError:
+            raise ValueError("one of " + ", ".join(allowed)) from None
+
+    return parse
+
+
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+REDIS_VERIFY_MODES = ("required", "optional", "none")
+
+
 def _env(
     name: str, parser: Callable[[str], Any], default: Any, doc: str, shown: str | None = None
 ) -> Any:
@@ -137,6 +217,66 @@ def _env(
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaAccess:
+    """Where the brokers are and how to log in: everything a Kafka client of any library needs,
+    built by ``stream_app.kafka.clients`` into that library's options (one place, so no client
+    is left on plaintext by accident).
+
+    >>> KafkaAccess("k:9093", "SASL_SSL", "SCRAM-SHA-256", "app", Secret("pw"))
+    KafkaAccess(SASL_SSL://k:9093, SCRAM-SHA-256 user 'app')
+    """
+
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-256"
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @property
+    def servers(self) -> list[str]:
+        return self.bootstrap.split(",")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in {"SSL", "SASL_SSL"}
+
+    def __repr__(self) -> str:
+        who = f", {self.sasl_mechanism} user {self.sasl_username!r}" if self.uses_sasl else ""
+        return f"KafkaAccess({self.security_protocol}://{self.bootstrap}{who})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RedisAccess:
+    """A Redis URL (its ``user:password@`` included) and, for ``rediss://``, the TLS files and
+    verification mode redis-py takes beside it; ``stream_app.cache.connect`` opens every client
+    from one of these.
+
+    >>> RedisAccess("rediss://app:pw@cache:6380/0")
+    RedisAccess('rediss://app:***@cache:6380/0')
+    """
+
+    url: str = "redis://127.0.0.1:6379/0"
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_verify: str = "required"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.url.startswith("rediss://")
+
+    def __repr__(self) -> str:
+        return f"RedisAccess({redact_url(self.url)!r})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Settings:
     """Everything a StreamRec process is configured by. Field defaults are the documented ones."""
 
@@ -144,7 +284,75 @@ class Settings:
         "KAFKA_BOOTSTRAP", _parse_bootstrap, "127.0.0.1:9092", "Kafka bootstrap servers"
     )
     redis_url: str = _env(
-        "REDIS_URL", _parse_redis_url, "redis://127.0.0.1:6379/0", "Redis connection URL"
+        "REDIS_URL",
+        _parse_redis_url,
+        "redis://127.0.0.1:6379/0",
+        "Redis connection URL: `redis://[user:password@]host:port/db`, `rediss://` for TLS",
+    )
+    redis_tls_ca_file: Path | None = _env(
+        "REDIS_TLS_CA_FILE",
+        _readable_file,
+        None,
+        "CA certificate(s) that sign the Redis server's (rediss://; default: the system's)",
+        shown="unset",
+    )
+    redis_tls_cert_file: Path | None = _env(
+        "REDIS_TLS_CERT_FILE",
+        _readable_file,
+        None,
+        "Client certificate for Redis TLS (optional)",
+        shown="unset",
+    )
+    redis_tls_key_file: Path | None = _env(
+        "REDIS_TLS_KEY_FILE", _readable_file, None, "Key of that client certificate", shown="unset"
+    )
+    redis_tls_verify: str = _env(
+        "REDIS_TLS_VERIFY",
+        _choice(*REDIS_VERIFY_MODES),
+        "required",
+        "Redis server certificate check: required, optional or none",
+    )
+    kafka_security_protocol: str = _env(
+        "KAFKA_SECURITY_PROTOCOL",
+        _choice(*KAFKA_PROTOCOLS),
+        "PLAINTEXT",
+        "Kafka listener protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    )
+    kafka_sasl_mechanism: str = _env(
+        "KAFKA_SASL_MECHANISM",
+        _choice(*SASL_MECHANISMS),
+        "SCRAM-SHA-256",
+        "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    )
+    kafka_sasl_username: str | None = _env(
+        "KAFKA_SASL_USERNAME", str, None, "SASL user (SASL_* protocols)", shown="unset"
+    )
+    kafka_sasl_password: Secret | None = _env(
+        "KAFKA_SASL_PASSWORD", _secret, None, "SASL password (never logged or shown)", shown="unset"
+    )
+    kafka_sasl_password_file: Path | None = _env(
+        "KAFKA_SASL_PASSWORD_FILE",
+        _readable_file,
+        None,
+        "File holding the SASL password instead (read whenever a client connects)",
+        shown="unset",
+    )
+    kafka_ssl_cafile: Path | None = _env(
+        "KAFKA_SSL_CAFILE",
+        _readable_file,
+        None,
+        "CA certificate(s) that sign the brokers' (SSL, SASL_SSL; default: the system's)",
+        shown="unset",
+    )
+    kafka_ssl_certfile: Path | None = _env(
+        "KAFKA_SSL_CERTFILE",
+        _readable_file,
+        None,
+        "Client certificate for Kafka TLS (optional)",
+        shown="unset",
+    )
+    kafka_ssl_keyfile: Path | None = _env(
+        "KAFKA_SSL_KEYFILE", _readable_file, None, "Key of that client certificate", shown="unset"
     )
     topic_events: str = _env("TOPIC_EVENTS", _parse_topic, "events", "Input events topic")
     topic_dlq: str = _env("TOPIC_DLQ", _parse_topic, "events.dlq", "Dead-letter topic")
@@ -296,6 +504,63 @@ class Settings:
     )
     log_level: str = _env("LOG_LEVEL", _log_level, "INFO", "Log level")
 
+    def __post_init__(self) -> None:
+        """Settings that only make sense together: a wrong pairing stops start-up here, with the
+        variables named, instead of a client silently connecting without the credentials.
+
+        >>> Settings(kafka_sasl_username="app")
+        Traceback (most recent call last):
+        ConfigError: STREAMREC_KAFKA_SASL_USERNAME is set but ... does not use SASL; ...
+        """
+        problem = _security_problem(self)
+        if problem:
+            raise ConfigError(problem)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.redacted().items())
+        return f"Settings({shown})"
+
+    def redacted(self) -> dict[str, str]:
+        """Every setting as text with its secrets masked (the Redis URL's password, the SASL
+        password): what logs, error messages and summaries may show.
+
+        >>> Settings(redis_url="redis://app:pw@h:6379/0").redacted()["redis_url"]
+        'redis://app:***@h:6379/0'
+        """
+        shown = {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        shown["redis_url"] = redact_url(self.redis_url)
+        return shown
+
+    @property
+    def kafka(self) -> KafkaAccess:
+        """How to reach and log in to Kafka; a password file is read now, so a rotated password
+        is picked up by the next client made."""
+        password = self.kafka_sasl_password
+        if password is None and self.kafka_sasl_password_file is not None:
+            text = self.kafka_sasl_password_file.read_text(encoding="utf-8")
+            password = Secret(text.rstrip("\r\n"))
+        return KafkaAccess(
+            self.kafka_bootstrap,
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            password,
+            self.kafka_ssl_cafile,
+            self.kafka_ssl_certfile,
+            self.kafka_ssl_keyfile,
+        )
+
+    @property
+    def redis(self) -> RedisAccess:
+        """How to reach and log in to Redis (the URL carries user and password)."""
+        return RedisAccess(
+            self.redis_url,
+            self.redis_tls_ca_file,
+            self.redis_tls_cert_file,
+            self.redis_tls_key_file,
+            self.redis_tls_verify,
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every field from the environment; raise ConfigError naming the bad variable."""
@@ -350,6 +615,38 @@ class Settings:
     def redis_key_prefix(self) -> str:
         """Version prefix of every Redis key (see ``stream_app.cache.keys``)."""
         return "streamrec:v1"
+
+
+def _security_problem(s: Settings) -> str | None:
+    """What is wrong with the credential and TLS settings taken together, or None."""
+    env = {f.name: f.metadata["env"] for f in fields(Settings)}
+    protocol = f"{env['kafka_security_protocol']}={s.kafka_security_protocol}"
+    sasl = s.kafka_security_protocol.startswith("SASL_")
+    tls = s.kafka_security_protocol in {"SSL", "SASL_SSL"}
+    password, password_file = env["kafka_sasl_password"], env["kafka_sasl_password_file"]
+    has_password = s.kafka_sasl_password is not None or s.kafka_sasl_password_file is not None
+    if s.kafka_sasl_password is not None and s.kafka_sasl_password_file is not None:
+        return f"set {password} or {password_file}, not both"
+    if sasl and s.kafka_sasl_username is None:
+        return f"{protocol} needs {env['kafka_sasl_username']}"
+    if sasl and not has_password:
+        return f"{protocol} needs {password} or {password_file}"
+    given = [
+        env[name]
+        for name in ("kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_password_file")
+        if getattr(s, name) is not None
+    ]
+    if given and not sasl:
+        return (
+            f"{given[0]} is set but {protocol} does not use SASL; use SASL_SSL (or SASL_PLAINTEXT)"
+        )
+    for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+        if getattr(s, name) is not None and not tls:
+            return f"{env[name]} is set but {protocol} does not use TLS; use SSL or SASL_SSL"
+    for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file"):
+        if getattr(s, name) is not None and not s.redis_url.startswith("rediss://"):
+            return f"{env[name]} is set but {env['redis_url']} is not a rediss:// (TLS) URL"
+    return None
 
 
 def settings_table() -> list[tuple[str, str, str]]:

@@ -11,6 +11,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from stream_app.settings import KafkaAccess
+
 log = logging.getLogger(__name__)
 
 
@@ -27,9 +29,9 @@ class LagProbe:
     """
 
     def __init__(
-        self, bootstrap: str, group: str, topics: Sequence[str], ttl_s: float = 5.0
+        self, kafka: KafkaAccess, group: str, topics: Sequence[str], ttl_s: float = 5.0
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.group = group
         self.topics = list(topics)
         self.ttl_s = ttl_s
@@ -44,11 +46,12 @@ class LagProbe:
         from kafka.admin import KafkaAdminClient
 
         from stream_app.kafka.admin import consumer_lag
+        from stream_app.kafka.clients import kafka_python_options
 
         try:
             if self._admin is None:
                 self._admin = KafkaAdminClient(
-                    bootstrap_servers=self.bootstrap.split(","), request_timeout_ms=5000
+                    **kafka_python_options(self.kafka), request_timeout_ms=5000
                 )
             lags = {t: consumer_lag(self._admin, self.group, t) for t in self.topics}
         except Exception as exc:  # Kafka down: no lag lines, and reconnect next time

@@ -22,6 +22,7 @@ from stream_app.api.journals import (
     parse_model_decisions,
 )
 from stream_app.cache.base import CacheUnavailable, UserRecs, decode_item_meta, decode_neighbors
+from stream_app.cache.connect import connect_redis_async
 from stream_app.cache.keys import STAT_NAMES, CacheKeys
 from stream_app.cache.telemetry import (
     WORKER_TTL_S,
@@ -32,6 +33,7 @@ from stream_app.cache.telemetry import (
     ranker_stats,
 )
 from stream_app.cache.trending import decayed_ranking
+from stream_app.settings import RedisAccess
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +179,7 @@ class RedisReadStore:
 
     def __init__(
         self,
-        url: str,
+        url: RedisAccess | str,
         keys: CacheKeys | None = None,
         half_life_s: float = 3600.0,
         timeout_s: float = 1.0,
@@ -196,15 +198,14 @@ class RedisReadStore:
             aioredis.TimeoutError,
             OSError,
         )
-        pool = aioredis.BlockingConnectionPool.from_url(
+        self._redis = connect_redis_async(
             url,
             max_connections=pool_size,
-            timeout=pool_wait_s,
+            pool_wait_s=pool_wait_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1),
         )
-        self._redis = aioredis.Redis.from_pool(pool)
         self._trending_catalog = self._redis.register_script(TRENDING_CATALOG_LUA)
 
     async def _call(self, fn: Callable[[], Awaitable[Any]]) -> Any:

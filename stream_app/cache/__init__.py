@@ -9,22 +9,24 @@ from __future__ import annotations
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation, UserRecs
 from stream_app.cache.keys import STAT_NAMES, CacheKeys
 from stream_app.cache.memory import MemoryCache
+from stream_app.settings import RedisAccess
 
 
-def open_cache(url: str, keys: CacheKeys | None = None) -> RecCache:
-    """A backend by URL scheme: ``redis``/``rediss``/``unix`` or ``memory``.
+def open_cache(url: RedisAccess | str, keys: CacheKeys | None = None) -> RecCache:
+    """A backend by URL scheme: ``redis``/``rediss``/``unix`` or ``memory``; a ``RedisAccess``
+    (``Settings.redis``) brings the TLS files along with the URL.
 
     >>> type(open_cache("memory://")).__name__
     'MemoryCache'
     """
-    scheme = url.split("://", 1)[0]
+    scheme = (url if isinstance(url, str) else url.url).split("://", 1)[0]
     if scheme == "memory":
         return MemoryCache()
     if scheme in {"redis", "rediss", "unix"}:
         from stream_app.cache.redis_backend import RedisCache
 
         return RedisCache(url, keys)
-    raise ValueError(f"no cache backend for {url!r} (use redis://... or memory://)")
+    raise ValueError(f"no cache backend for {scheme}:// (use redis://... or memory://)")
 
 
 __all__ = [

@@ -25,8 +25,10 @@ from stream_app.cache.base import (
     fresh_positions,
     names_user,
 )
+from stream_app.cache.connect import connect_redis
 from stream_app.cache.keys import STAT_NAMES, CacheKeys
 from stream_app.cache.trending import decayed_ranking, forward_increments, plan_epoch
+from stream_app.settings import RedisAccess
 
 T = TypeVar("T")
 
@@ -111,7 +113,7 @@ class RedisCache:
 
     def __init__(
         self,
-        url: str,
+        url: RedisAccess | str,
         keys: CacheKeys | None = None,
         *,
         retries: int = 6,
@@ -125,7 +127,7 @@ class RedisCache:
         #: ``max_decoded`` entries (then emptied), callers must not mutate the lists
         self._decoded: dict[str, tuple[bytes, list[tuple[str, float]]]] = {}
         self.max_decoded = max_decoded
-        self._redis = redis.Redis.from_url(
+        self._redis = connect_redis(
             url,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
             retry_on_error=list(TRANSIENT_ERRORS),

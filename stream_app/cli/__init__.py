@@ -31,6 +31,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: the subcommands that talk to Kafka, whose login is checked before they start
+KAFKA_COMMANDS = {"topics", "produce", "worker", "watch", "forget-user", "api", "train-session"}
+
+
+def _kafka_login_ok(settings: Settings) -> bool:
+    """A refused Kafka login (wrong password, user, mechanism or CA) stops the command with one
+    line, before a client would retry it as an outage."""
+    from stream_app.kafka.clients import KafkaLoginRefused, check_login
+
+    try:
+        check_login(settings.kafka)
+    except KafkaLoginRefused as exc:
+        print(f"streamrec: Kafka login refused: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamrec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -59,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if known.command in KAFKA_COMMANDS and not _kafka_login_ok(settings):
+        return 2
     args.settings = settings
     return int(module.run(args) or 0)
 

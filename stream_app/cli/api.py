@@ -12,6 +12,7 @@ from stream_app.api.lag import LagProbe
 from stream_app.api.server import DEFAULT_PORT, make_app
 from stream_app.api.store import RedisReadStore
 from stream_app.cache.keys import CacheKeys
+from stream_app.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +28,17 @@ def run(args: argparse.Namespace) -> int:
     settings = args.settings
     host = args.host or settings.web_host
     store = RedisReadStore(
-        settings.redis_url,
+        settings.redis,
         CacheKeys(settings.redis_key_prefix),
         half_life_s=settings.popularity_half_life_s,
     )
     # The worker group reads the events topic and its own item-deltas topic.
     probe = LagProbe(
-        settings.kafka_bootstrap,
+        settings.kafka,
         settings.app_id,
         [settings.topic_events, settings.topic_item_deltas],
     )
-    log.info("read API on http://%s:%d (redis %s)", host, args.port, settings.redis_url)
+    log.info("read API on http://%s:%d (redis %s)", host, args.port, redact_url(settings.redis_url))
     policy = HealthPolicy(settings.health_worker_stale_s, settings.health_lag_window_s)
     app = make_app(store, probe, ranker_partitions=settings.event_partitions, health_policy=policy)
     web.run_app(app, host=host, port=args.port, print=None, access_log=None)

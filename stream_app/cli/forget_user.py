@@ -18,6 +18,7 @@ from models.events import InvalidEvent, valid_id
 from models.online.stream.partitions import key_partition
 from stream_app.cache import CacheKeys, open_cache
 from stream_app.kafka.admin import quiet_kafka_client_logs
+from stream_app.kafka.clients import kafka_python_options
 from stream_app.kafka.control import EventOffsets, ForgetUser, encode_forget
 from stream_app.settings import Settings
 
@@ -78,13 +79,13 @@ def _send(
 
     n = settings.event_partitions
     partitions = {user: key_partition(user, n) for user in users}
-    offsets = EventOffsets(settings.kafka_bootstrap, settings.topic_events, settings.app_id)
+    offsets = EventOffsets(settings.kafka, settings.topic_events, settings.app_id)
     try:
         ends = offsets.end_offsets(sorted(set(partitions.values())))
     finally:
         offsets.close()
     producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        **kafka_python_options(settings.kafka),
         acks="all",
         max_block_ms=int(timeout_s * 1000),
         client_id="streamrec-forget-user",
@@ -112,7 +113,7 @@ def _wait_applied(
 ) -> list[str]:
     """The users whose command no worker applied within ``wait_s`` (a deferred command is
     applied as its copy, further on in the same partition, so the marks pass it too)."""
-    store = open_cache(settings.redis_url, CacheKeys(settings.redis_key_prefix))
+    store = open_cache(settings.redis, CacheKeys(settings.redis_key_prefix))
     deadline = time.monotonic() + wait_s
     try:
         while True:

@@ -21,6 +21,7 @@ from dataclasses import replace
 from models.catalog import ItemRecord, encode_item_message
 from models.events import Interaction, encode_event
 from stream_app.kafka.admin import quiet_kafka_client_logs
+from stream_app.kafka.clients import kafka_python_options
 from stream_app.settings import Settings
 
 #: kafka-python batching: wait up to 20 ms to fill 256 KiB batches, gzip them (stdlib zlib;
@@ -346,9 +347,7 @@ def _send(
 
     settings: Settings = args.settings
     try:
-        producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap.split(","), **PRODUCER_CONFIG
-        )
+        producer = KafkaProducer(**kafka_python_options(settings.kafka), **PRODUCER_CONFIG)
     except KafkaError as exc:
         print(
             f"streamrec produce: Kafka at {settings.kafka_bootstrap} unavailable: {exc!r} "

@@ -15,7 +15,7 @@ import sys
 import time
 
 from stream_app.cache import CacheKeys, CacheUnavailable, RecCache, open_cache
-from stream_app.settings import Settings
+from stream_app.settings import Settings, redact_url
 from stream_app.worker.rebuild import STAGES
 
 
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
-    store = open_cache(settings.redis_url, CacheKeys(settings.redis_key_prefix))
+    store = open_cache(settings.redis, CacheKeys(settings.redis_key_prefix))
     try:
         store.drop_generation()
         print("generation marker deleted: every worker rebuilds its partitions at its next check")
@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         missing = _wait_rebuilt(store, settings.event_partitions, args.wait)
     except CacheUnavailable as exc:
-        print(f"streamrec rebuild-cache: Redis at {settings.redis_url}: {exc}", file=sys.stderr)
+        print(
+            f"streamrec rebuild-cache: Redis at {redact_url(settings.redis_url)}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         store.close()

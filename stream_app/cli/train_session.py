@@ -27,9 +27,7 @@ def adapters(args: argparse.Namespace) -> train_cli.Adapters:
     def read_topic() -> tuple[list[Any], int]:
         from stream_app.kafka.event_log import read_topic as read
 
-        snapshot = read(
-            settings.kafka_bootstrap, settings.topic_events, timeout_s=args.kafka_timeout_s
-        )
+        snapshot = read(settings.kafka, settings.topic_events, timeout_s=args.kafka_timeout_s)
         log.info(
             "read %d events from topic %r (%d invalid skipped)",
             len(snapshot.events),
@@ -42,7 +40,7 @@ def adapters(args: argparse.Namespace) -> train_cli.Adapters:
         from stream_app.kafka.model_updates import ModelUpdate, publish_update
 
         update = ModelUpdate(version, path, metrics)
-        publish_update(settings.kafka_bootstrap, settings.topic_model_updates, update)
+        publish_update(settings.kafka, settings.topic_model_updates, update)
         log.info("announced %s on %r", version, settings.topic_model_updates)
 
     publish = args.publish == "always" or (

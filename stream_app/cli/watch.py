@@ -114,14 +114,13 @@ def run(args: argparse.Namespace) -> int:
 
     from stream_app.cache.redis_backend import RedisCache
     from stream_app.kafka.admin import consumer_lag, quiet_kafka_client_logs
+    from stream_app.kafka.clients import kafka_python_options
 
     settings: Settings = args.settings
     quiet_kafka_client_logs(settings)
     keys = CacheKeys(settings.redis_key_prefix)
-    cache = RedisCache(settings.redis_url, keys, retries=2)
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="streamrec-watch"
-    )
+    cache = RedisCache(settings.redis, keys, retries=2)
+    admin = KafkaAdminClient(**kafka_python_options(settings.kafka), client_id="streamrec-watch")
     group = args.group or settings.app_id
     users: list[str] = list(args.user)
     start = prev_t = time.monotonic()

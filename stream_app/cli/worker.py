@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from stream_app.kafka.admin import quiet_kafka_client_logs
-from stream_app.settings import Settings
+from stream_app.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         "worker %s: %s -> redis %s (web http://%s:%d)",
         settings.app_id,
         settings.topic_events,
-        settings.redis_url,
+        redact_url(settings.redis_url),
         settings.web_host,
         settings.web_port,
     )

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from stream_app.kafka.clients import kafka_python_options
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def admin_client(settings: Settings, timeout_s: float = 30.0) -> Iterator[object
     from kafka.admin import KafkaAdminClient
 
     client = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        **kafka_python_options(settings.kafka),
         client_id=f"{settings.app_id}-admin",
         request_timeout_ms=int(timeout_s * 1000),
     )

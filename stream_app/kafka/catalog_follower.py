@@ -14,6 +14,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from models.catalog import InvalidItem, ItemRecord, parse_item_message
+from stream_app.kafka.clients import aiokafka_options
+from stream_app.settings import KafkaAccess
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,12 @@ def apply_messages(messages: list, apply: Apply) -> int:
     return applied
 
 
-async def _follow_once(bootstrap: str, topic: str, apply: Apply) -> None:
+async def _follow_once(kafka: KafkaAccess, topic: str, apply: Apply) -> None:
     # Subscribed without a group, aiokafka assigns every partition of the topic to this
     # consumer, and with no committed offset it starts at the earliest one.
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap.split(","),
+        **aiokafka_options(kafka),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -61,12 +63,12 @@ async def _follow_once(bootstrap: str, topic: str, apply: Apply) -> None:
         await consumer.stop()
 
 
-async def follow_catalog(bootstrap: str, topic: str, apply: Apply) -> None:
+async def follow_catalog(kafka: KafkaAccess, topic: str, apply: Apply) -> None:
     """Applies every record of ``topic`` to ``apply``, from the first, until cancelled; a
     broker error restarts the follower from the beginning (re-applying is idempotent)."""
     while True:
         try:
-            await _follow_once(bootstrap, topic, apply)
+            await _follow_once(kafka, topic, apply)
         except (KafkaError, OSError) as exc:
             log.warning("catalog follower: %s; again in %.0f s", exc, RETRY_S)
             await asyncio.sleep(RETRY_S)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.events import InvalidEvent, valid_id
+from stream_app.kafka.clients import kafka_python_options
+from stream_app.settings import KafkaAccess
 
 #: The message format this worker reads and ``streamrec forget-user`` writes.
 CONTROL_VERSION = 1
@@ -102,8 +104,8 @@ class EventOffsets:
     (kafka-python's admin client, blocking: the worker calls it in a thread). Every failure is
     ``OffsetsUnavailable``, which the caller retries."""
 
-    def __init__(self, bootstrap: str, topic: str, group: str, timeout_s: float = 10.0) -> None:
-        self.bootstrap, self.topic, self.group, self.timeout_s = bootstrap, topic, group, timeout_s
+    def __init__(self, kafka: KafkaAccess, topic: str, group: str, timeout_s: float = 10.0) -> None:
+        self.kafka, self.topic, self.group, self.timeout_s = kafka, topic, group, timeout_s
         self._admin: Any = None
 
     def _client(self) -> Any:
@@ -111,7 +113,7 @@ class EventOffsets:
             from kafka.admin import KafkaAdminClient
 
             self._admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap.split(","),
+                **kafka_python_options(self.kafka),
                 client_id=f"{self.group}-control",
                 request_timeout_ms=int(self.timeout_s * 1000),
             )

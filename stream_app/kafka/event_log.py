@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from models.datasets.base import chronological_key
 from models.events import Interaction, InvalidEvent, decode_event
+from stream_app.kafka.clients import kafka_python_options
+from stream_app.settings import KafkaAccess
 
 
 class EventLogUnavailable(RuntimeError):
@@ -52,7 +54,7 @@ def decode_values(values: Iterable[bytes | None]) -> tuple[list[Interaction], in
 
 
 def read_topic(
-    bootstrap: str, topic: str, timeout_s: float = 30.0, idle_timeout_s: float = 30.0
+    kafka: KafkaAccess, topic: str, timeout_s: float = 30.0, idle_timeout_s: float = 30.0
 ) -> TopicSnapshot:
     """All messages of ``topic`` from offset 0 to the end offsets seen at start.
 
@@ -64,22 +66,22 @@ def read_topic(
 
     try:
         consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","),
+            **kafka_python_options(kafka),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id="streamrec-trainer",
         )
     except KafkaError as exc:
-        raise EventLogUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+        raise EventLogUnavailable(f"cannot reach Kafka at {kafka.bootstrap}: {exc}") from None
     try:
         try:
             consumer.bootstrap(timeout_ms=int(timeout_s * 1000))
             partitions = consumer.partitions_for_topic(topic)
         except KafkaError as exc:
-            raise EventLogUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+            raise EventLogUnavailable(f"cannot reach Kafka at {kafka.bootstrap}: {exc}") from None
         if not partitions:
-            raise EventLogUnavailable(f"topic {topic!r} does not exist on {bootstrap}")
+            raise EventLogUnavailable(f"topic {topic!r} does not exist on {kafka.bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)

@@ -15,6 +15,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream_app.kafka.clients import kafka_python_options
+from stream_app.settings import KafkaAccess
+
 #: Linux's PATH_MAX: no real version path is longer.
 MAX_PATH_CHARS = 4096
 
@@ -73,13 +76,13 @@ def parse_update(raw: bytes) -> ModelUpdate:
 
 
 def publish_update(
-    bootstrap: str, topic: str, update: ModelUpdate, timeout_s: float = 10.0
+    kafka: KafkaAccess, topic: str, update: ModelUpdate, timeout_s: float = 10.0
 ) -> None:
     """Send one announcement and wait for the broker's acknowledgement (kafka-python)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap.split(","),
+        **kafka_python_options(kafka),
         acks="all",
         max_block_ms=int(timeout_s * 1000),
         client_id="streamrec-trainer",

@@ -76,7 +76,7 @@ def register_live_path(
     """Declare the topics, the tables and the agents on ``app``.
 
     ``scorer`` defaults to ``OnlineScorer`` (the stream model with its rankers and the session
-    model); ``cache`` to the backend named by ``settings.redis_url``, opened when an agent
+    model); ``cache`` to the backend named by ``settings.redis``, opened when an agent
     starts (a given one is used as is and left open, for tests); ``offsets`` (the events
     topic's end and committed offsets, which the control side waits on) to Kafka's.
     """
@@ -89,7 +89,7 @@ def register_live_path(
     app.timer(WORKER_HEARTBEAT_S)(_heartbeat(recorders))
     content = _catalog_copy(app, settings)
     event_now = EventClock()
-    guard = _cache_guard(app, settings, topology, cache or open_cache(settings.redis_url, keys))
+    guard = _cache_guard(app, settings, topology, cache or open_cache(settings.redis, keys))
 
     async def load_session_model(reason: str) -> None:
         try:
@@ -183,7 +183,7 @@ def _catalog_copy(app: faust.App, settings: Settings) -> ItemContent:
 
     @app.task
     async def catalog_follower() -> None:
-        await follow_catalog(settings.kafka_bootstrap, settings.topic_items, content.apply)
+        await follow_catalog(settings.kafka, settings.topic_items, content.apply)
 
     return content
 
@@ -231,8 +231,8 @@ def _on_decision(
 @contextmanager
 def _opened(cache: RecCache | None, settings: Settings, keys: CacheKeys) -> Iterator[RecCache]:
     """The agent's store: the given ``cache`` as is (left open, for tests), else the backend
-    named by ``settings.redis_url``, closed when the agent stops."""
-    store = cache or open_cache(settings.redis_url, keys)
+    named by ``settings.redis``, closed when the agent stops."""
+    store = cache or open_cache(settings.redis, keys)
     try:
         yield store
     finally:
@@ -324,9 +324,7 @@ def _control_side(
     async def control_side(stream: faust.StreamT) -> AsyncIterator[None]:
         """commands -> dead letters | a user's history tombstone and Redis keys deleted"""
         with _opened(cache, settings, keys) as store:
-            kafka = offsets or EventOffsets(
-                settings.kafka_bootstrap, settings.topic_events, settings.app_id
-            )
+            kafka = offsets or EventOffsets(settings.kafka, settings.topic_events, settings.app_id)
             side = ControlSide(topology, settings, store, keys, kafka, _flusher(app))
             try:
                 limit, within = settings.batch_max_events, settings.batch_max_delay_s
@@ -458,7 +456,7 @@ def _decision_journal(
 
     def record(decision: Decision) -> None:
         if not opened:
-            opened.append(cache or open_cache(settings.redis_url, keys))
+            opened.append(cache or open_cache(settings.redis, keys))
         entry = {
             "at_ms": decision.at_ms,
             "version": decision.version,

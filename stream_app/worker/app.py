@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 
+from stream_app.kafka.clients import faust_credentials
 from stream_app.settings import Settings
 
 #: Faust's ``producer_max_batch_size`` for the worker (Faust's default: 16 KiB)
@@ -27,6 +28,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     """
     return {
         "broker": [f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        # SASL and/or TLS for Faust's consumer, producer and admin client (None: plaintext).
+        "broker_credentials": faust_credentials(settings.kafka),
         "store": "memory://",
         "datadir": str(settings.state_path / "faust" / settings.app_id),
         "autodiscover": False,

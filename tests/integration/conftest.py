@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import redis
 
-from stream_app.settings import Settings
+from stream_app.settings import Secret, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CLAIM_KEY = "streamrec:test:claim"
@@ -38,7 +38,9 @@ def _env_of(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMREC_")}
     for f in fields(Settings):
         value = getattr(settings, f.name)
-        if value is not None:
+        if isinstance(value, Secret):
+            env[f.metadata["env"]] = value.reveal()
+        elif value is not None:
             env[f.metadata["env"]] = str(value)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -310,18 +312,26 @@ class PrivateRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, data_dir: Path, appendonly: bool) -> None:
-        """Start it on this port with ``data_dir`` (its AOF, if ``appendonly``, lives there)."""
+    def start(
+        self,
+        data_dir: Path,
+        appendonly: bool,
+        extra: Sequence[str] = (),
+        client: redis.Redis | None = None,
+    ) -> None:
+        """Start it on this port with ``data_dir`` (its AOF, if ``appendonly``, lives there);
+        ``extra`` arguments (ACL users, TLS) and the ``client`` that proves it answers when
+        the default one cannot log in."""
         binary = shutil.which("redis-server")
         assert binary, "redis-server not found: `make stack-up` installs it"
         data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(data_dir),
-                 "--save", "", "--appendonly", "yes" if appendonly else "no"],
+                 "--save", "", "--appendonly", "yes" if appendonly else "no", *extra],
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        client = client or redis.Redis(port=self.port, socket_connect_timeout=1)
         _wait_for(lambda: _pings(client), 30, f"redis-server on {self.port}", self.log_tail)
 
     def kill(self) -> None:

@@ -332,7 +332,7 @@ def test_metrics_report_the_worker_groups_consumer_lag_from_kafka(
         consumer = KafkaConsumer(bootstrap_servers=servers, group_id=group)
         consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
         consumer.close()
-        probe = LagProbe(env_settings.kafka_bootstrap, group, [topic, f"{topic}-missing"])
+        probe = LagProbe(env_settings.kafka, group, [topic, f"{topic}-missing"])
 
         async def scrape() -> str:
             store = RedisReadStore(env_settings.redis_url, keys)

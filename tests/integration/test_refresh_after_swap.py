@@ -73,7 +73,7 @@ def test_an_inactive_users_list_is_refreshed_with_the_swapped_in_model(
     # ann goes quiet; a session model is swapped in.
     version = tiny_version(store, 5)
     update = ModelUpdate(version.name, str(version))
-    publish_update(settings.kafka_bootstrap, settings.topic_model_updates, update)
+    publish_update(settings.kafka, settings.topic_model_updates, update)
     refreshed = lambda: getattr(_recs(client, keys, "ann"), "model_versions", {})  # noqa: E731
     wait_for(
         lambda: refreshed().get("session") == version.name,

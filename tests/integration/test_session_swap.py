@@ -151,9 +151,7 @@ def test_new_model_swaps_in_live_and_a_corrupted_one_is_refused(
     raw = bytearray((bad / MODEL_FILE).read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     (bad / MODEL_FILE).write_bytes(bytes(raw))
-    publish_update(
-        settings.kafka_bootstrap, settings.topic_model_updates, ModelUpdate(bad.name, str(bad))
-    )
+    publish_update(settings.kafka, settings.topic_model_updates, ModelUpdate(bad.name, str(bad)))
     wait_for(
         lambda: f"session model {bad.name} refused" in worker.log_path.read_text(),
         120,
@@ -208,9 +206,7 @@ def test_traversal_and_code_in_the_model_are_refused_and_journaled_while_serving
     marker.unlink()  # building and saving it ran the lambda; loading it must not
     traversal = f"{store}/../{outside.name}/{elsewhere.name}"
     for name, path in ((elsewhere.name, traversal), (lambda_version.name, str(lambda_version))):
-        publish_update(
-            settings.kafka_bootstrap, settings.topic_model_updates, ModelUpdate(name, path)
-        )
+        publish_update(settings.kafka, settings.topic_model_updates, ModelUpdate(name, path))
     wait_for(lambda: len(journal()) >= 3, 120, "both refusals in the journal", worker.log_tail)
     refusals = {d["path"]: d for d in journal()[:2]}
     assert set(refusals) == {traversal, str(lambda_version)}

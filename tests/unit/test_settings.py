@@ -150,6 +150,16 @@ BAD = [
     ("STREAMREC_REFRESH_MAX_USERS", "0"),
     ("STREAMREC_REFRESH_MAX_USERS", "1e4"),
     ("STREAMREC_LOG_LEVEL", "LOUD"),
+    ("STREAMREC_REDIS_TLS_CA_FILE", "/nonexistent/ca.pem"),
+    ("STREAMREC_REDIS_TLS_CERT_FILE", "/nonexistent/client.pem"),
+    ("STREAMREC_REDIS_TLS_KEY_FILE", "/nonexistent/client.key"),
+    ("STREAMREC_REDIS_TLS_VERIFY", "maybe"),
+    ("STREAMREC_KAFKA_SECURITY_PROTOCOL", "TLS"),
+    ("STREAMREC_KAFKA_SASL_MECHANISM", "GSSAPI"),
+    ("STREAMREC_KAFKA_SASL_PASSWORD_FILE", "/nonexistent/password"),
+    ("STREAMREC_KAFKA_SSL_CAFILE", "/nonexistent/ca.pem"),
+    ("STREAMREC_KAFKA_SSL_CERTFILE", "/nonexistent/client.pem"),
+    ("STREAMREC_KAFKA_SSL_KEYFILE", "/nonexistent/client.key"),
 ]
 
 
@@ -219,6 +229,7 @@ def test_a_bad_event_weight_names_the_variable_and_the_rule(value: str, reason: 
 def test_every_validated_setting_has_a_bad_case() -> None:
     free_form = {"STREAMREC_STATE_DIR", "STREAMREC_MODEL_DIR", "STREAMREC_APP_ID"}
     free_form |= {"STREAMREC_WEB_HOST"}
+    free_form |= {"STREAMREC_KAFKA_SASL_USERNAME", "STREAMREC_KAFKA_SASL_PASSWORD"}
     assert set(FIELDS) - free_form == {var for var, _ in BAD}
 
 
