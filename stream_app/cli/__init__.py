@@ -48,6 +48,31 @@ def _kafka_login_ok(settings: Settings) -> bool:
     return True
 
 
+#: the subcommands that read or write Redis, whose login is checked before they start
+REDIS_COMMANDS = {"worker", "watch", "api", "rebuild-cache"}
+
+
+def _redis_login_ok(settings: Settings) -> bool:
+    """A refused Redis login (wrong user or password, a user without the rights) stops the
+    command with one line: redis-py counts it as a connection error, which the worker would
+    retry as an outage for ever. A Redis that is down is let through (the commands wait)."""
+    import redis
+
+    from stream_app.cache.connect import connect_redis
+
+    client = connect_redis(settings.redis, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except (redis.AuthenticationError, redis.ResponseError) as exc:
+        print(f"streamrec: Redis login refused: {exc}", file=sys.stderr)
+        return False
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+    return True
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamrec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -77,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if known.command in KAFKA_COMMANDS and not _kafka_login_ok(settings):
+        return 2
+    if known.command in REDIS_COMMANDS and not _redis_login_ok(settings):
         return 2
     args.settings = settings
     return int(module.run(args) or 0)
