@@ -10,11 +10,14 @@
 #   PY (.venv/bin/python, relative to the repo root): runs infra/wait_ready.py,
 #   KAFKA_HEAP_OPTS (-Xms256m -Xmx1g), READY_TIMEOUT_S (120), STOP_TIMEOUT_S (60),
 #   REUSE_PROBE_S (5: how long a foreign listener on our port gets to prove it is Kafka/Redis),
-#   JAVA_HOME, MVN (mvn).
+#   REDIS_APPENDONLY (no; yes: an append-only file in the state dir, so a killed Redis restarts
+#   with its data), JAVA_HOME, MVN (mvn).
 #   KAFKA_SASL_SSL_PORT (unset: off): also listen with SASL_SSL (SCRAM-SHA-256/512) on this loopback
 #     port, with a CA and broker certificate made by openssl under STATE/kafka/tls (clients trust
 #     tls/ca.pem); KAFKA_SASL_USER (streamrec) is created there with KAFKA_SASL_PASSWORD (unset: one
 #     generated once into STATE/kafka/sasl.password, mode 600). The plaintext listener stays.
+# A second, private stack (bench/chaos.py kills and restarts its broker and Redis) is the same
+# script with other ports and another STREAMREC_STATE_DIR; the jars are shared.
 #
 # Why this shape:
 # - Kafka comes from Maven Central (infra/kafka/pom.xml), not a tarball: Maven is on the machines
@@ -57,6 +60,9 @@ KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-120}
 STOP_TIMEOUT_S=${STOP_TIMEOUT_S:-60}
 REUSE_PROBE_S=${REUSE_PROBE_S:-5}
+REDIS_APPENDONLY=${REDIS_APPENDONLY:-no}
+[[ $REDIS_APPENDONLY == yes || $REDIS_APPENDONLY == no ]] ||
+  die "REDIS_APPENDONLY=$REDIS_APPENDONLY: yes or no"
 MVN=${MVN:-mvn}
 PY=${PY:-.venv/bin/python}
 case $PY in /*) ;; *) [[ -x $PY ]] || PY=$repo/$PY ;; esac
@@ -445,10 +451,10 @@ redis_up() {
   ensure_redis
   mkdir -p "$RDIR"
   say "starting Redis on 127.0.0.1:$REDIS_PORT"
-  # No persistence: everything in Redis is a cache the worker rebuilds from Kafka.
+  # No persistence by default: everything in Redis is a cache the worker rebuilds from Kafka.
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
     --pidfile "$REDIS_PID" --logfile "$RDIR/redis.log" --dir "$RDIR" \
-    --save "" --appendonly no >/dev/null 9>&- ||
+    --save "" --appendonly "$REDIS_APPENDONLY" >/dev/null 9>&- ||
     die "redis-server did not start (log: $RDIR/redis.log)"
   echo "$REDIS_PORT" >"$RDIR/redis.port"
   if ! probe_redis 30; then

@@ -360,3 +360,61 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     if server.proc is not None and server.proc.poll() is None:
         server.proc.kill()
         server.proc.wait(10)
+
+
+class PrivateStack:
+    """A Kafka broker and a Redis of the test's own, started by ``infra/stack.sh`` (the script
+    ``make stack-up`` runs) on free loopback ports with a state dir under the test's tmp dir: a
+    test may SIGKILL and restart them, which the shared stack must never be."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "REDIS_"))},
+            "KAFKA_PORT": str(_free_port()),
+            "KAFKA_CONTROLLER_PORT": str(_free_port()),
+            "REDIS_PORT": str(_free_port()),
+            "STREAMREC_STATE_DIR": str(state),
+            "PY": sys.executable,
+            "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",
+        }
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.env['KAFKA_PORT']}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.env['REDIS_PORT']}/0"
+
+    def stack(self, command: str) -> None:
+        """``bash infra/stack.sh COMMAND`` for this stack; a failure fails the test with its
+        output (``up`` starts only what is down)."""
+        out = subprocess.run(
+            ["bash", str(REPO / "infra/stack.sh"), command],
+            env=self.env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, f"stack.sh {command}:\n{out.stdout}\n{out.stderr}"
+
+    def kill(self, service: str) -> None:
+        """SIGKILL ``kafka`` or ``redis``: no shutdown, no flush."""
+        pid = int((self.state / service / f"{service}.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        _wait_for(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 30, "the kill", str)
+
+
+def _zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    return True
+
+
+@pytest.fixture
+def private_stack(tmp_path: Path) -> Iterator[PrivateStack]:
+    """A started ``PrivateStack``; stopped (``stack.sh down``) when the test ends."""
+    stack = PrivateStack(tmp_path / "stack")
+    stack.stack("up")
+    try:
+        yield stack
+    finally:
+        stack.stack("down")
