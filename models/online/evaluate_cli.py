@@ -30,6 +30,7 @@ from models.online.baselines import ItemKNNBaseline, OnlineRanker, baseline_mode
 from models.online.oracle import PlantedOracle
 from models.online.recommender import OnlineRecommender
 from models.online.stream import StreamModel
+from models.online.stream.scoring import ScoringParams
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,12 @@ VARIANTS: dict[str, Callable[[EventDataset, int, Feedback], OnlineRanker]] = {
         min_trained=2**62, feedback=feedback, catalog=data.catalog
     ),
     "streamrec_no_content": lambda data, seed, feedback: StreamModel(feedback=feedback),
+    "streamrec_cold_slot": lambda data, seed, feedback: StreamModel(
+        feedback=feedback, catalog=data.catalog, params=ScoringParams(cold_slot=4)
+    ),
+    "streamrec_cold_slot_at_launch": lambda data, seed, feedback: CatalogAtLaunch(
+        StreamModel(feedback=feedback, params=ScoringParams(cold_slot=4)), data
+    ),
     "streamrec_catalog_at_launch": lambda data, seed, feedback: CatalogAtLaunch(
         StreamModel(feedback=feedback), data
     ),

@@ -293,7 +293,9 @@ class StreamScorer:
         excluded: Sequence[Sequence[str]] | None = None,
     ) -> list[list[Recommendation]]:
         weights = self.weights(row_partitions)
-        return recommendations(cands, histories, weights, trending, n, self.index, excluded)
+        return recommendations(
+            cands, histories, weights, trending, n, self.index, excluded, self.params.cold_slot
+        )
 
     def recommend(
         self,

@@ -73,6 +73,10 @@ class ScoringParams:
     neighbors_per_item: int = 100
     #: cold catalog items (no stream signal yet) each user gets, closest to her profile first
     cold_candidates: int = 10
+    #: the place (0-based) of every list that goes to the row's best cold item, whatever the
+    #: ranker scores it (exploration: a new item's content score alone rarely wins a place
+    #: against items with a history); None: no reserved place
+    cold_slot: int | None = None
 
     def neighbor_sources(self, history: Sequence[str]) -> Sequence[str]:
         """The items whose neighbour lists score ``history``."""
@@ -233,6 +237,9 @@ class Candidates:
     popularity: np.ndarray  # the popularity feature by item id (0 outside the trending list)
     profile: Profiles | None = None  # the rows' content profiles (None: no catalog)
     content: ItemContent | None = None
+    #: the cold candidates (:func:`cold_entries`): by row, the closest first
+    cold_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cold_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def size(self) -> int:
@@ -464,6 +471,8 @@ def candidates(
         popularity,
         profile,
         content,
+        cold[0],
+        cold[1],
     )
 
 
@@ -503,9 +512,11 @@ def recommendations(
     n: int,
     index: ListIndex,
     excluded: Sequence[Sequence[str]] | None = None,
+    cold_slot: int | None = None,
 ) -> list[list[Recommendation]]:
-    """Each row's top-``n`` with scores and reasons, filled up with trending items that are
-    neither seen nor ``excluded`` (the rows' exclusions, as :func:`candidates` took them).
+    """Each row's top-``n`` with scores and reasons, its best cold item at ``cold_slot``
+    (:func:`_with_cold_slot`), filled up with trending items that are neither seen nor
+    ``excluded`` (the rows' exclusions, as :func:`candidates` took them).
 
     The reason names the feature that contributed most: the recent item with the largest
     neighbour contribution ("because you viewed a"), the last item ("often next after a"), the
@@ -552,6 +563,8 @@ def recommendations(
             else:
                 reason = f"often next after {history[-1]}"
             out[row].append(Recommendation(items[item], float(totals[j]), reason))
+    if cold_slot is not None and cands.cold_rows.shape[0]:
+        _with_cold_slot(out, cands, histories, index, excluded, cold_slot, n)
     for row, recs in enumerate(out):
         if len(recs) >= n:
             continue
@@ -565,6 +578,37 @@ def recommendations(
                 recs.append(Recommendation(item, score, TRENDING_REASON))
                 taken.add(item)
     return out
+
+
+def _with_cold_slot(
+    out: list[list[Recommendation]],
+    cands: Candidates,
+    histories: Sequence[Sequence[str]],
+    index: ListIndex,
+    excluded: Sequence[Sequence[str]] | None,
+    at: int,
+    n: int,
+) -> None:
+    """Each row's closest cold item that is neither listed, seen nor excluded goes to place
+    ``at`` of its list (or its end, when shorter), scored between its neighbours so the list
+    stays sorted; the list keeps ``n`` items."""
+    assert cands.profile is not None and cands.content is not None
+    starts = np.searchsorted(cands.cold_rows, np.arange(len(out) + 1))
+    for row, recs in enumerate(out):
+        lo, hi = int(starts[row]), int(starts[row + 1])
+        if lo == hi:
+            continue
+        taken = {r.item_id for r in recs}.union(histories[row], excluded[row] if excluded else ())
+        item = next((index.items[i] for i in cands.cold_ids[lo:hi].tolist()
+                     if index.items[i] not in taken), None)  # fmt: skip
+        if item is None:
+            continue
+        place = min(at, len(recs))
+        above = recs[place - 1].score if place else 1.0
+        below = recs[place].score if place < len(recs) else 0.0
+        reason = content_reason(cands.profile, cands.content, row, item) or TRENDING_REASON
+        recs.insert(place, Recommendation(item, (above + below) / 2, reason))
+        del recs[n:]
 
 
 def _mixed(seed: int, j: int) -> int:

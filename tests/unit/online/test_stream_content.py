@@ -134,3 +134,23 @@ def test_the_stream_model_recommends_a_metadata_only_item_to_a_matching_user() -
     by_item = {r.item_id: r.reason for r in recs}
     assert by_item.get("fresh-drama") is not None, recs
     assert "fresh-drama" in model.scorer.content.cold  # no event on it: still cold
+
+
+def test_the_cold_slot_puts_the_closest_unseen_cold_item_in_its_place() -> None:
+    content = ItemContent()
+    for item in ["a", "w1", "w2", "w3"]:
+        content.publish(item, ["Drama"])
+    content.warmed(["a", "w1", "w2", "w3"])
+    content.publish("seen-cold", ["Drama"])  # cold, but in her history: never placed
+    content.publish("new", ["Drama"])
+    index = ListIndex()
+    history = [["seen-cold", "a"]]
+    neighbors = {"a": [("w1", 0.9), ("w2", 0.5), ("w3", 0.2)]}
+    cands = candidates(history, neighbors, {}, [], index, content=content)
+    weights = np.array([[1.0, 0, 0, 0, 0, 0.01]])
+    plain = recommendations(cands, history, weights, [], 3, index)[0]
+    assert [r.item_id for r in plain] == ["w1", "w2", "w3"]
+    slotted = recommendations(cands, history, weights, [], 3, index, cold_slot=1)[0]
+    assert [r.item_id for r in slotted] == ["w1", "new", "w2"]
+    assert slotted[1].reason == f"{LIKE_REASON}Drama"
+    assert slotted[0].score > slotted[1].score > slotted[2].score
