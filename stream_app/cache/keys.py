@@ -25,6 +25,17 @@ STAT_NAMES: tuple[str, ...] = (
 )
 
 
+def sent_marks(topic: str) -> str:
+    """The marks name of ``topic``'s events whose item deltas a batch was about to send: moved
+    before the sends, so after a crash the events up to them are known to have deltas that
+    may be applied already (``UserSide.send_deltas`` stamps those apart).
+
+    >>> CacheKeys("streamrec:v1").hwm(sent_marks("events"))
+    'streamrec:v1:hwm:events:sent'
+    """
+    return f"{topic}:sent"
+
+
 def counted_marks(topic: str) -> str:
     """The marks name (``CacheKeys.hwm(name)``) of ``topic``'s events counted with the recs;
     ``topic``'s own marks are trending's.

@@ -9,7 +9,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, NamedTuple
@@ -25,8 +25,8 @@ from models.online.stream.deltas import (
 )
 from models.online.stream.partitions import key_partition
 from models.online.stream.reasons import act_of, merge_acts
-from stream_app.cache.base import RecCache
-from stream_app.cache.keys import CacheKeys, counted_marks
+from stream_app.cache.base import CacheUnavailable, RecCache
+from stream_app.cache.keys import CacheKeys, counted_marks, sent_marks
 from stream_app.kafka.item_deltas import pack_deltas
 from stream_app.settings import Settings
 from stream_app.worker.dead_letters import send_once
@@ -68,6 +68,29 @@ class SortedBatch:
             [self.kafka_ts_ms[i] for i in keep],
             [self.positions[i] for i in keep],
         )
+
+    def split(self, marks: Mapping[int, int]) -> tuple[SortedBatch, SortedBatch]:
+        """(the valid events at or below ``marks``, the others), dead letters with neither.
+
+        >>> from models.events import Interaction
+        >>> b = SortedBatch([Interaction("u", "a", "view", 1), Interaction("u", "b", "view", 2)],
+        ...                 [], [1, 2], [(0, 7), (0, 8)])
+        >>> [[e.item_id for e in part.valid] for part in b.split({0: 7})]
+        [['a'], ['b']]
+        """
+        below = [0 <= o <= marks.get(p, -1) for p, o in self.positions]
+        parts = []
+        for wanted in (True, False):
+            at = [i for i, b in enumerate(below) if b is wanted]
+            parts.append(
+                SortedBatch(
+                    [self.valid[i] for i in at],
+                    [],
+                    [self.kafka_ts_ms[i] for i in at],
+                    [self.positions[i] for i in at],
+                )
+            )
+        return parts[0], parts[1]
 
     def last_offsets(self) -> dict[int, int]:
         """partition -> highest offset of the valid events."""
@@ -135,6 +158,35 @@ def batch_deltas(
             delta.src = (p, last[p])
             out[(item, p)] = delta
     return out
+
+
+def stamped_deltas(
+    batch: SortedBatch,
+    before: dict[str, list[str]],
+    sent: Mapping[int, int],
+    feedback: Feedback,
+    history_len: int,
+) -> list[dict[tuple[str, int], ItemDelta]]:
+    """The batch's deltas, in one group, or in two when it replays events at or below the
+    ``sent`` marks (a crashed batch's): theirs first, stamped with their own last offset, then
+    the others' over the histories the first left (``UserSide.send_deltas`` says why).
+
+    >>> from models.events import Interaction
+    >>> b = SortedBatch([Interaction("u", "b", "view", 1), Interaction("u", "c", "view", 2)],
+    ...                 [], [1, 2], [(0, 5), (0, 6)])
+    >>> [sorted((i, d.src) for (i, _), d in g.items()) for g in stamped_deltas(
+    ...     b, {"u": ["a"]}, {0: 5}, DEFAULT_FEEDBACK, 10)]
+    [[('a', (0, 5)), ('b', (0, 5))], [('a', (0, 6)), ('b', (0, 6)), ('c', (0, 6))]]
+    """
+    replayed, rest = batch.split(sent)
+    if not replayed.valid:
+        return [batch_deltas(rest, before, feedback)]
+    fed = feedback_by_user(replayed.valid, feedback)
+    moved = {u: merge_history(before.get(u, []), f.positives, history_len) for u, f in fed.items()}
+    return [
+        batch_deltas(replayed, before, feedback),
+        batch_deltas(rest, {**before, **moved}, feedback),
+    ]
 
 
 class UserRow(NamedTuple):
@@ -279,12 +331,12 @@ class UserSide:
         # Idempotence: events at or below the marks of the batch's *last* step (recs +
         # counters) were fully processed before a restart: skip them. Events between those
         # and the trending marks are processed again; trending skips them.
-        marks = await self.counted(on_loop)
+        marks, sent = await self.counted(on_loop)
         # Marks unreadable: Redis is failing, and this batch's retries must not hold the loop.
         on_loop = on_loop and marks is not None
         batch = checked.fresh(marks or {})
         before, histories, excluded, acts = self.merge_histories(checked.valid)
-        pending = await self.send_deltas(batch, before)
+        pending = await self.send_deltas(batch, before, sent or {}, on_loop)
         work = functools.partial(
             self.path.process,
             batch.valid,
@@ -313,13 +365,17 @@ class UserSide:
             and not self.path.pending_cache_errors
         )
 
-    async def counted(self, on_loop: bool) -> dict[int, int] | None:
-        """The counted high-water marks of the events topic, by partition (None when the
-        cache is down: then nothing is skipped, the transactions still check the marks)."""
-        key = counted_marks(self.settings.topic_events)
-        if on_loop:
-            return _read_marks(self.store, key)
-        return await asyncio.to_thread(_read_marks, self.store, key)
+    async def counted(self, on_loop: bool) -> tuple[dict[int, int] | None, dict[int, int] | None]:
+        """The counted and the sent high-water marks of the events topic, by partition (None
+        when the cache is down: then nothing is skipped, the transactions still check the
+        counted marks)."""
+        topic = self.settings.topic_events
+
+        def read() -> tuple[dict[int, int] | None, dict[int, int] | None]:
+            counted = _read_marks(self.store, counted_marks(topic))
+            return counted, _read_marks(self.store, sent_marks(topic)) if counted else None
+
+        return read() if on_loop else await asyncio.to_thread(read)
 
     def merge_histories(self, valid: Sequence[Interaction]) -> MergedRows:
         """(histories before the batch, histories after it, exclusions and acts after it) of
@@ -352,15 +408,43 @@ class UserSide:
                 acts[user] = merged.acts
         return MergedRows(before, after, excluded, acts)
 
-    async def send_deltas(self, batch: SortedBatch, before: dict[str, list[str]]) -> list[Any]:
+    async def send_deltas(
+        self,
+        batch: SortedBatch,
+        before: dict[str, list[str]],
+        sent: Mapping[int, int],
+        on_loop: bool,
+    ) -> list[Any]:
         """The batch's item co-occurrence increments, one message per target partition (not
-        per item: Faust's per-message cost dominated); returns the sends' futures."""
-        deltas = batch_deltas(batch, before, self.feedback)
-        packed = pack_deltas(deltas, self.settings.event_partitions)
-        return [
-            await self.topology.deltas.send(key=b"deltas", value=value, partition=part)
-            for part, value in packed.items()
-        ]
+        per item: Faust's per-message cost dominated); returns the sends' futures.
+
+        Exactly once across a crash: the sent marks move to the batch's last offsets before
+        anything is sent. Events at or below the marks read at the batch's start (``sent``)
+        are a crashed batch's, whose deltas may be applied already: they get deltas of their
+        own, stamped with their own last offset, which an item row that has them skips (a
+        replay's batches need not end where the crashed one did)."""
+        parts = stamped_deltas(batch, before, sent, self.feedback, self.settings.history_len)
+        await self.mark_sent(batch.last_offsets(), on_loop)
+        futures = []
+        for deltas in parts:
+            for target, value in pack_deltas(deltas, self.settings.event_partitions).items():
+                sent_to = self.topology.deltas.send(key=b"deltas", value=value, partition=target)
+                futures.append(await sent_to)
+        return futures
+
+    async def mark_sent(self, last: Mapping[int, int], on_loop: bool) -> None:
+        """Move the sent marks up (a Redis outage is logged: the deltas still go, and only a
+        crash before Redis is back could apply some twice)."""
+        if not last:
+            return
+        name = sent_marks(self.settings.topic_events)
+        try:
+            if on_loop:
+                self.store.raise_marks(name, last)
+            else:
+                await asyncio.to_thread(self.store.raise_marks, name, last)
+        except CacheUnavailable as exc:
+            log.warning("sent marks not moved, cache unavailable: %s", exc)
 
     async def score_and_write(
         self, work: Callable[..., BatchResult], pending: Sequence[Any], on_loop: bool

@@ -91,11 +91,15 @@ def _check_state(client, keys, settings, worker_logs) -> None:
         raw = client.get(keys.recs(user))
         assert raw is not None, user
         assert not {r.item_id for r in UserRecs.from_json(raw).items} & items, user
-    # Item rows recovered: no item's count went back (a lost row would restart from zero).
+    # Item rows recovered, each delta applied once: no item's count went back (a lost row
+    # would restart from zero) and none went up (a replay cut into other batches than the
+    # crashed one would apply its deltas twice without the sent marks).
     names = sorted(norms)
     published = dict(zip(names, client.hmget(keys.item_norms, names), strict=True))
     lost = [i for i in names if published[i] is None or float(published[i]) < norms[i] - 1e-6]
     assert not lost, f"{len(lost)} items lost counts, e.g. {lost[:5]}"
+    twice = [i for i in names if float(published[i]) > norms[i] + 1e-6]
+    assert not twice, f"{len(twice)} items counted twice, e.g. {twice[:5]}"
 
 
 def _check_dead_letters(client, keys, settings, dead_letters) -> None:

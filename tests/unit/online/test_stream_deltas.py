@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
-from models.events import Interaction
+from models.events import DEFAULT_FEEDBACK, Interaction
 from models.online.recommender import OnlineRecommender
 from models.online.stream.deltas import (
     ItemDelta,
     apply_delta,
     deltas_by_item,
+    merge_history,
     neighbor_list,
     successor_list,
     transitions,
@@ -18,7 +19,7 @@ from models.online.stream.deltas import (
 from stream_app.cache import MemoryCache
 from stream_app.worker.live_path import LivePath
 from stream_app.worker.online_scorer import OnlineScorer
-from stream_app.worker.user_side import SortedBatch, batch_deltas
+from stream_app.worker.user_side import SortedBatch, batch_deltas, stamped_deltas
 
 T0 = 1_700_000_000_000
 
@@ -113,3 +114,47 @@ def test_stream_transitions_match_the_online_models_transitions() -> None:
     for item, p in ours.items():
         assert math.isclose(p, reference[rec.vocab.get(item)])
     assert "t" not in rows["y"]  # nobody went anywhere after y
+
+
+def _run(
+    events: list[Interaction],
+    batches: list[tuple[int, int]],
+    sent: dict[int, int],
+    rows: dict[str, dict] | None = None,
+) -> dict[str, dict]:
+    """Item rows after the user side sends ``batches`` (offset ranges, end exclusive) of
+    ``events`` (partition 0, offset = position), starting from ``rows`` with the ``sent``
+    marks; each batch moves them to its end, as ``UserSide.send_deltas`` does, and the item
+    side applies every delta it gets."""
+    rows = dict(rows or {})
+    histories: dict[str, list[str]] = {}
+    for e in events[: batches[0][0]]:
+        histories[e.user_id] = merge_history(histories.get(e.user_id, []), [e.item_id], 200)
+    for lo, hi in batches:
+        part = events[lo:hi]
+        positions = [(0, o) for o in range(lo, hi)]
+        batch = SortedBatch(part, [], [e.timestamp_ms for e in part], positions)
+        before = {e.user_id: list(histories.get(e.user_id, [])) for e in part}
+        for group in stamped_deltas(batch, before, sent, DEFAULT_FEEDBACK, 200):
+            for (item, _), delta in group.items():
+                rows[item] = apply_delta(rows.get(item), delta, max_pairs=100)
+        for e in part:
+            histories[e.user_id] = merge_history(histories.get(e.user_id, []), [e.item_id], 200)
+        sent = {0: max(sent.get(0, -1), hi - 1)}
+    return rows
+
+
+def test_a_replay_with_other_batch_boundaries_applies_each_delta_once() -> None:
+    """A batch's deltas are applied, the worker dies before it counts the batch, and the
+    replay cuts the same events into other batches: the item rows end as without the crash."""
+    events = [Interaction(f"u{n % 3}", f"i{n % 7}", "view", T0 + n) for n in range(40)]
+    clean = _run(events, [(0, 10), (10, 25), (25, 40)], {})
+    crashed = _run(events, [(0, 10), (10, 25)], {})  # 10..24 sent, never counted
+    # the replay starts after the counted 0..9, the sent mark at 24, and cuts elsewhere
+    replayed = _run(events, [(10, 17), (17, 31), (31, 40)], {0: 24}, crashed)
+    assert {i: (r["n"], r["p"]) for i, r in replayed.items()} == {
+        i: (r["n"], r["p"]) for i, r in clean.items()
+    }
+    # without the sent marks (as before them) the replay applies 10..24 a second time
+    doubled = _run(events, [(10, 17), (17, 31), (31, 40)], {}, crashed)
+    assert sum(r["n"] for r in doubled.values()) > sum(r["n"] for r in clean.values())
