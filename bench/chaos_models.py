@@ -186,7 +186,7 @@ def scenario_model_attacks(stack: PrivateStack, work: Path, args: Any) -> dict:
         path = make(good, outside)
         seen = len(_journal(settings))
         started = time.monotonic()
-        publish_update(settings.kafka_bootstrap, settings.topic_model_updates,
+        publish_update(settings.kafka, settings.topic_model_updates,
                        ModelUpdate(Path(path).name, path))  # fmt: skip
         wait_until(lambda s=seen: worker.check() and len(_journal(settings)) > s, 180, name)
         decision = _journal(settings)[0]
