@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from models.events import DEFAULT_WEIGHTS, EventWeights, Feedback, parse_weights
+from models.online.stream.scoring import ScoringParams
 
 ENV_PREFIX = "STREAMREC_"
 
@@ -125,6 +126,16 @@ def _rating_threshold(raw: str) -> float | None:
     if value != value or abs(value) == float("inf"):
         raise ValueError("must be a finite number or 'off'")
     return value
+
+
+def _place_or_off(raw: str) -> int | None:
+    """A place in a list, 1 for the first (returned 0-based), or ``off``."""
+    if raw.lower() == "off":
+        return None
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a place from 1 (the first) or 'off'")
+    return value - 1
 
 
 class Secret:
@@ -482,6 +493,14 @@ class Settings:
         "Ratings strictly below this are negative feedback, like a dislike (off: none is)",
         shown="off",
     )
+    cold_slot: int | None = _env(
+        "COLD_SLOT",
+        _place_or_off,
+        None,
+        "The place in every list kept for the user's closest cold catalog item (exploration "
+        "for new items; 5: the fifth), whatever the ranker scores it (off: none)",
+        shown="off",
+    )
     cache_check_s: float = _env(
         "CACHE_CHECK_S",
         _non_negative_float,
@@ -595,6 +614,12 @@ class Settings:
     def feedback(self) -> Feedback:
         """How the models read events (weights, negatives), for the worker and the evaluator."""
         return Feedback(self.event_weights, self.negative_rating_below)
+
+    @property
+    def scoring_params(self) -> ScoringParams:
+        """How the stream model scores, as far as it is configurable (the worker and
+        ``streamrec evaluate`` read the same)."""
+        return ScoringParams(cold_slot=self.cold_slot)
 
     @property
     def state_path(self) -> Path:

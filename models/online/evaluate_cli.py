@@ -123,11 +123,12 @@ def build_models(
     baselines: bool = True,
     seed: int = 0,
     feedback: Feedback = DEFAULT_FEEDBACK,
+    params: ScoringParams | None = None,
 ) -> dict[str, OnlineRanker]:
     """``streamrec`` (with the dataset's catalog, as the worker has it after `streamrec
-    produce --items`), the ``variants`` and the baselines."""
+    produce --items`, and the worker's ``params``), the ``variants`` and the baselines."""
     models: dict[str, OnlineRanker] = {
-        "streamrec": StreamModel(feedback=feedback, catalog=data.catalog)
+        "streamrec": StreamModel(feedback=feedback, catalog=data.catalog, params=params)
     }
     for name in variants:
         if name not in VARIANTS:
@@ -144,12 +145,40 @@ def _relative(ours: float, best: float) -> float:
     return (ours / best - 1.0) if best > 0 else math.inf
 
 
-def run(args: argparse.Namespace, feedback: Feedback = DEFAULT_FEEDBACK) -> int:
-    """Evaluate, counting events as ``feedback`` says (the worker's settings)."""
+def _references(
+    results: dict[str, Any], references: list[str], dataset: EventDataset, k: int
+) -> dict[str, Any]:
+    """What each reference (the planted-truth oracle) is, and how far above Markov it is."""
+    markov = results.get("markov")
+    return {
+        name: {
+            "what": "planted-truth oracle: reads the generator's hidden world; a ceiling, "
+            "not a baseline and not a competitor",
+            "generator_resumes_chain": bool(getattr(dataset.planted, "resume_chain", False)),
+            "relative_to_markov": {
+                metric: _relative(results[name][metric], markov[metric])
+                for metric in (f"hit_rate@{k}", f"mrr@{k}")
+            }
+            if markov is not None
+            else None,
+        }
+        for name in references
+    }
+
+
+def run(
+    args: argparse.Namespace,
+    feedback: Feedback = DEFAULT_FEEDBACK,
+    params: ScoringParams | None = None,
+) -> int:
+    """Evaluate, counting events as ``feedback`` says and scoring with ``params`` (the
+    worker's settings)."""
     dataset = load_dataset(args.dataset, synthetic_events=args.synthetic_events, seed=args.seed)
     events = dataset.events[: args.limit] if args.limit else dataset.events
     variants = [v for v in args.variants.split(",") if v]
-    models = build_models(dataset, variants, not args.no_baselines, args.seed, feedback=feedback)
+    models = build_models(
+        dataset, variants, not args.no_baselines, args.seed, feedback=feedback, params=params
+    )
     references: list[str] = []
     if dataset.planted is not None and not args.no_oracle:
         # Reads the generator's hidden world: a ceiling for reading the gaps, never compared as
@@ -184,26 +213,13 @@ def run(args: argparse.Namespace, feedback: Feedback = DEFAULT_FEEDBACK) -> int:
             "wall_s": round(time.perf_counter() - started, 1),
             "event_weights": dict(feedback.weights),
             "negative_rating_below": feedback.negative_rating_below,
+            "cold_slot": None if params is None else params.cold_slot,
         },
         "models": result["models"],
         "comparison": comparison,
     }
     if references:
-        markov = result["models"].get("markov")
-        output["references"] = {
-            name: {
-                "what": "planted-truth oracle: reads the generator's hidden world; a ceiling, "
-                "not a baseline and not a competitor",
-                "generator_resumes_chain": bool(getattr(dataset.planted, "resume_chain", False)),
-                "relative_to_markov": {
-                    metric: _relative(result["models"][name][metric], markov[metric])
-                    for metric in (f"hit_rate@{k}", f"mrr@{k}")
-                }
-                if markov is not None
-                else None,
-            }
-            for name in references
-        }
+        output["references"] = _references(result["models"], references, dataset, k)
     for name, res in result["models"].items():
         print(
             f"{name:24s} HR@{k} {res[f'hit_rate@{k}']:.4f}  MRR@{k} {res[f'mrr@{k}']:.4f}  "

@@ -14,4 +14,6 @@ add_arguments = evaluate_cli.add_arguments
 
 
 def run(args: argparse.Namespace) -> int:
-    return evaluate_cli.run(args, feedback=args.settings.feedback)
+    return evaluate_cli.run(
+        args, feedback=args.settings.feedback, params=args.settings.scoring_params
+    )

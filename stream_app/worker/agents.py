@@ -402,6 +402,7 @@ def _live_path(
             keys=keys,
             history_len=settings.history_len,
             content=content,
+            params=settings.scoring_params,
         ),
         top_n=settings.top_n,
         half_life_s=settings.popularity_half_life_s,

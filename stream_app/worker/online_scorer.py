@@ -17,7 +17,7 @@ from models.events import Interaction
 from models.online.stream import StreamScorer
 from models.online.stream.content import ItemContent
 from models.online.stream.partitions import key_partition
-from models.online.stream.scoring import blend_session
+from models.online.stream.scoring import ScoringParams, blend_session
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation
 from stream_app.cache.keys import CacheKeys
 
@@ -101,11 +101,12 @@ class OnlineScorer:
         session_slots: int = 5,
         history_len: int = 200,
         content: ItemContent | None = None,
+        params: ScoringParams | None = None,
     ) -> None:
         self.cache = cache
         self.slot = slot
         self.keys = keys or CacheKeys()
-        self.model = model or StreamScorer(partitions=partitions, content=content)
+        self.model = model or StreamScorer(partitions=partitions, content=content, params=params)
         self.session_len = session_len
         self.session_slots = session_slots
         #: the worker's ``HISTORY_LEN``: how the batch's events extend a learning history

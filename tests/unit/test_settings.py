@@ -143,6 +143,8 @@ BAD = [
     ("STREAMREC_NEGATIVE_RATING_BELOW", "three"),
     ("STREAMREC_NEGATIVE_RATING_BELOW", "nan"),
     ("STREAMREC_NEGATIVE_RATING_BELOW", "-inf"),
+    ("STREAMREC_COLD_SLOT", "0"),
+    ("STREAMREC_COLD_SLOT", "fifth"),
     ("STREAMREC_REFRESH_WINDOW_S", "-1"),
     ("STREAMREC_REFRESH_WINDOW_S", "nan"),
     ("STREAMREC_REFRESH_RATE", "0"),
@@ -206,6 +208,13 @@ def test_event_weights_override_the_defaults_and_reach_the_models_rules() -> Non
     assert s.feedback.negative_rating_below == 3.0
     off = Settings.from_env({"STREAMREC_NEGATIVE_RATING_BELOW": "OFF"})
     assert off.negative_rating_below is None
+
+
+def test_the_cold_slot_is_a_place_from_one_or_off() -> None:
+    """The setting counts places from 1, as a reader does; scoring counts from 0."""
+    assert Settings().scoring_params.cold_slot is None
+    assert Settings.from_env({"STREAMREC_COLD_SLOT": "5"}).scoring_params.cold_slot == 4
+    assert Settings.from_env({"STREAMREC_COLD_SLOT": "off"}).cold_slot is None
 
 
 @pytest.mark.parametrize(
