@@ -336,7 +336,7 @@ class UserSide:
         on_loop = on_loop and marks is not None
         batch = checked.fresh(marks or {})
         before, histories, excluded, acts = self.merge_histories(checked.valid)
-        pending = await self.send_deltas(batch, before, sent or {}, on_loop)
+        pending = await self.send_deltas(batch, before, sent, on_loop)
         work = functools.partial(
             self.path.process,
             batch.valid,
@@ -373,7 +373,8 @@ class UserSide:
 
         def read() -> tuple[dict[int, int] | None, dict[int, int] | None]:
             counted = _read_marks(self.store, counted_marks(topic))
-            return counted, _read_marks(self.store, sent_marks(topic)) if counted else None
+            sent = _read_marks(self.store, sent_marks(topic)) if counted is not None else None
+            return counted, sent
 
         return read() if on_loop else await asyncio.to_thread(read)
 
@@ -412,7 +413,7 @@ class UserSide:
         self,
         batch: SortedBatch,
         before: dict[str, list[str]],
-        sent: Mapping[int, int],
+        sent: Mapping[int, int] | None,
         on_loop: bool,
     ) -> list[Any]:
         """The batch's item co-occurrence increments, one message per target partition (not
@@ -422,9 +423,13 @@ class UserSide:
         anything is sent. Events at or below the marks read at the batch's start (``sent``)
         are a crashed batch's, whose deltas may be applied already: they get deltas of their
         own, stamped with their own last offset, which an item row that has them skips (a
-        replay's batches need not end where the crashed one did)."""
-        parts = stamped_deltas(batch, before, sent, self.feedback, self.settings.history_len)
-        await self.mark_sent(batch.last_offsets(), on_loop)
+        replay's batches need not end where the crashed one did). ``sent`` is None when the
+        marks could not be read: Redis is down, and trying to move them would only hold the
+        batch longer."""
+        history_len = self.settings.history_len
+        parts = stamped_deltas(batch, before, sent or {}, self.feedback, history_len)
+        if sent is not None:
+            await self.mark_sent(batch.last_offsets(), on_loop)
         futures = []
         for deltas in parts:
             for target, value in pack_deltas(deltas, self.settings.event_partitions).items():

@@ -263,6 +263,24 @@ def produce() -> Callable[..., str]:
     return _produce
 
 
+def _producing(env: dict[str, str], *args: str) -> subprocess.Popen:
+    """``streamrec produce --no-progress ARGS`` started in the background (a test kills
+    something while it runs); ``communicate()`` gives its output."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream_app.cli", "produce", "--no-progress", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture
+def producing() -> Callable[..., subprocess.Popen]:
+    """``producing(env, *args)``: ``produce``'s command started in the background."""
+    return _producing
+
+
 def _tiny_version(store: Path, hour: int, code: Any = None) -> Path:
     """An honestly saved, untrained session-model version over items ``i0``-``i11`` (every claim
     in its manifest holds on its held-out cases, so the worker's gate passes it), dated

@@ -78,9 +78,11 @@ def test_a_metadata_only_item_reaches_a_user_whose_history_matches(
     client = redis.Redis.from_url(settings.redis_url)
     keys = CacheKeys(settings.redis_key_prefix)
     wait_for(
-        lambda: int(client.get(keys.stat("events")) or 0) >= 400,
+        lambda: (
+            int(client.get(keys.stat("events")) or 0) >= 400 and client.exists(keys.neighbors("d1"))
+        ),
         120,
-        "the crowd's events processed",
+        "the crowd's events processed and the item side's lists published",
         worker.log_tail,
     )
     fans = [

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import math
 import signal
-import subprocess
-import sys
 from collections import defaultdict
 
 import pytest
@@ -34,17 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 SEED = 11
 N_EVENTS = 4000
 N_MALFORMED = 40
-
-
-def _producer(env: dict[str, str], rate: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "stream_app.cli", "produce", "--no-progress",
-            "--seed", str(SEED), "--generate", str(N_EVENTS), "--rate", str(rate),
-            "--invalid", str(N_MALFORMED),
-        ],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
 
 
 def _events(client: redis.Redis, keys: CacheKeys) -> int:
@@ -111,7 +98,7 @@ def _check_dead_letters(client, keys, settings, dead_letters) -> None:
 
 
 def test_sigkill_mid_stream_then_restart_loses_nothing(
-    settings, start_worker, wait_for, env_for, dead_letters
+    settings, start_worker, wait_for, env_for, dead_letters, producing
 ):
     ensure_topics(settings)
     client = redis.Redis.from_url(settings.redis_url)
@@ -126,7 +113,11 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
         "the first worker to be ready",
         first.log_tail,
     )
-    producer = _producer(env_for(settings), rate=1000)
+    producer = producing(
+        env_for(settings),
+        *("--seed", str(SEED), "--generate", str(N_EVENTS), "--rate", "1000"),
+        *("--invalid", str(N_MALFORMED)),
+    )
     wait_for(
         lambda: _events(client, keys) >= 1000,
         120,
