@@ -9,7 +9,6 @@ The unit tests (tests/unit/worker/test_model_slot_artifact.py) hold more variant
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import time
@@ -21,40 +20,18 @@ from typing import Any
 import redis
 from chaos_stack import PrivateStack, Worker, counter, scenario_settings, wait_until
 
+from models.session.tiny import ITEMS
 from stream_app.cache import CacheKeys, UserRecs
 from stream_app.cache.journals import decode_entries
 from stream_app.settings import Settings
 
-#: The tiny world of the versions: 12 items, 4-wide layers (loads in well under a second).
-ITEMS = [f"i{j}" for j in range(12)]
-
 
 def _version(store: Path, hour: int, layer: Any = None) -> Path:
-    """An honest version (every manifest claim holds on its held-out cases) with ``layer``
-    between its embedding and its GRU, dated ``hour`` on a fixed day."""
-    import keras
+    """An honest version (``models.session.tiny``) with ``layer`` between its embedding and
+    its GRU, dated ``hour`` on a fixed day."""
+    from models.session.tiny import save_tiny_version
 
-    from models.session.artifacts import save_artifact
-    from models.session.data import EvalCase, Vocabulary
-    from models.session.network import EMBEDDING_LAYER, PROJECTION_LAYER
-    from models.session.serving import SessionModel
-
-    vocab = Vocabulary(ITEMS)
-    items = keras.Input(shape=(None,), dtype="int32")
-    normal = keras.initializers.RandomNormal(stddev=0.05)
-    x = keras.layers.Embedding(vocab.size, 4, embeddings_initializer=normal, name=EMBEDDING_LAYER)(
-        items
-    )
-    x = keras.layers.GRU(4, return_sequences=True)(layer(x) if layer is not None else x)
-    encoder = keras.Model(items, keras.layers.Dense(4, name=PROJECTION_LAYER)(x))
-    metrics = {
-        "test": {"recall@20": 0.30, "mrr@20": 0.05},  # 12 items: recall@20 is 1.0 on any case
-        "baselines": {"pop": {"recall@20": 0.10, "mrr@20": 0.01}},
-    }
-    cases = [EvalCase((f"i{j}", f"i{j + 1}"), f"i{j + 2}") for j in range(8)]
-    when = dt.datetime(2026, 11, 23, hour, tzinfo=dt.UTC)
-    model = SessionModel(encoder, vocab)
-    return save_artifact(model, store, {"metrics": metrics}, ["i1"], now=when, holdout=cases)
+    return save_tiny_version(store, hour, layer)
 
 
 def _copy(good: Path, name: str) -> Path:

@@ -9,7 +9,6 @@ the tests FAIL with the command to run, never skip.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import shutil
@@ -282,32 +281,11 @@ def producing() -> Callable[..., subprocess.Popen]:
 
 
 def _tiny_version(store: Path, hour: int, code: Any = None) -> Path:
-    """An honestly saved, untrained session-model version over items ``i0``-``i11`` (every claim
-    in its manifest holds on its held-out cases, so the worker's gate passes it), dated
-    ``hour`` on a fixed day; ``code``, a Keras layer, goes between its embedding and its GRU."""
-    import keras
+    """``models.session.tiny.save_tiny_version``: a small version the worker's gate passes
+    (``code``, a Keras layer, between its embedding and its GRU)."""
+    from models.session.tiny import save_tiny_version
 
-    from models.session.artifacts import save_artifact
-    from models.session.data import EvalCase, Vocabulary
-    from models.session.network import EMBEDDING_LAYER, PROJECTION_LAYER
-    from models.session.serving import SessionModel
-
-    vocab = Vocabulary([f"i{j}" for j in range(12)])
-    items = keras.Input(shape=(None,), dtype="int32")
-    normal = keras.initializers.RandomNormal(stddev=0.05)
-    x = keras.layers.Embedding(vocab.size, 4, embeddings_initializer=normal, name=EMBEDDING_LAYER)(
-        items
-    )
-    x = keras.layers.GRU(4, return_sequences=True)(code(x) if code is not None else x)
-    encoder = keras.Model(items, keras.layers.Dense(4, name=PROJECTION_LAYER)(x))
-    metrics = {
-        "test": {"recall@20": 0.30, "mrr@20": 0.05},  # 10 items: recall@20 is 1.0 on any case
-        "baselines": {"pop": {"recall@20": 0.10, "mrr@20": 0.01}},
-    }
-    cases = [EvalCase((f"i{j}", f"i{j + 1}"), f"i{j + 2}") for j in range(8)]
-    when = dt.datetime(2026, 11, 23, hour, tzinfo=dt.UTC)
-    model = SessionModel(encoder, vocab)
-    return save_artifact(model, store, {"metrics": metrics}, ["i1"], now=when, holdout=cases)
+    return save_tiny_version(store, hour, code)
 
 
 @pytest.fixture
