@@ -332,6 +332,9 @@ def start_worker(
             "STREAMREC_REDIS_URL": run.redis_url,
             "STREAMREC_TOPIC_EVENTS": topic,
             "STREAMREC_TOPIC_DLQ": f"{topic}.dlq",
+            # its own (empty) catalog: the shared `items` topic may hold a demo's catalog,
+            # which switches content scoring on and measures another model
+            "STREAMREC_TOPIC_ITEMS": f"{topic}.items",
             "STREAMREC_APP_ID": app_id,
             "STREAMREC_WEB_PORT": str(free_port()),
             "STREAMREC_STATE_DIR": str(run.tmp / "state"),
