@@ -15,7 +15,10 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -28,6 +31,7 @@ from stream_app.cache import CacheKeys, UserRecs
 from stream_app.cache.base import decode_neighbors, encode_neighbors
 from stream_app.cache.keys import counted_marks
 from stream_app.kafka.admin import ensure_topics
+from stream_app.settings import Settings
 from stream_app.worker.online_scorer import CF_VERSION
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
@@ -43,6 +47,27 @@ def _events(client: redis.Redis, keys: CacheKeys) -> int:
         return -1
 
 
+def _worker_on_private_redis(
+    settings: Settings,
+    private_redis: Any,
+    data_dir: Path,
+    appendonly: bool,
+    start_worker: Callable[[Settings], Any],
+    wait_for: Callable[..., None],
+) -> tuple[Settings, redis.Redis, CacheKeys, Any]:
+    """A worker on the test's own Redis (started with ``data_dir``), once it has set the
+    first generation marker: the settings, a client, the keys and the worker."""
+    private_redis.start(data_dir, appendonly=appendonly)
+    settings = replace(settings, redis_url=private_redis.url)
+    ensure_topics(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = CacheKeys(settings.redis_key_prefix)
+    worker = start_worker(settings)
+    p = settings.event_partitions
+    wait_for(lambda: _rebuilt(client, keys, None, p), 120, "a first marker", worker.log_tail)
+    return settings, client, keys, worker
+
+
 def _generated(n: int, rate: int, seed: int = SEED) -> tuple[str, ...]:
     """``streamrec produce`` arguments: ``n`` synthetic events at ``rate`` per second."""
     return ("--seed", str(seed), "--generate", str(n), "--rate", str(rate))
@@ -51,14 +76,9 @@ def _generated(n: int, rate: int, seed: int = SEED) -> tuple[str, ...]:
 def test_redis_killed_and_restarted_with_its_data_loses_no_event(
     settings, private_redis, start_worker, wait_for, env_for, tmp_path, producing
 ):
-    private_redis.start(tmp_path / "redis-a", appendonly=True)
-    settings = replace(settings, redis_url=private_redis.url)
-    ensure_topics(settings)
-    client = redis.Redis.from_url(settings.redis_url)
-    keys = CacheKeys(settings.redis_key_prefix)
-    worker = start_worker(settings)
-    p = settings.event_partitions
-    wait_for(lambda: _rebuilt(client, keys, None, p), 120, "a first marker", worker.log_tail)
+    settings, client, keys, worker = _worker_on_private_redis(
+        settings, private_redis, tmp_path / "redis-a", True, start_worker, wait_for
+    )
     producer = producing(env_for(settings), *_generated(N_EVENTS, rate=400))
     wait_for(lambda: _events(client, keys) >= 600, 120, "600 events counted", worker.log_tail)
     token = client.hget(keys.generation, "token")
@@ -125,16 +145,12 @@ def _rebuilt(client: redis.Redis, keys: CacheKeys, old_token: bytes, partitions:
 def test_redis_restarted_empty_is_rebuilt_from_the_tables(
     settings, private_redis, start_worker, wait_for, env_for, tmp_path, producing
 ):
-    private_redis.start(tmp_path / "redis-b1", appendonly=False)
-    settings = replace(settings, redis_url=private_redis.url)
-    ensure_topics(settings)
-    client = redis.Redis.from_url(settings.redis_url)
-    keys = CacheKeys(settings.redis_key_prefix)
-    worker = start_worker(settings)
-    p = settings.event_partitions
     # A new Redis: the worker creates the marker and "rebuilds" its empty tables, before any
     # event, so what is compared below was published by the live path alone.
-    wait_for(lambda: _rebuilt(client, keys, None, p), 120, "a first marker", worker.log_tail)
+    settings, client, keys, worker = _worker_on_private_redis(
+        settings, private_redis, tmp_path / "redis-b1", False, start_worker, wait_for
+    )
+    p = settings.event_partitions
     assert "rebuilt users of partitions [0, 1, 2, 3]: 0 keys" in worker.log_tail(200)
     producer = producing(env_for(settings), *_generated(N_EVENTS, rate=2000))
     out, _ = producer.communicate(timeout=120)
