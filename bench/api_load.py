@@ -311,23 +311,6 @@ async def load(
 # --------------------------------------------------------------------------- the stack
 
 
-def produce_messages(settings: Settings, topic: str, messages: Sequence[tuple[bytes, Any]]) -> None:
-    """Send ready-made ``(key, value)`` messages (the catalog's) and wait for every ack."""
-    from kafka import KafkaProducer
-
-    from stream_app.cli.produce import PRODUCER_CONFIG
-
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), **PRODUCER_CONFIG
-    )
-    try:
-        for key, value in messages:
-            producer.send(topic, key=key, value=value)
-        producer.flush()
-    finally:
-        producer.close()
-
-
 def fill(run: e2e.Run, keys: CacheKeys) -> tuple[dict[str, Any], e2e.WorkerProc, str, str]:
     """The catalog, then the events, through Kafka into one worker, until it has counted every
     event and applied every record; the worker is left running (idle, reporting as in
@@ -342,7 +325,7 @@ def fill(run: e2e.Run, keys: CacheKeys) -> tuple[dict[str, Any], e2e.WorkerProc,
     compact = {"cleanup.policy": "compact"}
     ensure_topics(settings, [TopicSpec(items_topic, 1, settings.replication_factor, compact)], 60)
     catalog = load_catalog(DATASET)
-    produce_messages(settings, items_topic, item_messages(catalog))
+    e2e.produce_messages(settings, items_topic, item_messages(catalog))
     e2e.produce(settings, topic, run.events)
     app_id = f"bench-{run.run_id}"
     worker = e2e.start_worker(run, topic, app_id, 0, {"STREAMREC_TOPIC_ITEMS": items_topic})

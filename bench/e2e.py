@@ -127,6 +127,9 @@ class Run:
     timeout_s: float = 600.0
     #: how long the DB's lock lives past each phase's start (``clear`` renews it)
     lock_ttl_s: int = 3600
+    #: the compacted items topic every worker of the run follows (``--catalog``: the dataset's
+    #: catalog published on it); None: each worker gets an empty one of its own
+    items_topic: str | None = None
 
     @property
     def redis_url(self) -> str:
@@ -242,6 +245,21 @@ def produce(settings: Settings, topic: str, events: Sequence[Interaction]) -> fl
     return len(events) / (time.perf_counter() - start)
 
 
+def produce_messages(settings: Settings, topic: str, messages: Sequence[tuple[bytes, Any]]) -> None:
+    """Send ready-made ``(key, value)`` messages (the catalog's) and wait for every ack."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), **PRODUCER_CONFIG
+    )
+    try:
+        for key, value in messages:
+            producer.send(topic, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+
 # --------------------------------------------------------------------------- the baseline
 
 
@@ -332,9 +350,10 @@ def start_worker(
             "STREAMREC_REDIS_URL": run.redis_url,
             "STREAMREC_TOPIC_EVENTS": topic,
             "STREAMREC_TOPIC_DLQ": f"{topic}.dlq",
-            # its own (empty) catalog: the shared `items` topic may hold a demo's catalog,
-            # which switches content scoring on and measures another model
-            "STREAMREC_TOPIC_ITEMS": f"{topic}.items",
+            # the run's catalog (``--catalog``), else an empty one of its own: the shared
+            # `items` topic may hold a demo's catalog, which switches content scoring on and
+            # measures another model
+            "STREAMREC_TOPIC_ITEMS": run.items_topic or f"{topic}.items",
             "STREAMREC_APP_ID": app_id,
             "STREAMREC_WEB_PORT": str(free_port()),
             "STREAMREC_STATE_DIR": str(run.tmp / "state"),
@@ -601,15 +620,19 @@ def offline_hit_rates(
     seed: int,
     partitions: int,
     dense_reference: bool = False,
+    records: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Prequential HitRate@10 and MRR@10 on the same events, in this run, of the worker's own
     model (``StreamModel``, one ranker per user-side partition, as ``streamrec evaluate`` runs
-    it) and, if asked, the dense offline model (slow: it scores the whole catalog per event)."""
+    it; with the catalog ``records`` when the workers had them) and, if asked, the dense offline
+    model (slow: it scores the whole catalog per event)."""
     from models.evaluation.prequential import prequential
     from models.online.baselines import OnlineRanker
     from models.online.stream import StreamModel
 
-    models: dict[str, OnlineRanker] = {"streamrec": StreamModel(partitions=partitions)}
+    models: dict[str, OnlineRanker] = {
+        "streamrec": StreamModel(partitions=partitions, catalog=records)
+    }
     if dense_reference:
         from models.online.recommender import OnlineRecommender
 
@@ -839,6 +862,25 @@ def load_events(
     return (events[:n_events] if n_events is not None else events), dict(data.items)
 
 
+def publish_catalog(run: Run, dataset: str) -> list[Any]:
+    """The dataset's catalog on a compacted items topic of this run, which every worker of the
+    run follows (``Run.items_topic``): the model with content scoring and cold candidates, as a
+    shop that publishes its catalog runs it. Returns the records."""
+    from models.datasets import load_catalog
+    from stream_app.cli.produce import item_messages
+    from stream_app.kafka.admin import TopicSpec, ensure_topics
+
+    records = list(load_catalog(dataset))
+    # not in ``run.topics``: every phase's workers read it, so it is retired with the run
+    topic = f"bench.{run.run_id}.items"
+    spec = TopicSpec(topic, 1, run.settings.replication_factor, {"cleanup.policy": "compact"})
+    ensure_topics(run.settings, [spec], 60)
+    produce_messages(run.settings, topic, item_messages(records))
+    run.items_topic = topic
+    log(f"{dataset}: {len(records)} catalog records published to {topic}")
+    return records
+
+
 def finish_freshness(
     args: argparse.Namespace, run: Run, keys: CacheKeys, one: dict, result: dict[str, Any]
 ) -> dict[str, Any]:
@@ -882,6 +924,8 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
                 one = {"events_per_s": args.assume_events_per_s, "assumed": True}
                 result.update(events_per_s=args.assume_events_per_s, rate_assumed=True)
                 return finish_freshness(args, run, keys, one, result)
+            records = publish_catalog(run, dataset) if args.catalog else None
+            result["catalog_records"] = len(records) if records is not None else 0
             topic = run.topic("events")
             create_topic(settings, topic)
             produce_rate = produce(settings, topic, events)
@@ -908,13 +952,19 @@ def bench_dataset(args: argparse.Namespace, settings: Settings, dataset: str) ->
                 retire_topics(args, run)
                 result["paced_hitrate_sample"] = args.quality_sample
                 offline = offline_hit_rates(
-                    events, catalog, args.seed, settings.event_partitions, args.dense_reference
+                    events,
+                    catalog,
+                    args.seed,
+                    settings.event_partitions,
+                    args.dense_reference,
+                    records,
                 )
                 result.update(offline)
                 result.update(live_vs_offline(result))
             if not args.skip_freshness:
                 finish_freshness(args, run, keys, one, result)
         finally:
+            run.topics += [run.items_topic] if run.items_topic else []
             retire_topics(args, run)
             with contextlib.suppress(Exception):
                 release_db(run)
@@ -948,6 +998,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="more fractions of the 1-worker rate to measure freshness at (e.g. 0.25)",
     )
     parser.add_argument("--skip-freshness", action="store_true")
+    parser.add_argument(
+        "--catalog",
+        action="store_true",
+        help="publish the dataset's catalog first: workers score content and cold items, and "
+        "the offline model of the quality phase has the same catalog",
+    )
     parser.add_argument(
         "--quality-sample",
         type=float,

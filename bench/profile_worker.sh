@@ -21,15 +21,15 @@ mkdir -p "$OUT"
 "$PY" bench/e2e.py "$@" --out "$OUT/e2e.json" >"$OUT/e2e.log" 2>&1 &
 e2e=$!
 trap 'kill $e2e 2>/dev/null || true' EXIT
-# The backlog phase starts after the bare-loop baseline; the worker is the only `streamrec
-# worker` process then (this script is not meant to run beside other benchmarks).
+# The backlog phase starts after the bare-loop baseline; its worker is the run's child (other
+# `streamrec worker` processes on the machine, a demo's or a test's, are not sampled).
 until grep -q "baseline:" "$OUT/e2e.log"; do
   kill -0 $e2e 2>/dev/null || { cat "$OUT/e2e.log"; exit 1; }
   sleep 1
 done
 pid=""
 for _ in $(seq 1 240); do
-  pid=$(pgrep -f "stream_app.cli worker" | head -1 || true)
+  pid=$(pgrep -P $e2e -f "stream_app.cli worker" | head -1 || true)
   [[ -n $pid ]] && break
   sleep 0.5
 done
