@@ -259,7 +259,7 @@ class RedisReadStore:
         raws, hidden, deleted = await self._catalog_reads([m.decode() for m, _ in members])
         return [raw_epoch, flat, raws, hidden, deleted]
 
-    async def _catalog_reads(self, ids: Sequence[str]) -> list[Any]:
+    async def _catalog_reads(self, ids: list[str]) -> list[Any]:
         """The records of ``ids`` and their hidden and deleted flags; on a cluster the records
         (spread over the slots) are read apart from the flags (one shared slot)."""
         if not self._cluster:
@@ -268,7 +268,8 @@ class RedisReadStore:
                 pipe.smismember(self.keys.hidden_items, ids)
                 pipe.smismember(self.keys.deleted_items, ids)
                 return list(await pipe.execute())
-        raws = await self._redis.mget_nonatomic([self.keys.item_meta(i) for i in ids])
+        cluster: Any = self._redis  # a RedisCluster here (its MGET across slots)
+        raws = await cluster.mget_nonatomic([self.keys.item_meta(i) for i in ids])
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.smismember(self.keys.hidden_items, ids)
             pipe.smismember(self.keys.deleted_items, ids)

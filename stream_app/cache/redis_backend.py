@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import redis
 from redis import exceptions
 from redis.backoff import ExponentialBackoff
-from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from models.catalog import ItemRecord, encode_item
@@ -156,8 +155,9 @@ class RedisCache:
         #: ``max_decoded`` entries (then emptied), callers must not mutate the lists
         self._decoded: dict[str, tuple[bytes, list[tuple[str, float]]]] = {}
         self.max_decoded = max_decoded
-        self._redis = connect_redis(
-            url,
+        access = as_access(url)
+        self._connect = lambda: connect_redis(
+            access,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
             retry_on_error=list(TRANSIENT_ERRORS),
             socket_timeout=socket_timeout_s,
@@ -165,9 +165,20 @@ class RedisCache:
             health_check_interval=30,
         )
         #: a Redis Cluster: multi-key writes are cut by slot (the keys must be ``cluster`` ones)
-        self._cluster = isinstance(self._redis, RedisCluster)
+        self._cluster = access.cluster
         if self._cluster and not self.keys.cluster:
             raise ValueError("a Redis Cluster needs CacheKeys(..., cluster=True) (hash-tagged)")
+        if not self._cluster:
+            self._redis: SyncRedis = self._connect()  # redis.Redis connects on first command
+
+    def __getattr__(self, name: str) -> Any:
+        """``_redis`` of a cluster, opened on first use: ``RedisCluster`` asks for the slot map
+        when it is made, and a cluster that is down must read as an outage the worker waits
+        out (``CacheUnavailable`` from ``_call``), as one Redis does, not stop the start."""
+        if name != "_redis" or self.__dict__.get("_cluster") is not True:
+            raise AttributeError(name)
+        self._redis = self._connect()
+        return self._redis
 
     @property
     def client(self) -> SyncRedis:
@@ -181,7 +192,7 @@ class RedisCache:
             raise CacheUnavailable(f"redis unavailable after retries: {exc}") from exc
 
     def ping(self) -> bool:
-        return bool(self._call(self._redis.ping))
+        return bool(self._call(lambda: self._redis.ping()))
 
     def update_trending(
         self,
@@ -627,4 +638,5 @@ class RedisCache:
         }
 
     def close(self) -> None:
-        self._redis.close()
+        if "_redis" in self.__dict__:
+            self._redis.close()
