@@ -93,6 +93,8 @@ def test_a_master_killed_mid_stream_fails_over_and_no_list_is_lost(
             f"all {N_EVENTS} events counted after the failover",
             lambda: f"events={_events(client, keys)}\n{worker.stacks()}",
         )
+        # Not "== N_EVENTS": a batch's MULTI the dead master acknowledged but had not yet sent
+        # to its replica is lost with its counts (asynchronous replication, docs/deploy.md).
         assert at_failover < N_EVENTS  # the worker wrote after the failover, not only before
         worker.assert_alive()  # the same process throughout
         users = sorted({e.user_id for e in load_dataset("synthetic", synthetic_events=N_EVENTS,
