@@ -10,13 +10,17 @@ PY     := $(VENV)/bin/python
 KAFKA_PORT ?= 9092
 REDIS_PORT ?= 6379
 export KAFKA_PORT REDIS_PORT
+# First of the six loopback ports of the local Redis Cluster (infra/redis_cluster.sh).
+REDIS_CLUSTER_PORT ?= 7100
+export REDIS_CLUSTER_PORT
 export STREAMREC_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
 export STREAMREC_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 export PYTHONUNBUFFERED := 1
 
 DATA ?= movielens100k
 
-.PHONY: help venv browser stack-up stack-down stack-status demo demo-stop bench-stream test unit integration \
+.PHONY: help venv browser stack-up stack-down stack-status redis-cluster-up redis-cluster-down \
+        redis-cluster-status demo demo-stop bench-stream test unit integration \
         lint fmt evaluate train-session bench chaos bench-online bench-session bench-dashboard bench-api clean readme
 
 help: ## list the targets
@@ -47,6 +51,15 @@ stack-down: ## stop what stack-up started
 
 stack-status: ## show whether Kafka and Redis are up
 	@bash infra/stack.sh status
+
+redis-cluster-up: ## start a local Redis Cluster, 3 masters + 3 replicas on 127.0.0.1:7100-7105 (idempotent)
+	@bash infra/redis_cluster.sh up
+
+redis-cluster-down: ## stop what redis-cluster-up started
+	@bash infra/redis_cluster.sh down
+
+redis-cluster-status: ## show each node of the local Redis Cluster and the cluster's state
+	@bash infra/redis_cluster.sh status
 
 demo: stack-up ## stack up, worker started, DATA=movielens100k|synthetic replayed, live recs shown
 	@bash scripts/demo.sh $(DATA)

@@ -45,16 +45,34 @@ def _parse_bootstrap(raw: str) -> str:
     return ",".join(servers)
 
 
+#: URL schemes of a Redis Cluster (any one node's address; the client finds the others).
+REDIS_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
 def _parse_redis_url(raw: str) -> str:
+    """A Redis URL; ``redis+cluster://host:port`` (``rediss+cluster://`` with TLS) names any
+    node of a Redis Cluster, which has one database only (so no ``/db`` other than 0).
+
+    >>> _parse_redis_url("redis+cluster://10.0.0.5:7000")
+    'redis+cluster://10.0.0.5:7000'
+    >>> _parse_redis_url("redis+cluster://10.0.0.5:7000/2")
+    Traceback (most recent call last):
+    ValueError: a Redis Cluster has database 0 only ...
+    """
     parsed = urlparse(raw)
-    if parsed.scheme not in {"redis", "rediss", "unix"}:
-        raise ValueError("expected redis://host:port/db")
+    if parsed.scheme not in {"redis", "rediss", "unix", *REDIS_CLUSTER_SCHEMES}:
+        raise ValueError(
+            "expected redis://host:port/db, rediss://..., unix://... or "
+            "redis+cluster://host:port (rediss+cluster:// with TLS)"
+        )
     if parsed.scheme != "unix" and not parsed.hostname:
         raise ValueError("missing host")
     try:
         _ = parsed.port
     except ValueError as exc:
         raise ValueError(f"bad port: {exc}") from None
+    if parsed.scheme in REDIS_CLUSTER_SCHEMES and parsed.path.strip("/") not in {"", "0"}:
+        raise ValueError(f"a Redis Cluster has database 0 only, not {parsed.path.strip('/')!r}")
     return raw
 
 
@@ -281,7 +299,26 @@ class RedisAccess:
 
     @property
     def uses_tls(self) -> bool:
-        return self.url.startswith("rediss://")
+        return self.url.startswith(("rediss://", "rediss+cluster://"))
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the URL names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``).
+
+        >>> RedisAccess("rediss+cluster://cache:7000").cluster, RedisAccess().cluster
+        (True, False)
+        """
+        return self.url.split("://", 1)[0] in REDIS_CLUSTER_SCHEMES
+
+    @property
+    def client_url(self) -> str:
+        """The URL as redis-py takes it: the cluster client reads plain ``redis://`` and
+        ``rediss://`` (which client to open is ``cluster``'s choice, not the scheme's).
+
+        >>> RedisAccess("rediss+cluster://app:pw@cache:7000").client_url
+        'rediss://app:pw@cache:7000'
+        """
+        return self.url.replace("+cluster://", "://", 1) if self.cluster else self.url
 
     def __repr__(self) -> str:
         return f"RedisAccess({redact_url(self.url)!r})"
@@ -298,7 +335,8 @@ class Settings:
         "REDIS_URL",
         _parse_redis_url,
         "redis://127.0.0.1:6379/0",
-        "Redis connection URL: `redis://[user:password@]host:port/db`, `rediss://` for TLS",
+        "Redis connection URL: `redis://[user:password@]host:port/db`, `rediss://` for TLS; "
+        "`redis+cluster://host:port` (any node; `rediss+cluster://` with TLS) for a Redis Cluster",
     )
     redis_tls_ca_file: Path | None = _env(
         "REDIS_TLS_CA_FILE",
@@ -669,7 +707,7 @@ def _security_problem(s: Settings) -> str | None:
         if getattr(s, name) is not None and not tls:
             return f"{env[name]} is set but {protocol} does not use TLS; use SSL or SASL_SSL"
     for name in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file"):
-        if getattr(s, name) is not None and not s.redis_url.startswith("rediss://"):
+        if getattr(s, name) is not None and not s.redis.uses_tls:
             return f"{env[name]} is set but {env['redis_url']} is not a rediss:// (TLS) URL"
     return None
 

@@ -22,7 +22,7 @@ from stream_app.api.journals import (
     parse_model_decisions,
 )
 from stream_app.cache.base import CacheUnavailable, UserRecs, decode_item_meta, decode_neighbors
-from stream_app.cache.connect import connect_redis_async
+from stream_app.cache.connect import as_access, connect_redis_async
 from stream_app.cache.keys import STAT_NAMES, CacheKeys
 from stream_app.cache.telemetry import (
     WORKER_TTL_S,
@@ -55,8 +55,8 @@ def parse_neighbors(raw: Any) -> list[tuple[str, float]]:
 
 #: The trending head and its catalog entries in one round trip (a pipeline cannot: the item
 #: keys depend on the ranking). KEYS: epoch, trending, hidden, deleted; ARGV: how many, the
-#: item-record key prefix. The record keys are built inside, so this needs one Redis (no
-#: cluster slots), as every reader here does.
+#: item-record key prefix. The record keys are built inside, so this needs one Redis: on a
+#: cluster (records in every slot) ``trending_catalog`` takes two round trips instead.
 TRENDING_CATALOG_LUA = """
 local epoch = redis.call('GET', KEYS[1])
 local flat = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
@@ -190,7 +190,10 @@ class RedisReadStore:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        self.keys = keys or CacheKeys()
+        access = as_access(url)
+        self.keys = keys or CacheKeys(cluster=access.cluster)
+        #: a Redis Cluster: reads that span slots go slot by slot
+        self._cluster = access.cluster
         self.telemetry_keys = TelemetryKeys(self.keys)
         self.half_life_s = half_life_s
         self._errors: tuple[type[Exception], ...] = (
@@ -228,9 +231,11 @@ class RedisReadStore:
             self.keys.deleted_items,
         ]
         args = [n, self.keys.item_meta("")]
-        raw_epoch, flat, raws, hidden_flags, deleted_flags = await self._call(
-            lambda: self._trending_catalog(keys=keys, args=args)
-        )
+        if self._cluster:
+            read = self._trending_catalog_by_slot(n)
+        else:
+            read = self._trending_catalog(keys=keys, args=args)
+        raw_epoch, flat, raws, hidden_flags, deleted_flags = await self._call(lambda: read)
         stored = [(m.decode(), float(s)) for m, s in zip(flat[::2], flat[1::2], strict=True)]
         catalog = _catalog_view([i for i, _ in stored], raws, hidden_flags, deleted_flags)
         if raw_epoch is None:
@@ -240,6 +245,35 @@ class RedisReadStore:
         order = {item: i for i, (item, _) in enumerate(sorted(stored, key=lambda p: (-p[1], p[0])))}
         decayed = decayed_ranking(stored, float(raw_epoch), self.half_life_s, now_ms)
         return sorted(decayed, key=lambda p: order[p[0]])[:n], catalog
+
+    async def _trending_catalog_by_slot(self, n: int) -> list[Any]:
+        """What ``TRENDING_CATALOG_LUA`` returns, read from a cluster: the trending head from
+        the shared slot first, then the records from their slots and the flags."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self.keys.trending_epoch)
+            pipe.zrevrange(self.keys.trending, 0, n - 1, withscores=True)
+            raw_epoch, members = await pipe.execute()
+        flat = [x for m, score in members for x in (m, repr(float(score)).encode())]
+        if not members:
+            return [raw_epoch, flat, [], [], []]
+        raws, hidden, deleted = await self._catalog_reads([m.decode() for m, _ in members])
+        return [raw_epoch, flat, raws, hidden, deleted]
+
+    async def _catalog_reads(self, ids: list[str]) -> list[Any]:
+        """The records of ``ids`` and their hidden and deleted flags; on a cluster the records
+        (spread over the slots) are read apart from the flags (one shared slot)."""
+        if not self._cluster:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.mget([self.keys.item_meta(i) for i in ids])
+                pipe.smismember(self.keys.hidden_items, ids)
+                pipe.smismember(self.keys.deleted_items, ids)
+                return list(await pipe.execute())
+        cluster: Any = self._redis  # a RedisCluster here (its MGET across slots)
+        raws = await cluster.mget_nonatomic([self.keys.item_meta(i) for i in ids])
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.smismember(self.keys.hidden_items, ids)
+            pipe.smismember(self.keys.deleted_items, ids)
+            return [raws, *await pipe.execute()]
 
     async def trending_rank(self, item_id: str, now_ms: int) -> tuple[int, float] | None:
         async def read() -> list[Any]:
@@ -267,14 +301,7 @@ class RedisReadStore:
         if not ids:
             return CatalogView({})
 
-        async def read() -> list[Any]:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.mget([self.keys.item_meta(i) for i in ids])
-                pipe.smismember(self.keys.hidden_items, ids)
-                pipe.smismember(self.keys.deleted_items, ids)
-                return list(await pipe.execute())
-
-        raws, hidden_flags, deleted_flags = await self._call(read)
+        raws, hidden_flags, deleted_flags = await self._call(lambda: self._catalog_reads(ids))
         return _catalog_view(ids, raws, hidden_flags, deleted_flags)
 
     async def dead_letters(self, n: int) -> list[DeadLetterEntry]:
@@ -316,7 +343,9 @@ class RedisReadStore:
             ]
             worker_keys = [tk.worker(i) for i in ids]
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.mget([self.keys.stat(name) for name in STAT_NAMES])
+                # MGET as a raw command: the cluster pipeline blocks its mget(), not the
+                # command (the counters share one slot there)
+                pipe.execute_command("MGET", *[self.keys.stat(name) for name in STAT_NAMES])
                 pipe.hgetall(tk.hitrate)
                 pipe.hgetall(tk.freshness)
                 for key in worker_keys:

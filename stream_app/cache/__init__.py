@@ -13,8 +13,9 @@ from stream_app.settings import RedisAccess
 
 
 def open_cache(url: RedisAccess | str, keys: CacheKeys | None = None) -> RecCache:
-    """A backend by URL scheme: ``redis``/``rediss``/``unix`` or ``memory``; a ``RedisAccess``
-    (``Settings.redis``) brings the TLS files along with the URL.
+    """A backend by URL scheme: ``redis``/``rediss``/``unix``, ``redis+cluster``/``rediss+cluster``
+    (a Redis Cluster) or ``memory``; a ``RedisAccess`` (``Settings.redis``) brings the TLS files
+    along with the URL.
 
     >>> type(open_cache("memory://")).__name__
     'MemoryCache'
@@ -22,11 +23,13 @@ def open_cache(url: RedisAccess | str, keys: CacheKeys | None = None) -> RecCach
     scheme = (url if isinstance(url, str) else url.url).split("://", 1)[0]
     if scheme == "memory":
         return MemoryCache()
-    if scheme in {"redis", "rediss", "unix"}:
+    if scheme in {"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"}:
         from stream_app.cache.redis_backend import RedisCache
 
         return RedisCache(url, keys)
-    raise ValueError(f"no cache backend for {scheme}:// (use redis://... or memory://)")
+    raise ValueError(
+        f"no cache backend for {scheme}:// (use redis://..., redis+cluster://... or memory://)"
+    )
 
 
 __all__ = [

@@ -1,15 +1,18 @@
 """The one place Redis clients are opened, sync and asyncio alike, from a ``RedisAccess``.
 
 Why one place: the worker's cache, the API's store, ``watch`` and the commands must all use
-the same credentials (in the URL) and the same TLS files and checks (``rediss://``); a client
-opened elsewhere would connect without them and fail only on a secured Redis.
+the same credentials (in the URL), the same TLS files and checks (``rediss://``) and the same
+kind of client (``redis+cluster://`` opens redis-py's ``RedisCluster``); a client opened
+elsewhere would fail only on a secured Redis or a cluster.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from stream_app.settings import RedisAccess
 
@@ -46,11 +49,37 @@ def redis_options(access: RedisAccess) -> dict[str, Any]:
     return options
 
 
-def connect_redis(target: RedisAccess | str, **client_options: Any) -> redis.Redis:
+#: Any sync client ``connect_redis`` opens.
+SyncRedis = redis.Redis | RedisCluster
+
+
+def connect_redis(target: RedisAccess | str, **client_options: Any) -> SyncRedis:
     """A redis-py client (connecting lazily) for ``target``, with ``client_options`` (timeouts,
-    retries) added."""
+    retries) added: a ``RedisCluster`` for a ``redis+cluster://`` URL (it asks the node it is
+    given for the others, and follows a failover by asking again)."""
     access = as_access(target)
+    if access.cluster:
+        return RedisCluster.from_url(
+            access.client_url, **redis_options(access), **_cluster_options(client_options)
+        )
     return redis.Redis.from_url(access.url, **redis_options(access), **client_options)
+
+
+def _cluster_options(client_options: dict[str, Any]) -> dict[str, Any]:
+    """``client_options`` for ``RedisCluster``: its own retry (which re-reads the slot map
+    after a connection error, so a retried command finds the promoted replica) replaces the
+    per-connection ``retry_on_error``, which would keep retrying the node that died."""
+    options = dict(client_options)
+    options.pop("retry_on_error", None)
+    return options
+
+
+def mget(client: Any, keys: Sequence[str]) -> list[Any]:
+    """``MGET keys`` on one Redis; on a cluster, one MGET per hash slot (a cluster refuses an
+    MGET across slots) in one pipelined round trip per node, the values in ``keys``' order."""
+    if isinstance(client, RedisCluster):
+        return list(client.mget_nonatomic(list(keys)))
+    return list(client.mget(list(keys)))
 
 
 def connect_redis_async(
@@ -59,13 +88,21 @@ def connect_redis_async(
     max_connections: int,
     pool_wait_s: float,
     **client_options: Any,
-) -> redis.asyncio.Redis:
+) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
     """The asyncio client for ``target``, as ``connect_redis`` (the API's store uses it), over
     a blocking pool: past ``max_connections`` reads in flight a request waits up to
-    ``pool_wait_s`` for a connection (redis-py's default pool raises at once)."""
+    ``pool_wait_s`` for a connection (redis-py's default pool raises at once). The cluster
+    client has no blocking pool: there ``max_connections`` bounds each node's connections."""
     import redis.asyncio as aioredis
 
     access = as_access(target)
+    if access.cluster:
+        return aioredis.RedisCluster.from_url(
+            access.client_url,
+            max_connections=max_connections,
+            **redis_options(access),
+            **_cluster_options(client_options),
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         access.url,
         max_connections=max_connections,

@@ -196,19 +196,19 @@ class TelemetryKeys:
 
     @property
     def hitrate(self) -> str:
-        return f"{self.cache_keys.prefix}:telemetry:hitrate"
+        return f"{self.cache_keys.shared_prefix}:telemetry:hitrate"
 
     @property
     def freshness(self) -> str:
-        return f"{self.cache_keys.prefix}:telemetry:freshness"
+        return f"{self.cache_keys.shared_prefix}:telemetry:freshness"
 
     def worker(self, worker_id: str) -> str:
-        return f"{self.cache_keys.prefix}:telemetry:worker:{worker_id}"
+        return f"{self.cache_keys.shared_prefix}:telemetry:worker:{worker_id}"
 
     @property
     def workers(self) -> str:
         """Sorted set: worker id -> epoch ms of its last batch."""
-        return f"{self.cache_keys.prefix}:telemetry:workers"
+        return f"{self.cache_keys.shared_prefix}:telemetry:workers"
 
 
 def bucket_field(i: int, bounds: Sequence[float] = FRESHNESS_BUCKETS_MS) -> str:

@@ -60,13 +60,16 @@ def _redis_login_ok(settings: Settings) -> bool:
 
     from stream_app.cache.connect import connect_redis
 
-    client = connect_redis(settings.redis, socket_connect_timeout=3, socket_timeout=3)
+    try:  # a cluster client asks for the slot map as it is made: no node answering is "down"
+        client = connect_redis(settings.redis, socket_connect_timeout=3, socket_timeout=3)
+    except redis.exceptions.RedisClusterUnreachableError:
+        return True
     try:
         client.ping()
     except (redis.AuthenticationError, redis.ResponseError) as exc:
         print(f"streamrec: Redis login refused: {exc}", file=sys.stderr)
         return False
-    except redis.RedisError:
+    except (redis.RedisError, redis.exceptions.RedisClusterException):
         pass
     finally:
         client.close()

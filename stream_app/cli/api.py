@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or settings.web_host
     store = RedisReadStore(
         settings.redis,
-        CacheKeys(settings.redis_key_prefix),
+        CacheKeys.for_settings(settings),
         half_life_s=settings.popularity_half_life_s,
     )
     # The worker group reads the events topic and its own item-deltas topic.

@@ -113,7 +113,7 @@ def _wait_applied(
 ) -> list[str]:
     """The users whose command no worker applied within ``wait_s`` (a deferred command is
     applied as its copy, further on in the same partition, so the marks pass it too)."""
-    store = open_cache(settings.redis, CacheKeys(settings.redis_key_prefix))
+    store = open_cache(settings.redis, CacheKeys.for_settings(settings))
     deadline = time.monotonic() + wait_s
     try:
         while True:

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
-    store = open_cache(settings.redis, CacheKeys(settings.redis_key_prefix))
+    store = open_cache(settings.redis, CacheKeys.for_settings(settings))
     try:
         store.drop_generation()
         print("generation marker deleted: every worker rebuilds its partitions at its next check")

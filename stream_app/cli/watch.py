@@ -16,6 +16,7 @@ from typing import Any
 
 from models.online.stream.reasons import reason_source, titled
 from stream_app.cache.base import CacheUnavailable, UserRecs
+from stream_app.cache.connect import mget
 from stream_app.cache.keys import CacheKeys
 from stream_app.settings import Settings
 
@@ -73,7 +74,8 @@ def pick_users(
 
     "Live" users only: a keyspace shared with earlier runs (another dataset replayed before)
     still holds their lists until the TTL, and those would never change on screen.
-    Stable choice: the smallest user ids among the fresh ones.
+    Stable choice: the smallest user ids among the fresh ones. On a cluster ``scan_iter``
+    walks every master and ``mget`` reads slot by slot.
     """
     users: list[str] = []
     for key in client.scan_iter(match=keys.recs_pattern, count=1000):
@@ -83,7 +85,7 @@ def pick_users(
     fresh: list[str] = []
     for start in range(0, len(users), 500):
         chunk = users[start : start + 500]
-        for user, raw in zip(chunk, client.mget([keys.recs(u) for u in chunk]), strict=True):
+        for user, raw in zip(chunk, mget(client, [keys.recs(u) for u in chunk]), strict=True):
             if raw is not None and UserRecs.from_json(raw).computed_at >= since_ms:
                 fresh.append(user)
     return sorted(fresh)[:n]
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings: Settings = args.settings
     quiet_kafka_client_logs(settings)
-    keys = CacheKeys(settings.redis_key_prefix)
+    keys = CacheKeys.for_settings(settings)
     cache = RedisCache(settings.redis, keys, retries=2)
     admin = KafkaAdminClient(**kafka_python_options(settings.kafka), client_id="streamrec-watch")
     group = args.group or settings.app_id

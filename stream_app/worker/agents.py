@@ -81,7 +81,7 @@ def register_live_path(
     topic's end and committed offsets, which the control side waits on) to Kafka's.
     """
     topology = declare(app, settings)
-    keys = CacheKeys(settings.redis_key_prefix)
+    keys = CacheKeys.for_settings(settings)
     refreshers: list[Refresher] = []  # the live path's, while it runs
     journal = _decision_journal(cache, keys, settings)
     slot = ModelSlot(on_decision=_on_decision(journal, refreshers), store=settings.model_store)

@@ -19,17 +19,20 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from stream_app.cache import CacheKeys
 from stream_app.settings import Secret, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CLAIM_KEY = "streamrec:test:claim"
+#: First port of the local Redis Cluster (infra/redis_cluster.sh; CI may move it)
+REDIS_CLUSTER_PORT = int(os.environ.get("REDIS_CLUSTER_PORT", "7100"))
 
 
 def _env_of(settings: Settings) -> dict[str, str]:
@@ -98,6 +101,59 @@ def redis_db(base_settings: Settings) -> Iterator[str]:
             client.delete(CLAIM_KEY)
         client.close()
     pytest.fail("no empty Redis database (1-15) to claim for the test")
+
+
+def redis_cluster_up() -> str:
+    """``infra/redis_cluster.sh up`` (idempotent: it starts what is not running, so a node a
+    test killed comes back as a replica) and the cluster's URL."""
+    env = {**os.environ, "REDIS_CLUSTER_PORT": str(REDIS_CLUSTER_PORT)}
+    script = REPO / "infra" / "redis_cluster.sh"
+    done = subprocess.run(
+        ["bash", str(script), "up"], env=env, capture_output=True, text=True, timeout=180
+    )
+    if done.returncode != 0:
+        pytest.fail(f"`bash infra/redis_cluster.sh up` failed:\n{done.stdout}{done.stderr}")
+    return f"redis+cluster://127.0.0.1:{REDIS_CLUSTER_PORT}"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> str:
+    """URL of the local Redis Cluster, started through the project's script if it is not up."""
+    return redis_cluster_up()
+
+
+def delete_cluster_keys(url: str, prefix: str) -> None:
+    """Delete every key of ``prefix`` (hash-tagged or not) on each master of the cluster."""
+    from stream_app.cache.connect import connect_redis
+
+    client: Any = connect_redis(url)
+    for node in client.get_primaries():
+        conn = client.get_redis_connection(node)
+        for key in list(conn.scan_iter(match=f"*{prefix}*", count=1000)):
+            conn.delete(key)  # one key per DEL: a cluster refuses a DEL across slots
+    client.close()
+
+
+@pytest.fixture
+def redis_cluster_admin() -> RedisClusterAdmin:
+    """The cluster's first port, ``up()`` again (a killed node back) and ``clear(url, prefix)``."""
+    return RedisClusterAdmin(REDIS_CLUSTER_PORT, redis_cluster_up, delete_cluster_keys)
+
+
+@dataclass(frozen=True)
+class RedisClusterAdmin:
+    port: int
+    up: Callable[[], str]
+    clear: Callable[[str, str], None]
+
+
+@pytest.fixture
+def cluster_keys(redis_cluster: str) -> Iterator[CacheKeys]:
+    """A key prefix of this test's own on the cluster (which has database 0 only); its keys
+    are deleted afterwards."""
+    keys = CacheKeys(f"it-{uuid.uuid4().hex[:10]}:v1", cluster=True)
+    yield keys
+    delete_cluster_keys(redis_cluster, keys.prefix)
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""One contract, every ``RecCache`` backend: the Redis backend must behave like the reference.
+"""One contract, every ``RecCache`` backend: the Redis backend must behave like the reference,
+on one Redis and on a Redis Cluster (``infra/redis_cluster.sh``, started if it is not up).
 
-Marked integration as a whole because the Redis case needs the real Redis; the memory case runs
-alongside it as the reference the contract was written against.
+Marked integration as a whole because the Redis cases need the real Redis; the memory case runs
+alongside them as the reference the contract was written against.
 """
 
 from __future__ import annotations
@@ -18,14 +19,22 @@ T0 = 1_700_000_000_000
 HOUR_MS = 3_600_000
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def cache(request) -> RecCache:
     if request.param == "memory":
         backend: RecCache = MemoryCache()
-    else:
+    elif request.param == "redis":
         backend = RedisCache(request.getfixturevalue("redis_db"), CacheKeys("contract:v1"))
+    else:
+        keys = request.getfixturevalue("cluster_keys")
+        backend = RedisCache(request.getfixturevalue("redis_cluster"), keys)
     yield backend
     backend.close()
+
+
+def _keys(cache: RecCache) -> CacheKeys:
+    """The backend's key names (the memory backend has none of its own: any names do)."""
+    return cache.keys if isinstance(cache, RedisCache) else CacheKeys("contract:v1")
 
 
 def test_empty_cache_has_no_trending_recs_or_counts(cache):
@@ -130,7 +139,7 @@ def test_neighbors_and_norms_round_trip(cache):
 
 
 def test_journals_keep_the_newest_entries_newest_first(cache):
-    key = CacheKeys("contract:v1").dead_letters
+    key = _keys(cache).dead_letters
     cache.append_journal(key, [b"1", b"2"], keep=3)
     cache.append_journal(key, [b"3", b"4"], keep=3)
     cache.append_journal(key, [], keep=3)
@@ -228,3 +237,42 @@ def test_raised_marks_never_go_back_and_trending_seeds_never_add(cache):
         [("a", 9.0, T0), ("b", 1.0, T0)], 3600.0, T0, 5, absent_only=True
     )
     assert dict(seeded) == pytest.approx({"a": 2.0, "b": 1.0})
+
+
+def test_a_batch_over_many_slots_is_written_and_read_whole(cache):
+    # Hundreds of users fall in slots of every master of a cluster: writes and reads are cut
+    # by slot there (one script per slot), and must still count and return all of them.
+    recs = [UserRecs(f"u{i}", (Recommendation(f"i{i}", 0.5, "trending now"),)) for i in range(300)]
+    positions = [(0, i) for i in range(300)]
+    cache.write_batch(recs, 60, {"events": 300, "batches": 1}, hwm=("ev:c", positions))
+    users = [r.user_id for r in recs]
+    assert cache.get_many_items(users) == {f"u{i}": [f"i{i}"] for i in range(300)}
+    assert cache.get_stats()["events"] == 300
+    cache.publish_neighbors({u: [("x", 0.5)] for u in users}, {})
+    assert len(cache.get_neighbors(users)) == 300
+    cache.write_catalog({u: ItemRecord(u, u, hidden=u.endswith("7")) for u in users})
+    assert len(cache.get_item_meta(users)) == 300 and len(cache.hidden_items()) == 30
+    assert cache.forget_users(users[:100], "ctl", [(0, 1)]) == 1
+    assert len(cache.get_many_items(users)) == 200 and cache.get_stats()["forgotten"] == 1
+
+
+def test_cluster_keys_share_one_slot_only_where_a_transaction_needs_them(
+    redis_cluster, cluster_keys
+):
+    from stream_app.cache.slots import slot_of
+
+    keys = cluster_keys
+    shared = [keys.trending, keys.trending_epoch, keys.hwm("ev"), keys.stat("events")]
+    shared += [keys.ranker(3), keys.dead_letters, keys.generation, keys.hidden_items]
+    assert len({slot_of(k) for k in shared}) == 1
+    assert len({slot_of(keys.recs(f"u{i}")) for i in range(100)}) > 90  # spread, not tagged
+    cache = RedisCache(redis_cluster, keys)
+    cache.update_trending([("i1", 1.0, T0)], 3600.0, T0, 5, hwm=("ev", [(0, 1)]))
+    cache.write_batch([UserRecs("u1", ())], ttl_s=30, stats={"events": 1})
+    client = cache.client
+    assert client.type(keys.trending) == b"zset"
+    assert client.get(f"{{{keys.prefix}}}:stats:events") == b"1"
+    assert 0 < client.ttl(f"{keys.prefix}:recs:u1") <= 30
+    cache.close()
+    with pytest.raises(ValueError, match="cluster=True"):
+        RedisCache(redis_cluster, CacheKeys(keys.prefix))

@@ -89,6 +89,31 @@ def test_values_are_parsed_and_normalised() -> None:
     assert Settings.from_env({"STREAMREC_REDIS_URL": "unix:///run/redis.sock"}).redis_url
 
 
+def test_a_cluster_url_selects_cluster_mode_and_keeps_its_tls_files(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    plain = Settings.from_env({"STREAMREC_REDIS_URL": "redis+cluster://10.0.0.5:7000"})
+    assert plain.redis.cluster and not plain.redis.uses_tls
+    assert plain.redis.client_url == "redis://10.0.0.5:7000"
+    env = {
+        "STREAMREC_REDIS_URL": "rediss+cluster://a:pw@c:7000/0",
+        "STREAMREC_REDIS_TLS_CA_FILE": str(ca),
+    }
+    tls = Settings.from_env(env)
+    assert tls.redis.cluster and tls.redis.uses_tls and tls.redis.tls_ca_file == ca
+    assert tls.redacted()["redis_url"] == "rediss+cluster://a:***@c:7000/0"
+    assert not Settings().redis.cluster
+
+
+def test_a_bad_cluster_url_stops_start_up_with_one_message_naming_the_variable():
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"STREAMREC_REDIS_URL": "redis+cluster://cache:7000/3"})
+    assert str(err.value).startswith(
+        "STREAMREC_REDIS_URL='redis+cluster://cache:7000/3' is invalid"
+    )
+    assert "database 0 only" in str(err.value)
+
+
 BAD = [
     ("STREAMREC_KAFKA_BOOTSTRAP", "localhost"),
     ("STREAMREC_KAFKA_BOOTSTRAP", "kafka:abc"),
@@ -100,6 +125,9 @@ BAD = [
     ("STREAMREC_REDIS_URL", "redis://"),
     ("STREAMREC_REDIS_URL", "redis://cache:port/0"),
     ("STREAMREC_REDIS_URL", "redis://cache:70000/0"),
+    ("STREAMREC_REDIS_URL", "redis+cluster://cache:7000/1"),
+    ("STREAMREC_REDIS_URL", "redis+cluster://"),
+    ("STREAMREC_REDIS_URL", "redis+sentinel://cache:26379"),
     ("STREAMREC_TOPIC_EVENTS", "my events"),
     ("STREAMREC_TOPIC_DLQ", "events/dlq"),
     ("STREAMREC_TOPIC_ITEMS", "x" * 250),
