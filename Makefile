@@ -16,7 +16,7 @@ export PYTHONUNBUFFERED := 1
 
 DATA ?= movielens100k
 
-.PHONY: help venv browser stack-up stack-down stack-status demo demo-stop bench-stream test unit integration \
+.PHONY: help venv browser stack-up stack-down stack-status kafka-cluster-up kafka-cluster-down kafka-cluster-status demo demo-stop bench-stream test unit integration \
         lint fmt evaluate train-session bench chaos bench-online bench-session bench-dashboard bench-api clean readme
 
 help: ## list the targets
@@ -47,6 +47,17 @@ stack-down: ## stop what stack-up started
 
 stack-status: ## show whether Kafka and Redis are up
 	@bash infra/stack.sh status
+
+# The replicated Kafka (3 KRaft nodes on 127.0.0.1:19092-19094): point the worker at it with
+# STREAMREC_KAFKA_BOOTSTRAP=$$(bash infra/kafka_cluster.sh bootstrap) STREAMREC_REPLICATION_FACTOR=3.
+kafka-cluster-up: venv ## start a 3-broker Kafka cluster on 127.0.0.1:19092-19094 (idempotent)
+	@bash infra/kafka_cluster.sh up
+
+kafka-cluster-down: ## stop what kafka-cluster-up started
+	@bash infra/kafka_cluster.sh down
+
+kafka-cluster-status: ## show whether each node of the Kafka cluster is up
+	@bash infra/kafka_cluster.sh status
 
 demo: stack-up ## stack up, worker started, DATA=movielens100k|synthetic replayed, live recs shown
 	@bash scripts/demo.sh $(DATA)

@@ -668,7 +668,7 @@ def paced_produce(
     # *counted* in the freshness; without it (linger 0) this load generator used 57 % of a core
     # at 2.6k events/s instead of 25 %, CPU the worker lacks on a 2-core box.
     producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), linger_ms=5, acks=1
+        bootstrap_servers=settings.kafka_bootstrap.split(","), linger_ms=5, acks="all"
     )
     probes: dict[str, int] = {}
     start = time.perf_counter()
