@@ -8,6 +8,7 @@ partitioned the same way, and changelog recovery relies on it), ``items`` must b
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,17 +32,16 @@ class ReplicationMismatch(TopicMismatch):
 
 
 def durability_configs(settings: Settings) -> dict[str, str]:
-    """Topic configs every replicated topic of ours carries: ``min.insync.replicas`` (with the
-    producers' ``acks=all``, a write is acknowledged once a majority holds it). Nothing on a
-    single broker, where the broker's default (1) is the only possible value.
+    """Topic configs every topic of ours carries: ``min.insync.replicas`` (with the producers'
+    ``acks=all``, a write is acknowledged once a majority holds it). Said even where it is 1:
+    a topic left to the broker's default would refuse every write on a cluster whose default
+    is above its replication factor.
 
     >>> durability_configs(Settings(replication_factor=3))
     {'min.insync.replicas': '2'}
     >>> durability_configs(Settings())
-    {}
+    {'min.insync.replicas': '1'}
     """
-    if settings.replication_factor == 1:
-        return {}
     return {"min.insync.replicas": str(settings.min_insync_replicas)}
 
 
@@ -69,12 +69,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     worker can touch them before Faust creates them, and broker auto-creation would give them
     the broker's default of 1 partition: table state would then not follow its partitions.
 
-    >>> [(t.name, t.partitions, t.configs) for t in topic_specs(Settings())]
+    >>> [(t.name, t.partitions, t.configs.get("cleanup.policy")) for t in topic_specs(Settings())]
     ... # doctest: +NORMALIZE_WHITESPACE
-    [('events', 4, {}), ('events.dlq', 1, {}), ('items', 1, {'cleanup.policy': 'compact'}),
-     ('model-updates', 1, {}), ('control', 4, {}), ('streamrec-item-deltas', 4, {}),
-     ('streamrec-history-changelog', 4, {'cleanup.policy': 'compact'}),
-     ('streamrec-item_stats-changelog', 4, {'cleanup.policy': 'compact'})]
+    [('events', 4, None), ('events.dlq', 1, None), ('items', 1, 'compact'),
+     ('model-updates', 1, None), ('control', 4, None), ('streamrec-item-deltas', 4, None),
+     ('streamrec-history-changelog', 4, 'compact'),
+     ('streamrec-item_stats-changelog', 4, 'compact')]
     """
     rf, durable = settings.replication_factor, durability_configs(settings)
     return [
@@ -159,10 +159,7 @@ def ensure_topics(
                     f"creating topic {topic['name']!r} failed: {error.__name__}: "
                     f"{topic.get('error_message') or ''}"
                 )
-        admin.wait_for_topics(  # type: ignore[attr-defined]
-            [spec.name for spec in wanted], timeout_ms=int(timeout_s * 1000)
-        )
-        described = admin.describe_topics([s.name for s in wanted])  # type: ignore[attr-defined]
+        described = _describe_when_ready(admin, [spec.name for spec in wanted], timeout_s)
         partitions = {t["name"]: len(t["partitions"]) for t in described}
     _warn_under_replicated(described, settings.replication_factor)
     internal = {spec.name for spec in internal_topic_specs(settings)}
@@ -182,6 +179,28 @@ def ensure_topics(
                 "match"
             )
     return outcome
+
+
+def _describe_when_ready(admin: object, names: list[str], timeout_s: float) -> list[dict]:
+    """The topics described once every partition has a leader in the answering broker's view.
+
+    Why not only kafka-python's ``wait_for_topics``: on a cluster each request may go to
+    another broker, and one whose metadata lags a just-created topic describes it with no
+    partitions, which read as a partition-count mismatch.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = admin.describe_topics(names)  # type: ignore[attr-defined]
+        ready = {
+            t["name"]
+            for t in described
+            if t["error_code"] == 0
+            and t["partitions"]
+            and all(p["leader_id"] >= 0 for p in t["partitions"])
+        }
+        if ready >= set(names) or time.monotonic() > deadline:
+            return described
+        time.sleep(0.2)
 
 
 def _check_brokers(admin: object, settings: Settings, replication_factor: int) -> None:

@@ -74,7 +74,7 @@ def declare(app: faust.App, settings: Settings) -> Topology:
         schema=RawSchema(),
         partitions=settings.event_partitions,
         internal=True,
-        config=dict(durable) or None,
+        config=dict(durable),
     )
     # item -> {"n": squared norm, "p": {other: co-occurrence}, "o": {source partition: offset}};
     # written once per item per batch; use_partitioner for the same reason as ``history``.

@@ -27,8 +27,8 @@ def test_every_topic_we_create_is_replicated_with_a_majority_in_sync() -> None:
     assert items.configs["cleanup.policy"] == "compact"  # kept beside the new config
 
 
-def test_a_single_broker_gets_no_min_insync_config() -> None:
-    assert all(spec.configs.get("min.insync.replicas") is None for spec in topic_specs(Settings()))
+def test_a_single_replica_says_min_insync_1_rather_than_take_a_clusters_default() -> None:
+    assert all(spec.configs["min.insync.replicas"] == "1" for spec in topic_specs(Settings()))
 
 
 def test_faust_creates_its_topics_replicated_and_sends_with_acks_all() -> None:
