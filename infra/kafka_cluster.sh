@@ -2,7 +2,7 @@
 # A replicated Kafka on loopback: three KRaft nodes, each broker *and* controller, from the same
 # cached jars as the single-node stack, with a state dir of their own; stopped by PID file.
 #
-#   bash infra/kafka_cluster.sh up | down | status | config [NODE]
+#   bash infra/kafka_cluster.sh up | down | status | bootstrap | config [NODE] | pid NODE
 #   (also: bash infra/stack.sh kafka-cluster ..., make kafka-cluster-up / -down / -status)
 #
 # Environment (all optional):
@@ -182,8 +182,9 @@ cluster_main() {
   status) cluster_status ;;
   config) cluster_config "${2:-1}" ;;
   bootstrap) cluster_bootstrap ;;
+  pid) node_pid "${2:?pid NODE}" ;; # for fault injection: the PID to SIGKILL (exit 1: not running)
   *)
-    echo "usage: bash infra/kafka_cluster.sh up|down|status|config [NODE]|bootstrap" >&2
+    echo "usage: bash infra/kafka_cluster.sh up|down|status|bootstrap|config [NODE]|pid NODE" >&2
     return 2
     ;;
   esac
