@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED := 1
 DATA ?= movielens100k
 
 .PHONY: help venv browser stack-up stack-down stack-status kafka-cluster-up kafka-cluster-down kafka-cluster-status demo demo-stop bench-stream test unit integration \
-        lint fmt evaluate train-session bench chaos bench-online bench-session bench-dashboard bench-api clean readme
+        lint fmt evaluate train-session bench bench-scale chaos bench-online bench-session bench-dashboard bench-api clean readme
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ bench-api: stack-up ## 1,000 concurrent clients on the read API for 30 s, twice 
 
 bench: stack-up ## end-to-end benchmark against the real stack (bench/results/e2e.json; ~35 min)
 	bash bench/e2e.sh
+
+bench-scale: venv ## 1, 2, 4 workers over 8 partitions on the 3-broker Kafka (bench/results/scale.json)
+	$(PY) bench/scale.py $(SCALE_ARGS)
 
 chaos: venv ## fault injection on a private Kafka and Redis of its own (bench/results/chaos.json)
 	$(PY) bench/chaos.py $(CHAOS_ARGS)

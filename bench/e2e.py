@@ -188,9 +188,10 @@ def release_db(run: Run) -> None:
 
 
 def create_topic(settings: Settings, topic: str) -> None:
-    from stream_app.kafka.admin import TopicSpec, ensure_topics
+    from stream_app.kafka.admin import TopicSpec, durability_configs, ensure_topics
 
-    spec = TopicSpec(topic, settings.event_partitions, settings.replication_factor)
+    rf, durable = settings.replication_factor, durability_configs(settings)
+    spec = TopicSpec(topic, settings.event_partitions, rf, durable)
     ensure_topics(settings, [spec], timeout_s=60)
 
 
