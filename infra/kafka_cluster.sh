@@ -141,17 +141,22 @@ cluster_up() {
   say "kafka cluster up: $NODES nodes, bootstrap $(cluster_bootstrap) ($((SECONDS - t0)) s, state: $CSTATE)"
 }
 
+# All nodes are told at once: stopped one after the other, the last ones lose their controller
+# quorum and wait out STOP_TIMEOUT_S in a controlled shutdown that cannot finish.
 cluster_down() {
   local i pid
+  local -a pids=()
   for ((i = 1; i <= NODES; i++)); do
     if pid=$(node_pid "$i"); then
       say "stopping node $i (pid $pid)"
-      stop_pid "node $i" "$pid"
+      pids+=("$i:$pid")
+      kill -TERM "$pid" 2>/dev/null || true
     else
       say "node $i: nothing of ours to stop"
     fi
-    rm -f "$(node_dir "$i")/kafka.pid"
   done
+  for pid in "${pids[@]}"; do stop_pid "node ${pid%%:*}" "${pid#*:}"; done
+  for ((i = 1; i <= NODES; i++)); do rm -f "$(node_dir "$i")/kafka.pid"; done
 }
 
 cluster_status() {
