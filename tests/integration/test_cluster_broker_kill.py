@@ -1,8 +1,8 @@
-"""One broker of the three-broker cluster SIGKILLed mid-stream (issue 23): with replication
-factor 3, min.insync.replicas 2 and acks=all, the two brokers left take over its partitions and
-its group coordination, the same worker process counts every event exactly once *while the
-broker stays dead*, and nobody restarts anything by hand. The broker is restarted at the end
-(it rejoins from its own log) and the group's lag returns to 0 on the whole cluster.
+"""One broker of the three-broker cluster SIGKILLed mid-stream: with replication factor 3,
+min.insync.replicas 2 and acks=all, the two brokers left take over its partitions (and the
+worker group's coordination, when it held that), the same worker process counts every event
+exactly once *while the broker stays dead*, and nobody restarts anything by hand. The broker is
+restarted at the end (it rejoins from its own log) and the group's lag returns to 0.
 
 The cluster is the project's own (``infra/kafka_cluster.sh``, started here if it is not up and
 left up like ``make stack-up``'s stack); the test's topics and group are its own and deleted."""
@@ -108,6 +108,24 @@ def _events_topic(settings: Settings) -> tuple[dict[int, int], str]:
         admin.close()
 
 
+def _coordinator(settings: Settings) -> int:
+    """The broker coordinating the worker's group: the leader of the ``__consumer_offsets``
+    partition Kafka picks for the group id: ``Utils.abs(groupId.hashCode()) % partitions``,
+    with Java's 32-bit signed ``String.hashCode``."""
+    h = 0
+    for char in settings.app_id:
+        h = (31 * h + ord(char)) & 0xFFFFFFFF
+    signed = h - (1 << 32) if h >= 1 << 31 else h
+    index = 0 if signed == -(1 << 31) else abs(signed)  # Utils.abs: MIN_VALUE gives 0
+    admin = _admin(settings)
+    try:
+        (offsets,) = admin.describe_topics(["__consumer_offsets"])
+    finally:
+        admin.close()
+    leaders = {p["partition_index"]: p["leader_id"] for p in offsets["partitions"]}
+    return leaders[index % len(leaders)]
+
+
 def _produced(settings: Settings) -> int:
     """Messages in the events topic (end offsets summed): what Kafka kept."""
     from kafka import KafkaConsumer, TopicPartition
@@ -165,9 +183,11 @@ def _kill_a_broker_mid_stream(
 ) -> None:
     """SIGKILL a broker once 500 events are counted; every event is sent and counted without it."""
     wait_for(lambda: _events(client, keys) >= 500, 120, "500 events counted", worker.log_tail)
-    # The broker leading the most events partitions: its partitions and whatever else it led
-    # (changelogs, group offsets, maybe the group's coordinator) must move to the other two.
-    victim = max(set(leaders.values()), key=list(leaders.values()).count)
+    # The group's coordinator when it also leads events partitions (the hardest broker to lose:
+    # the group and some of its input move at once), else the broker leading the most of them.
+    victim = _coordinator(settings)
+    if victim not in leaders.values():
+        victim = max(set(leaders.values()), key=list(leaders.values()).count)
     KafkaCluster().kill(victim)
     at_kill = _events(client, keys)
     assert at_kill < N_EVENTS, "the stream ended before the kill: raise N_EVENTS"
