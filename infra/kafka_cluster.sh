@@ -24,6 +24,11 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=infra/stack.sh
 source "$here/stack.sh"
+say() { printf 'kafka-cluster: %s\n' "$*"; }
+die() {
+  printf 'kafka-cluster: error: %s\n' "$*" >&2
+  exit 1
+}
 
 NODES=3
 CLUSTER_PORT=${KAFKA_CLUSTER_PORT:-19092}
