@@ -20,8 +20,9 @@ export PYTHONUNBUFFERED := 1
 DATA ?= movielens100k
 
 .PHONY: help venv browser stack-up stack-down stack-status redis-cluster-up redis-cluster-down \
-        redis-cluster-status demo demo-stop bench-stream test unit integration \
-        lint fmt evaluate train-session bench chaos bench-online bench-session bench-dashboard bench-api clean readme
+        redis-cluster-status kafka-cluster-up kafka-cluster-down kafka-cluster-status demo demo-stop \
+        bench-stream test unit integration lint fmt evaluate train-session bench bench-scale chaos \
+        bench-online bench-session bench-dashboard bench-api clean readme
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -60,6 +61,16 @@ redis-cluster-down: ## stop what redis-cluster-up started
 
 redis-cluster-status: ## show each node of the local Redis Cluster and the cluster's state
 	@bash infra/redis_cluster.sh status
+# The replicated Kafka (3 KRaft nodes on 127.0.0.1:19092-19094): point the worker at it with
+# STREAMREC_KAFKA_BOOTSTRAP=$$(bash infra/kafka_cluster.sh bootstrap) STREAMREC_REPLICATION_FACTOR=3.
+kafka-cluster-up: venv ## start a 3-broker Kafka cluster on 127.0.0.1:19092-19094 (idempotent)
+	@bash infra/kafka_cluster.sh up
+
+kafka-cluster-down: ## stop what kafka-cluster-up started
+	@bash infra/kafka_cluster.sh down
+
+kafka-cluster-status: ## show whether each node of the Kafka cluster is up
+	@bash infra/kafka_cluster.sh status
 
 demo: stack-up ## stack up, worker started, DATA=movielens100k|synthetic replayed, live recs shown
 	@bash scripts/demo.sh $(DATA)
@@ -102,6 +113,9 @@ bench-api: stack-up ## 1,000 concurrent clients on the read API for 30 s, twice 
 
 bench: stack-up ## end-to-end benchmark against the real stack (bench/results/e2e.json; ~35 min)
 	bash bench/e2e.sh
+
+bench-scale: venv ## 1, 2, 4 workers over 8 partitions on the 3-broker Kafka (bench/results/scale.json)
+	$(PY) bench/scale.py $(SCALE_ARGS)
 
 chaos: venv ## fault injection on a private Kafka and Redis of its own (bench/results/chaos.json)
 	$(PY) bench/chaos.py $(CHAOS_ARGS)

@@ -191,9 +191,10 @@ def release_db(run: Run) -> None:
 
 
 def create_topic(settings: Settings, topic: str) -> None:
-    from stream_app.kafka.admin import TopicSpec, ensure_topics
+    from stream_app.kafka.admin import TopicSpec, durability_configs, ensure_topics
 
-    spec = TopicSpec(topic, settings.event_partitions, settings.replication_factor)
+    rf, durable = settings.replication_factor, durability_configs(settings)
+    spec = TopicSpec(topic, settings.event_partitions, rf, durable)
     ensure_topics(settings, [spec], timeout_s=60)
 
 
@@ -691,7 +692,7 @@ def paced_produce(
     # *counted* in the freshness; without it (linger 0) this load generator used 57 % of a core
     # at 2.6k events/s instead of 25 %, CPU the worker lacks on a 2-core box.
     producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), linger_ms=5, acks=1
+        bootstrap_servers=settings.kafka_bootstrap.split(","), linger_ms=5, acks="all"
     )
     probes: dict[str, int] = {}
     start = time.perf_counter()

@@ -3,6 +3,7 @@
 # 127.0.0.1, started detached from a state directory and stopped again by PID file.
 #
 #   bash infra/stack.sh up | down | status | config
+#   bash infra/stack.sh kafka-cluster up | down | status | config   (infra/kafka_cluster.sh)
 #
 # Environment (all optional):
 #   KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), REDIS_PORT (6379),
@@ -547,11 +548,17 @@ main() {
     # The generated server.properties, for inspection and for the unit tests.
     kafka_config
     ;;
+  kafka-cluster)
+    # The three-broker cluster lives in its own script, state dir and ports.
+    shift
+    exec bash "$here/kafka_cluster.sh" "$@"
+    ;;
   *)
-    echo "usage: bash infra/stack.sh up|down|status|config" >&2
+    echo "usage: bash infra/stack.sh up|down|status|config|kafka-cluster up|down|status|config" >&2
     return 2
     ;;
   esac
 }
 
-main "$@"
+# infra/kafka_cluster.sh sources this file for its helpers (jars, JVM command line, stop by PID).
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

@@ -10,6 +10,7 @@ Usage (exit 0 when every named service is ready within the timeout, 1 otherwise)
 
     python infra/wait_ready.py --kafka 127.0.0.1:9092 --redis redis://127.0.0.1:6379/0 --timeout 120
     python infra/wait_ready.py --kafka 127.0.0.1:9092 --timeout 0     # one attempt, no waiting
+    python infra/wait_ready.py --kafka 127.0.0.1:19092 --brokers 3    # every broker registered
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ Probe = Callable[[float], str | None]
 ATTEMPT_S = 3.0
 
 
-def kafka_probe(bootstrap: str) -> Probe:
-    """A probe that asks the cluster for its brokers (DescribeCluster, metadata on old brokers)."""
+def kafka_probe(bootstrap: str, brokers: int = 1) -> Probe:
+    """A probe that asks the cluster for its brokers (DescribeCluster, metadata on old brokers);
+    ready once it lists ``brokers`` of them (a replicated cluster is usable only when every
+    broker has registered: topics with a replication factor of 3 cannot be created before)."""
 
     def probe(budget_s: float) -> str | None:
         from kafka.admin import (
@@ -52,8 +55,11 @@ def kafka_probe(bootstrap: str) -> Probe:
             return f"Kafka at {bootstrap} did not describe its cluster ({type(exc).__name__})"
         finally:
             admin.close()
-        if not cluster.get("brokers"):
+        listed = len(cluster.get("brokers") or [])
+        if not listed:
             return f"Kafka at {bootstrap} answers but lists no registered broker yet"
+        if listed < brokers:
+            return f"Kafka at {bootstrap} lists {listed} of {brokers} brokers"
         return None
 
     return probe
@@ -138,6 +144,9 @@ def wait_all(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kafka", metavar="HOST:PORT[,...]", help="Kafka bootstrap servers")
+    parser.add_argument(
+        "--brokers", type=int, default=1, help="Kafka is ready once it lists this many brokers"
+    )
     parser.add_argument("--redis", metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds (0 = one attempt)")
     parser.add_argument("--pid", type=int, help="stop waiting as soon as this process exits")
@@ -149,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     probes: dict[str, Probe] = {}
     if args.kafka:
-        probes["kafka"] = kafka_probe(args.kafka)
+        probes["kafka"] = kafka_probe(args.kafka, args.brokers)
     if args.redis:
         probes["redis"] = redis_probe(args.redis)
     if not probes:

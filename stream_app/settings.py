@@ -419,7 +419,12 @@ class Settings:
         "EVENT_PARTITIONS", _positive_int, 4, "Partitions of the events topic"
     )
     replication_factor: int = _env(
-        "REPLICATION_FACTOR", _positive_int, 1, "Replication factor of created topics"
+        "REPLICATION_FACTOR",
+        _positive_int,
+        1,
+        "Replication factor of every topic the app creates; above 1 they get "
+        "`min.insync.replicas` = a majority (2 of 3) and producers wait for it (`acks=all`); "
+        "must not exceed the cluster's brokers",
     )
     top_n: int = _env("TOP_N", _positive_int, 20, "Recommendations kept per user")
     rec_ttl_s: int = _env("REC_TTL_S", _positive_int, 7 * 24 * 3600, "TTL of a user's cached recs")
@@ -673,6 +678,17 @@ class Settings:
         """The worker's internal topic of item co-occurrence deltas, named after its app id (so
         each consumer group has its own; ``stream_app.kafka.admin`` creates it)."""
         return f"{self.app_id}-item-deltas"
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Replicas that must hold a write before it is acknowledged: a majority, so that with a
+        replication factor of 3 one broker may die without losing an acknowledged event and
+        writes go on (2 of 3); 1 on a single broker.
+
+        >>> [Settings(replication_factor=n).min_insync_replicas for n in (1, 2, 3, 5)]
+        [1, 2, 2, 3]
+        """
+        return self.replication_factor // 2 + 1
 
     @property
     def redis_key_prefix(self) -> str:

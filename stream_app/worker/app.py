@@ -35,6 +35,9 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "autodiscover": False,
         "topic_partitions": settings.event_partitions,
         "topic_replication_factor": settings.replication_factor,
+        # Every send (changelogs, item deltas, dead letters) waits for min.insync.replicas
+        # (acks=all, Faust's default, said here so nobody lowers it for speed unawares).
+        "producer_acks": -1,
         # A new consumer group (first start, a test's unique app id) reads the topic from the
         # beginning, so events produced before the worker was up are not skipped.
         "consumer_auto_offset_reset": "earliest",

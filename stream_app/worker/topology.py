@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 
+from stream_app.kafka.admin import durability_configs
 from stream_app.kafka.raw_schema import RawSchema
 from stream_app.settings import Settings
 from stream_app.worker.records import DeadLetter
@@ -50,6 +51,9 @@ def declare(app: faust.App, settings: Settings) -> Topology:
         settings.topic_events, schema=RawSchema(), partitions=settings.event_partitions
     )
     dlq = app.topic(settings.topic_dlq, value_type=DeadLetter, key_serializer="raw")
+    # The internal topics Faust creates when missing (``streamrec topics`` normally has) carry
+    # the same min.insync.replicas as ours; the replication factor is the app's setting.
+    durable = durability_configs(settings)
     # Keyed by the user id *bytes* (key_type=bytes -> raw serializer; a str key would be
     # JSON-quoted on the changelog). use_partitioner: the table is written after a whole
     # batch (no single "current event"), so the changelog partition comes from the producer's
@@ -61,6 +65,7 @@ def declare(app: faust.App, settings: Settings) -> Topology:
         key_type=bytes,
         partitions=settings.event_partitions,
         use_partitioner=True,
+        extra_topic_configs=dict(durable),
     )
     # Internal topic keyed by item: the item table below is keyed like its source topic, so its
     # changelog partitions follow the item, and recovery after a restart restores the right rows.
@@ -69,6 +74,7 @@ def declare(app: faust.App, settings: Settings) -> Topology:
         schema=RawSchema(),
         partitions=settings.event_partitions,
         internal=True,
+        config=dict(durable),
     )
     # item -> {"n": squared norm, "p": {other: co-occurrence}, "o": {source partition: offset}};
     # written once per item per batch; use_partitioner for the same reason as ``history``.
@@ -78,6 +84,7 @@ def declare(app: faust.App, settings: Settings) -> Topology:
         key_type=bytes,
         partitions=settings.event_partitions,
         use_partitioner=True,
+        extra_topic_configs=dict(durable),
     )
     updates = app.topic(
         settings.topic_model_updates,

@@ -181,3 +181,13 @@ def test_pom_resolves_kafka_4_in_step_with_stack_script() -> None:
     script = (ROOT / "infra/stack.sh").read_text()
     assert f"KAFKA_VERSION={props['kafka.version']}\n" in script
     assert SERVICES["kafka"]["image"] == f"apache/kafka:{props['kafka.version']}"
+
+
+def test_the_worker_scales_with_compose_scale() -> None:
+    """``docker compose up --scale worker=N`` refuses a fixed container name or host port, and
+    replicas sharing one state volume would share what should be each one's own."""
+    worker = SERVICES["worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    target = str(Settings.from_env(env_of(worker)).state_path)
+    assert not [m for m in worker.get("volumes", []) if m.split(":")[1] == target]

@@ -174,3 +174,34 @@ def test_unknown_command_shows_usage(env: dict[str, str]) -> None:
     result = stack("restart", env)
     assert result.returncode == 2
     assert "usage: bash infra/stack.sh up|down|status" in result.stderr
+
+
+CLUSTER = ROOT / "infra/kafka_cluster.sh"
+
+
+def cluster(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(CLUSTER), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_cluster_nodes_are_three_voters_on_consecutive_ports(env: dict[str, str]) -> None:
+    env["KAFKA_CLUSTER_PORT"] = "29192"
+    conf = properties(cluster(["config", "2"], env).stdout)
+    assert conf["node.id"] == "2"
+    assert conf["process.roles"] == "broker,controller"
+    voters = "1@127.0.0.1:29195,2@127.0.0.1:29196,3@127.0.0.1:29197"
+    assert conf["controller.quorum.voters"] == voters
+    assert conf["listeners"] == "PLAINTEXT://127.0.0.1:29193,CONTROLLER://127.0.0.1:29196"
+    assert conf["default.replication.factor"] == conf["offsets.topic.replication.factor"] == "3"
+    assert conf["min.insync.replicas"] == conf["transaction.state.log.min.isr"] == "2"
+    assert conf["log.dirs"] == f"{env['STREAMREC_STATE_DIR']}/kafka-cluster/node-2/data"
+    bootstrap = cluster(["bootstrap"], env).stdout.strip()
+    assert bootstrap == "127.0.0.1:29192,127.0.0.1:29193,127.0.0.1:29194"
+
+
+def test_cluster_bad_port_variable_is_named(env: dict[str, str]) -> None:
+    env["KAFKA_CLUSTER_PORT"], env["KAFKA_CLUSTER_CONTROLLER_PORT"] = "65534", "29000"
+    result = cluster(["up"], env)
+    assert result.returncode == 1
+    assert "leave no room for 3 nodes" in result.stderr
