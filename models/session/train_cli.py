@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from models.datasets import load_dataset
+from models.datasets.base import TIE_ORDERS
 from models.session.experiment import PROTOCOLS, Experiment, run_experiment
 from models.session.params import preset
 
@@ -54,6 +55,18 @@ def _yes_no(text: str) -> bool:
     if text.lower() in ("no", "false", "0"):
         return False
     raise argparse.ArgumentTypeError(f"{text!r}: expected yes or no")
+
+
+def _protocol(text: str) -> str:
+    """A protocol name, ``loo`` accepted for leave-one-out.
+
+    >>> _protocol("loo"), _protocol("session")
+    ('leave-one-out', 'session')
+    """
+    name = "leave-one-out" if text == "loo" else text
+    if name not in PROTOCOLS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected session or loo (leave-one-out)")
+    return name
 
 
 def parse_duration(text: str) -> float:
@@ -98,7 +111,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="movielens100k, synthetic, kafka (the events topic) or a JSONL/CSV file",
     )
     data.add_argument("--synthetic-events", type=int, default=None, help="size of synthetic")
-    data.add_argument("--protocol", choices=PROTOCOLS, default="session")
+    data.add_argument("--protocol", type=_protocol, default="session", help="session or loo")
+    data.add_argument(
+        "--tie-order",
+        choices=TIE_ORDERS,
+        default="id",
+        help="same-timestamp events of a dataset or file: by user and item id (id), or in the "
+        "file's order (file, as RecBole keeps them)",
+    )
     data.add_argument(
         "--gap-s", type=float, default=None, help="session inactivity gap (default: settings)"
     )
@@ -140,7 +160,9 @@ def _load_events(
             )
         events, invalid = read_topic()
         return "kafka", events, invalid
-    dataset = load_dataset(args.dataset, synthetic_events=args.synthetic_events)
+    dataset = load_dataset(
+        args.dataset, synthetic_events=args.synthetic_events, tie_order=args.tie_order
+    )
     name = args.dataset if args.dataset in ("movielens100k", "synthetic") else dataset.name
     return name, dataset.events, 0
 
@@ -173,6 +195,7 @@ def run_once(args: argparse.Namespace, adapters: Adapters = Adapters()) -> int:
         progress=not args.no_progress,
     )
     exp.data["invalid_events_skipped"] = invalid
+    exp.data["tie_order"] = "id" if name == "kafka" else args.tie_order
     results = exp.results_json()
     for model, metrics in exp.models.items():
         log.info(
