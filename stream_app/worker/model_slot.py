@@ -271,6 +271,11 @@ class ModelSlot:
             if outside is not None:  # a verdict on the path, not on a version: not remembered
                 refusal = f"refused unopened: {outside}"
                 return self._decide(path.name, path, False, refusal, trigger, remember=False)
+            store = self.store
+            held = None if pinned or store is None else read_ledger(store).pinned
+            if held and store and held != path.name and (store / held).is_dir():  # a pin wins
+                reason = f"not swapped in: {held} is pinned"
+                return self._decide(path.name, path, False, reason, trigger, remember=False)
             known = self.refused.get(path.name)
             if known is not None:
                 return known
