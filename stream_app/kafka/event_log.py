@@ -1,4 +1,4 @@
-"""Read the events topic from the beginning up to "now" (the end offsets taken at start).
+"""Read the events topic up to "now" (the end offsets taken at start), from offset 0 or its tail.
 
 A thin kafka-python adapter for batch jobs (the session-model trainer): no consumer group, no
 commits, partitions assigned explicitly. "Now" is fixed when reading starts, so a busy producer
