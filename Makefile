@@ -48,7 +48,7 @@ stack-down: ## stop what stack-up started
 stack-status: ## show whether Kafka and Redis are up
 	@bash infra/stack.sh status
 
-demo: stack-up ## stack up, worker started, DATA=movielens100k|synthetic replayed, live recs shown
+demo: stack-up ## stack up, worker started, DATA=movielens100k|synthetic replayed, live recs shown, a session model trained and swapped in
 	@bash scripts/demo.sh $(DATA)
 
 demo-stop: ## stop the demo's worker (the stack stays up)

@@ -573,7 +573,7 @@ class Settings:
         Traceback (most recent call last):
         ConfigError: STREAMREC_KAFKA_SASL_USERNAME is set but ... does not use SASL; ...
         """
-        problem = _security_problem(self)
+        problem = _security_problem(self) or _trainer_problem(self)
         if problem:
             raise ConfigError(problem)
 
@@ -682,6 +682,16 @@ class Settings:
     def redis_key_prefix(self) -> str:
         """Version prefix of every Redis key (see ``stream_app.cache.keys``)."""
         return "streamrec:v1"
+
+
+def _trainer_problem(s: Settings) -> str | None:
+    """A window smaller than the events a cycle needs would never train: say so at start."""
+    if 0 < s.train_window_events < s.train_min_events:
+        return (
+            f"STREAMREC_TRAIN_WINDOW_EVENTS={s.train_window_events} is below "
+            f"STREAMREC_TRAIN_MIN_EVENTS={s.train_min_events}: the trainer would never train"
+        )
+    return None
 
 
 def _security_problem(s: Settings) -> str | None:

@@ -286,3 +286,9 @@ def test_cli_refuses_a_bad_variable_with_one_line_and_exit_2(
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("streamrec: configuration error: STREAMREC_KAFKA_BOOTSTRAP=")
     assert captured.out == ""
+
+
+def test_a_training_window_below_the_minimum_events_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match="STREAMREC_TRAIN_WINDOW_EVENTS=500 is below"):
+        Settings.from_env({"STREAMREC_TRAIN_WINDOW_EVENTS": "500"})
+    assert Settings.from_env({"STREAMREC_TRAIN_WINDOW_EVENTS": "0"}).train_window_events == 0
