@@ -274,8 +274,8 @@ class ModelSlot:
             store = self.store
             held = None if pinned or store is None else read_ledger(store).pinned
             if held and store and held != path.name and (store / held).is_dir():  # a pin wins
-                reason = f"not swapped in: {held} is pinned"
-                return self._decide(path.name, path, False, reason, trigger, remember=False)
+                held_back = f"not swapped in: {held} is pinned"
+                return self._decide(path.name, path, False, held_back, trigger, remember=False)
             known = self.refused.get(path.name)
             if known is not None:
                 return known
@@ -293,11 +293,11 @@ class ModelSlot:
                 return self.refused[version]
             serving = self.current() if compare else None
             serving_manifest = getattr(serving, "manifest", None) if serving is not None else None
-            reason = quality_gate(
+            gate = quality_gate(
                 getattr(candidate, "manifest", {}) or {}, serving_manifest, self.policy
             )
-            if reason is not None and not pinned:
-                return self._decide(version, path, False, f"quality gate: {reason}", trigger)
+            if gate is not None and not pinned:
+                return self._decide(version, path, False, f"quality gate: {gate}", trigger)
             with self._swap_lock:
                 old = self._version
                 self._model, self._version = candidate, version
