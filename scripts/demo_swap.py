@@ -1,6 +1,6 @@
 """The demo's last step: wait for the worker's verdict on the version the trainer just saved,
-print it ("session model X swapped in", or the refusal with its reason), then one user's list
-written with that version, whose session items say "based on your current session".
+print it ("session model X swapped in", or the refusal with its reason), then a list written
+with that version (the user's whose top 10 holds the most "based on your current session" items).
 
     python scripts/demo_swap.py RESULTS_JSON WORKER_LOG [--timeout 90]
 """
