@@ -61,6 +61,7 @@ redis-cluster-down: ## stop what redis-cluster-up started
 
 redis-cluster-status: ## show each node of the local Redis Cluster and the cluster's state
 	@bash infra/redis_cluster.sh status
+
 # The replicated Kafka (3 KRaft nodes on 127.0.0.1:19092-19094): point the worker at it with
 # STREAMREC_KAFKA_BOOTSTRAP=$$(bash infra/kafka_cluster.sh bootstrap) STREAMREC_REPLICATION_FACTOR=3.
 kafka-cluster-up: venv ## start a 3-broker Kafka cluster on 127.0.0.1:19092-19094 (idempotent)
@@ -72,7 +73,7 @@ kafka-cluster-down: ## stop what kafka-cluster-up started
 kafka-cluster-status: ## show whether each node of the Kafka cluster is up
 	@bash infra/kafka_cluster.sh status
 
-demo: stack-up ## stack up, worker started, DATA=movielens100k|synthetic replayed, live recs shown
+demo: stack-up ## stack up, worker started, DATA=movielens100k|synthetic replayed, live recs shown, a session model trained and swapped in
 	@bash scripts/demo.sh $(DATA)
 
 demo-stop: ## stop the demo's worker (the stack stays up)

@@ -12,6 +12,7 @@ train() {
     "$PY" -m stream_app.cli train-session --store "$STORE" --publish never --no-progress "$@"
 }
 train --dataset movielens100k --protocol leave-one-out --out "$OUT/session_movielens100k_loo.json"
+train --dataset movielens100k --protocol loo --tie-order file --out "$OUT/session_movielens100k_loo_file_order.json"
 train --dataset movielens100k --protocol session --out "$OUT/session_movielens100k_session.json"
 train --dataset synthetic --protocol session --out "$OUT/session_synthetic_session.json"
 "$PY" bench/session_infer.py --store "$STORE" --out "$OUT/session_bench.json"

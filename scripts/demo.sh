@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The live demo: events replayed through Kafka, a Faust worker turning them into recommendations
-# in Redis, and a console view of throughput, lag and live recommendations.
+# in Redis, a console view of throughput, lag and live recommendations, then one cycle of the
+# session-model trainer on the replayed events and the worker swapping the new version in.
 #
 #   bash scripts/demo.sh [movielens100k|synthetic|FILE]   (what `make demo DATA=...` runs)
 #   bash scripts/demo.sh stop                             stop the demo's worker and API
@@ -11,6 +12,7 @@
 # readable; `stop` ends the worker and the API.
 #
 # Environment (optional): DEMO_SECONDS (60) how long the replay should last; DEMO_API_PORT (8080);
+# DEMO_TRAIN_FLAGS (train-session flags of the one training run after the replay);
 # PY (.venv/bin/python); STREAMREC_* settings (the Makefile exports the stack's addresses).
 set -euo pipefail
 
@@ -23,6 +25,8 @@ PIDFILE=$RUN/worker.pid
 LOG=$RUN/worker.log
 DEMO_SECONDS=${DEMO_SECONDS:-60}
 DEMO_API_PORT=${DEMO_API_PORT:-8080}
+# A short schedule so the demo stays quick; the periodic trainer uses the dataset's preset.
+DEMO_TRAIN_FLAGS=${DEMO_TRAIN_FLAGS:---epochs 6 --max-train-seconds 40}
 API_PIDFILE=$RUN/api.pid
 API_LOG=$RUN/api.log
 
@@ -68,14 +72,17 @@ start_worker() {
   [[ -f $LOG ]] && from=$(wc -l <"$LOG")
   # setsid + nohup: the worker outlives this script and the terminal.
   setsid nohup "$PY" -m stream_app.cli worker >>"$LOG" 2>&1 </dev/null &
-  echo $! >"$PIDFILE"
-  say "worker starting (pid $!, log $LOG)"
+  local started=$!
+  echo "$started" >"$PIDFILE"
+  say "worker starting (pid $started, log $LOG)"
   for _ in $(seq 1 120); do
-    if tail -n +"$((from + 1))" "$LOG" | grep -q "Worker\]: Ready"; then
+    if tail -n +"$((from + 1))" "$LOG" 2>/dev/null | grep -q "Worker\]: Ready"; then
       say "worker ready"
       return 0
     fi
-    if ! worker_pid >/dev/null; then
+    # Alive is enough here: on a loaded machine the child may not have exec'd python yet, so
+    # its command line (what worker_pid checks) can still be the shell's.
+    if ! kill -0 "$started" 2>/dev/null; then
       say "the worker exited during start-up; last lines of $LOG:"
       tail -n 20 "$LOG" >&2
       return 1
@@ -159,6 +166,23 @@ trap 'kill "$WATCH" 2>/dev/null || true' EXIT
 "$PY" -m stream_app.cli produce --dataset "$DATA" --rate "$RATE" --retime --invalid 20 --no-progress
 wait "$WATCH" || true
 trap - EXIT
+
+# The periodic trainer's cycle, once: the GRU trained on the replayed events (a short schedule,
+# DEMO_TRAIN_FLAGS), saved in the model store and announced; the worker gates and swaps it in.
+TRAIN_LOG=$RUN/train.log
+TRAIN_OUT=$RUN/demo_session.json
+FROM=$(stat -c %s "$LOG")
+say "training the session model once on the replayed events ($DEMO_TRAIN_FLAGS; log $TRAIN_LOG)"
+TRAIN_START=$(date +%s)
+# shellcheck disable=SC2086
+if "$PY" -m stream_app.cli train-session --dataset kafka --publish always --no-progress \
+    --out "$TRAIN_OUT" $DEMO_TRAIN_FLAGS >>"$TRAIN_LOG" 2>&1; then
+  say "trained in $(( $(date +%s) - TRAIN_START )) s: $(grep -o 'gru .*Recall@20 [0-9.]*  MRR@20 [0-9.]*' "$TRAIN_LOG" | tail -1)"
+  "$PY" scripts/demo_swap.py "$TRAIN_OUT" "$LOG" --since "$FROM" || true
+else
+  say "training failed; last lines of $TRAIN_LOG:"
+  tail -n 5 "$TRAIN_LOG" >&2
+fi
 
 cat <<EOF_HELP
 

@@ -90,6 +90,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be an integer >= 0")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0 or value != value or value == float("inf"):
@@ -478,6 +485,41 @@ class Settings:
     model_poll_s: float = _env(
         "MODEL_POLL_S", _non_negative_float, 60.0, "Model store poll period (0 = off)"
     )
+    # The trainer over time (``streamrec train-session --dataset kafka --every``): what each
+    # cycle reads, how many versions the store keeps, how soon the first cycle trains.
+    train_window_events: int = _env(
+        "TRAIN_WINDOW_EVENTS",
+        _non_negative_int,
+        1_000_000,
+        "The trainer reads only the newest this many events of the topic per cycle (0 = all)",
+    )
+    train_window_s: float = _env(
+        "TRAIN_WINDOW_S",
+        _non_negative_float,
+        0.0,
+        "The trainer trains on the events within this many seconds of stream time before the "
+        "newest event (0 = no time limit)",
+    )
+    model_keep: int = _env(
+        "MODEL_KEEP",
+        _non_negative_int,
+        5,
+        "Versions the trainer keeps in the model store, the newest (0 = all; the pinned, the "
+        "serving and the last accepted one are never deleted)",
+    )
+    train_min_events: int = _env(
+        "TRAIN_MIN_EVENTS",
+        _positive_int,
+        1000,
+        "A periodic trainer's cycle with fewer events tries again after STREAMREC_TRAIN_POLL_S, "
+        "not after its period (the first cycle trains as soon as this many exist)",
+    )
+    train_poll_s: float = _env(
+        "TRAIN_POLL_S",
+        _positive_float,
+        10.0,
+        "How often a periodic trainer looks again for events while the topic holds too few",
+    )
     # Each sampled event costs one extra scoring, so the default sample is small; raise it
     # where the estimate must be tight (the benchmark's quality phase does).
     hitrate_sample: float = _env(
@@ -574,7 +616,7 @@ class Settings:
         Traceback (most recent call last):
         ConfigError: STREAMREC_KAFKA_SASL_USERNAME is set but ... does not use SASL; ...
         """
-        problem = _security_problem(self)
+        problem = _security_problem(self) or _trainer_problem(self)
         if problem:
             raise ConfigError(problem)
 
@@ -694,6 +736,16 @@ class Settings:
     def redis_key_prefix(self) -> str:
         """Version prefix of every Redis key (see ``stream_app.cache.keys``)."""
         return "streamrec:v1"
+
+
+def _trainer_problem(s: Settings) -> str | None:
+    """A window smaller than the events a cycle needs would never train: say so at start."""
+    if 0 < s.train_window_events < s.train_min_events:
+        return (
+            f"STREAMREC_TRAIN_WINDOW_EVENTS={s.train_window_events} is below "
+            f"STREAMREC_TRAIN_MIN_EVENTS={s.train_min_events}: the trainer would never train"
+        )
+    return None
 
 
 def _security_problem(s: Settings) -> str | None:

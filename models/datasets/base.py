@@ -8,6 +8,10 @@ from typing import Any
 from models.catalog import ItemRecord
 from models.events import Interaction
 
+#: How same-timestamp events are ordered: ``id`` by user then item (our default, reproducible
+#: whatever order a file lists them in), ``file`` as the source lists them (RecBole's order).
+TIE_ORDERS = ("id", "file")
+
 
 def chronological_key(event: Interaction) -> tuple[int, str, str]:
     """Stream order: timestamp, then user, then item (the evaluator's documented tie rule)."""
@@ -31,8 +35,15 @@ class EventDataset:
     planted: Any = None
     catalog: list[ItemRecord] = field(default_factory=list)
 
-    def sort(self) -> EventDataset:
-        self.events.sort(key=chronological_key)
+    def sort(self, tie_order: str = "id") -> EventDataset:
+        """Events by time; ties by ``tie_order`` (``file``: a stable sort keeps the source's
+        order, as RecBole does)."""
+        if tie_order not in TIE_ORDERS:
+            raise ValueError(f"tie_order must be one of {', '.join(TIE_ORDERS)}")
+        if tie_order == "file":
+            self.events.sort(key=lambda e: e.timestamp_ms)
+        else:
+            self.events.sort(key=chronological_key)
         return self
 
     @property

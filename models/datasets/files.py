@@ -58,9 +58,10 @@ def iter_event_file(path: str | Path) -> Iterator[Interaction | InvalidEvent]:
 
 
 def load_event_file(
-    path: str | Path, on_invalid: Literal["raise", "skip"] = "raise"
+    path: str | Path, on_invalid: Literal["raise", "skip"] = "raise", tie_order: str = "id"
 ) -> EventDataset:
-    """Read a whole file into stream order; invalid lines raise (default) or are skipped."""
+    """Read a whole file into stream order (ties: ``EventDataset.sort``); invalid lines raise
+    (default) or are skipped."""
     events: list[Interaction] = []
     for n, item in enumerate(iter_event_file(path), start=1):
         if isinstance(item, InvalidEvent):
@@ -68,7 +69,7 @@ def load_event_file(
                 raise InvalidEvent(f"{path}: event {n}: {item}")
             continue
         events.append(item)
-    return EventDataset(name=Path(path).stem, events=events).sort()
+    return EventDataset(name=Path(path).stem, events=events).sort(tie_order)
 
 
 def write_event_file(events: Iterable[Interaction], path: str | Path) -> int:

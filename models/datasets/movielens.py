@@ -88,8 +88,9 @@ def _read_tsv(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in lines[1:] if line.strip()]
 
 
-def load_movielens100k(cache_dir: Path | None = None) -> EventDataset:
-    """All 100,000 ratings as ``rating`` events (value 1-5), in timestamp/user/item order.
+def load_movielens100k(cache_dir: Path | None = None, tie_order: str = "id") -> EventDataset:
+    """All 100,000 ratings as ``rating`` events (value 1-5), in timestamp/user/item order
+    (``tie_order="file"``: same-second ratings in the file's order, as RecBole reads them).
 
     Timestamps are converted from seconds to epoch milliseconds. The catalog carries title,
     release year and genres per movie.
@@ -111,7 +112,9 @@ def load_movielens100k(cache_dir: Path | None = None) -> EventDataset:
         item_id, title, year, genres = row[:4]
         items[item_id] = {"title": title, "year": year, "genres": genres.split()}
     catalog = read_movielens_items(folder / "ml-100k.item")
-    return EventDataset(name="movielens100k", events=events, items=items, catalog=catalog).sort()
+    return EventDataset(name="movielens100k", events=events, items=items, catalog=catalog).sort(
+        tie_order
+    )
 
 
 #: The genre MovieLens gives a film it has no genre for: no category, not a shared one.

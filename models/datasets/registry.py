@@ -27,13 +27,16 @@ def _existing(spec: str) -> Path:
     return path
 
 
-def load_dataset(spec: str, *, synthetic_events: int | None = None, seed: int = 7) -> EventDataset:
-    """``movielens100k``, ``synthetic`` (sized by ``synthetic_events``) or a file path."""
+def load_dataset(
+    spec: str, *, synthetic_events: int | None = None, seed: int = 7, tie_order: str = "id"
+) -> EventDataset:
+    """``movielens100k``, ``synthetic`` (sized by ``synthetic_events``) or a file path;
+    ``tie_order`` orders same-timestamp events of the files (the generator makes no ties)."""
     if spec == "movielens100k":
-        return load_movielens100k()
+        return load_movielens100k(tie_order=tie_order)
     if spec == "synthetic":
         return generate_synthetic(_synthetic_config(synthetic_events, seed))
-    return load_event_file(_existing(spec))
+    return load_event_file(_existing(spec), tie_order=tie_order)
 
 
 def load_catalog(

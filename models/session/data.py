@@ -353,3 +353,25 @@ def left_pad(rows: Sequence[np.ndarray], length: int | None = None, dtype=np.int
         if len(tail):
             out[n, -len(tail) :] = tail
     return out
+
+
+def recent_window(
+    events: Sequence[Interaction], seconds: float = 0.0, max_events: int = 0
+) -> list[Interaction]:
+    """The trainer's sliding window over events in stream order: those within ``seconds`` of
+    stream time before the newest event (0: no limit), then at most the newest ``max_events``
+    (0: no limit). Stream time, not the clock: a replayed or delayed stream keeps its window.
+
+    >>> ev = [Interaction("u", str(t), "view", t * 1000) for t in range(10)]
+    >>> [e.item_id for e in recent_window(ev, seconds=3)]
+    ['6', '7', '8', '9']
+    >>> [e.item_id for e in recent_window(ev, seconds=3, max_events=2)]
+    ['8', '9']
+    """
+    kept = list(events)
+    if seconds > 0 and kept:
+        since = max(e.timestamp_ms for e in kept) - seconds * 1000.0
+        kept = [e for e in kept if e.timestamp_ms >= since]
+    if max_events > 0:
+        kept = kept[-max_events:]
+    return kept

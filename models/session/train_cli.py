@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from models.datasets import load_dataset
+from models.datasets.base import TIE_ORDERS
+from models.session.data import recent_window
 from models.session.experiment import PROTOCOLS, Experiment, run_experiment
 from models.session.params import preset
 
@@ -44,6 +46,10 @@ class Adapters:
     announce: Announcer | None = None
 
 
+#: ``run_once``'s exit code when there were too few events to train on (the loop looks again
+#: soon rather than a period later).
+TOO_FEW_EVENTS = 3
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -54,6 +60,18 @@ def _yes_no(text: str) -> bool:
     if text.lower() in ("no", "false", "0"):
         return False
     raise argparse.ArgumentTypeError(f"{text!r}: expected yes or no")
+
+
+def _protocol(text: str) -> str:
+    """A protocol name, ``loo`` accepted for leave-one-out.
+
+    >>> _protocol("loo"), _protocol("session")
+    ('leave-one-out', 'session')
+    """
+    name = "leave-one-out" if text == "loo" else text
+    if name not in PROTOCOLS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected session or loo (leave-one-out)")
+    return name
 
 
 def parse_duration(text: str) -> float:
@@ -98,7 +116,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="movielens100k, synthetic, kafka (the events topic) or a JSONL/CSV file",
     )
     data.add_argument("--synthetic-events", type=int, default=None, help="size of synthetic")
-    data.add_argument("--protocol", choices=PROTOCOLS, default="session")
+    data.add_argument("--protocol", type=_protocol, default="session", help="session or loo")
+    data.add_argument(
+        "--tie-order",
+        choices=TIE_ORDERS,
+        default="id",
+        help="same-timestamp events of a dataset or file: by user and item id (id), or in the "
+        "file's order (file, as RecBole keeps them)",
+    )
     data.add_argument(
         "--gap-s", type=float, default=None, help="session inactivity gap (default: settings)"
     )
@@ -139,8 +164,21 @@ def _load_events(
                 "--dataset kafka needs a topic reader (run it as streamrec train-session)"
             )
         events, invalid = read_topic()
-        return "kafka", events, invalid
-    dataset = load_dataset(args.dataset, synthetic_events=args.synthetic_events)
+        settings = args.settings
+        window = recent_window(events, settings.train_window_s, settings.train_window_events)
+        if len(window) < len(events):
+            log.info(
+                "training window: the newest %d of %d events (STREAMREC_TRAIN_WINDOW_S %g, "
+                "STREAMREC_TRAIN_WINDOW_EVENTS %d)",
+                len(window),
+                len(events),
+                settings.train_window_s,
+                settings.train_window_events,
+            )
+        return "kafka", window, invalid
+    dataset = load_dataset(
+        args.dataset, synthetic_events=args.synthetic_events, tie_order=args.tie_order
+    )
     name = args.dataset if args.dataset in ("movielens100k", "synthetic") else dataset.name
     return name, dataset.events, 0
 
@@ -156,9 +194,13 @@ def _smoke_prefix(exp: Experiment) -> list[str]:
 def run_once(args: argparse.Namespace, adapters: Adapters = Adapters()) -> int:
     settings = args.settings
     name, events, invalid = _load_events(args, adapters.read_topic)
-    if not events:
-        log.error("no events to train on")
-        return 1
+    if not events or (name == "kafka" and len(events) < settings.train_min_events):
+        log.warning(
+            "%d events to train on, fewer than STREAMREC_TRAIN_MIN_EVENTS (%d)",
+            len(events),
+            settings.train_min_events,
+        )
+        return TOO_FEW_EVENTS
     config = preset(name, args.protocol, **{f: getattr(args, f) for f in _HP_FIELDS})
     gap_s = args.gap_s if args.gap_s is not None else settings.session_gap_s
     exp = run_experiment(
@@ -173,6 +215,7 @@ def run_once(args: argparse.Namespace, adapters: Adapters = Adapters()) -> int:
         progress=not args.no_progress,
     )
     exp.data["invalid_events_skipped"] = invalid
+    exp.data["tie_order"] = "id" if name == "kafka" else args.tie_order
     results = exp.results_json()
     for model, metrics in exp.models.items():
         log.info(
@@ -187,6 +230,7 @@ def run_once(args: argparse.Namespace, adapters: Adapters = Adapters()) -> int:
     artifact = None
     if not args.no_save:
         from models.session.artifacts import save_artifact
+        from models.session.store import prune
 
         store = args.store or settings.model_store
         artifact = save_artifact(
@@ -208,6 +252,7 @@ def run_once(args: argparse.Namespace, adapters: Adapters = Adapters()) -> int:
         )
         results["artifact"] = {"version": artifact.name, "path": str(artifact)}
         log.info("saved version %s in %s", artifact.name, artifact)
+        results["deleted_versions"] = prune(store, settings.model_keep)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -227,14 +272,21 @@ def run_once(args: argparse.Namespace, adapters: Adapters = Adapters()) -> int:
 
 
 def run(args: argparse.Namespace, adapters: Adapters = Adapters()) -> int:
+    """One cycle, or with ``--every`` one per period; a cycle that found too few events looks
+    again after ``settings.train_poll_s``, so a trainer started before the events trains as
+    soon as they exist, not a whole period later."""
     if args.every is None:
         return run_once(args, adapters)
     while True:
         started = time.monotonic()
+        code = 1
         try:
             code = run_once(args, adapters)
-            if code:
+            if code == TOO_FEW_EVENTS:
+                log.info("looking for events again in %gs", args.settings.train_poll_s)
+            elif code:
                 log.warning("training cycle failed with exit code %d; retrying next period", code)
         except Exception:
             log.exception("training cycle failed; retrying next period")
-        time.sleep(max(0.0, args.every - (time.monotonic() - started)))
+        period = args.settings.train_poll_s if code == TOO_FEW_EVENTS else args.every
+        time.sleep(max(0.0, period - (time.monotonic() - started)))

@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("stream_app.cli.api", "serve the read API (recommendations, similar items, metrics)"),
     "evaluate": ("stream_app.cli.evaluate", "prequential evaluation of the online models"),
     "train-session": ("stream_app.cli.train_session", "train and evaluate the GRU session model"),
+    "models": (
+        "stream_app.cli.models",
+        "the session-model store: list versions, pin one, roll back the serving one",
+    ),
 }
 
 

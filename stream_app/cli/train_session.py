@@ -27,12 +27,19 @@ def adapters(args: argparse.Namespace) -> train_cli.Adapters:
     def read_topic() -> tuple[list[Any], int]:
         from stream_app.kafka.event_log import read_topic as read
 
-        snapshot = read(settings.kafka, settings.topic_events, timeout_s=args.kafka_timeout_s)
+        # The newest TRAIN_WINDOW_EVENTS per partition hold the topic's newest that many.
+        snapshot = read(
+            settings.kafka,
+            settings.topic_events,
+            timeout_s=args.kafka_timeout_s,
+            tail=settings.train_window_events,
+        )
         log.info(
-            "read %d events from topic %r (%d invalid skipped)",
+            "read %d events from topic %r (%d invalid skipped; newest %s per partition)",
             len(snapshot.events),
             settings.topic_events,
             snapshot.invalid,
+            settings.train_window_events or "all",
         )
         return snapshot.events, snapshot.invalid
 

@@ -1,4 +1,4 @@
-"""Read the events topic from the beginning up to "now" (the end offsets taken at start).
+"""Read the events topic up to "now" (the end offsets taken at start), from offset 0 or its tail.
 
 A thin kafka-python adapter for batch jobs (the session-model trainer): no consumer group, no
 commits, partitions assigned explicitly. "Now" is fixed when reading starts, so a busy producer
@@ -54,9 +54,15 @@ def decode_values(values: Iterable[bytes | None]) -> tuple[list[Interaction], in
 
 
 def read_topic(
-    kafka: KafkaAccess, topic: str, timeout_s: float = 30.0, idle_timeout_s: float = 30.0
+    kafka: KafkaAccess,
+    topic: str,
+    timeout_s: float = 30.0,
+    idle_timeout_s: float = 30.0,
+    tail: int = 0,
 ) -> TopicSnapshot:
-    """All messages of ``topic`` from offset 0 to the end offsets seen at start.
+    """All messages of ``topic`` from offset 0 (``tail`` > 0: from ``tail`` before each
+    partition's end, enough for the newest ``tail`` events of the topic) to the end offsets
+    seen at start.
 
     ``timeout_s`` bounds connecting and fetching metadata; ``idle_timeout_s`` bounds how long
     polling may return nothing while offsets are still missing.
@@ -86,8 +92,12 @@ def read_topic(
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps, timeout_ms=int(timeout_s * 1000))
+        if tail > 0:
+            start = consumer.beginning_offsets(tps, timeout_ms=int(timeout_s * 1000))
+            for tp in tps:
+                consumer.seek(tp, max(start[tp], end[tp] - tail))
         values: list[bytes | None] = []
-        pending = {tp for tp in tps if end[tp] > 0}
+        pending = {tp for tp in tps if consumer.position(tp) < end[tp]}
         last_progress = time.monotonic()
         while pending:
             batch = consumer.poll(timeout_ms=500)

@@ -5,9 +5,10 @@ the reference under a lock, so a batch never sees half a model and no batch wait
 Offers (the ``model-updates`` topic, a timer over the model store) load, smoke-test and gate the
 candidate in an executor so the event loop keeps consuming. A path that is not a version
 directly inside the model store is refused before anything is opened; a candidate that fails to
-load or fails the gate is refused and the serving version keeps serving; refusals are remembered.
-The gate's rules: docs/stream.md, "The session-model gate"; the attacks it refuses:
-docs/session-model.md, "Model store attacks".
+load or fails the gate is refused and the serving version keeps serving. Refusals and swaps go
+into the store's ledger (``models.session.store``), so a restarted worker neither retries a
+refused version nor forgets the last accepted one; the ledger's pin and rollbacks are obeyed at
+each poll. Rules: docs/stream.md, "The session-model gate" and "The model store over time".
 """
 
 from __future__ import annotations
@@ -18,11 +19,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from models.session.artifacts import ArtifactRejected, manifest_metrics, version_in_store
+from models.session.store import (
+    Ledger,
+    Verdict,
+    fallback,
+    list_versions,
+    newest_candidate,
+    read_ledger,
+    update_ledger,
+)
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +223,8 @@ class ModelSlot:
     ) -> Decision:
         decision = Decision(version, str(path), accepted, reason, self._now_ms(), trigger)
         self.history.append(decision)
+        if accepted or remember:
+            self._write_ledger(decision)
         if self.on_decision is not None:
             try:
                 self.on_decision(decision)
@@ -226,15 +238,44 @@ class ModelSlot:
             )
         return decision
 
-    def offer(self, path: Path | str, trigger: str = "") -> Decision:
+    def _write_ledger(self, decision: Decision) -> None:
+        """A swap or a remembered refusal into the store's ledger; a failure to write is logged
+        (the decision stands in memory; a restart may then offer the version again)."""
+        if self.store is None:
+            return
+        verdict = Verdict(decision.reason, decision.at_ms)
+        version = decision.version
+
+        def change(ledger: Ledger) -> Ledger:
+            if decision.accepted:
+                return replace(
+                    ledger, accepted={**ledger.accepted, version: verdict}, serving=version
+                )
+            return replace(ledger, refused={**ledger.refused, version: verdict})
+
+        try:
+            update_ledger(self.store, change)
+        except OSError as exc:
+            log.warning("session model %s: ledger not written: %r", version, exc)
+
+    def offer(
+        self, path: Path | str, trigger: str = "", compare: bool = True, pinned: bool = False
+    ) -> Decision:
         """Load, gate and (if it passes) swap in the version at ``path``. Blocking and CPU-heavy:
-        from the event loop call :meth:`offer_async`."""
+        from the event loop call :meth:`offer_async`. ``compare`` False gates it as if nothing
+        served (a fallback must not be measured against the version it replaces); ``pinned``
+        skips the quality gate (the operator's choice), never the loader's verification."""
         path = Path(path)
         with self._offer_lock:
             outside = self._outside_store(path, trigger)
             if outside is not None:  # a verdict on the path, not on a version: not remembered
                 refusal = f"refused unopened: {outside}"
                 return self._decide(path.name, path, False, refusal, trigger, remember=False)
+            store = self.store
+            held = None if pinned or store is None else read_ledger(store).pinned
+            if held and store and held != path.name and (store / held).is_dir():  # a pin wins
+                held_back = f"not swapped in: {held} is pinned"
+                return self._decide(path.name, path, False, held_back, trigger, remember=False)
             known = self.refused.get(path.name)
             if known is not None:
                 return known
@@ -250,29 +291,61 @@ class ModelSlot:
                 return Decision(version, str(path), False, "already serving", self._now_ms())
             if version in self.refused:
                 return self.refused[version]
-            serving = self.current()
+            serving = self.current() if compare else None
             serving_manifest = getattr(serving, "manifest", None) if serving is not None else None
-            reason = quality_gate(
+            gate = quality_gate(
                 getattr(candidate, "manifest", {}) or {}, serving_manifest, self.policy
             )
-            if reason is not None:
-                return self._decide(version, path, False, f"quality gate: {reason}", trigger)
+            if gate is not None and not pinned:
+                return self._decide(version, path, False, f"quality gate: {gate}", trigger)
             with self._swap_lock:
                 old = self._version
                 self._model, self._version = candidate, version
             log.info("session model %s -> %s (%s)", old or "none", version, path)
+            how = " (pinned)" if pinned else "" if compare else " (fallback)"
             return self._decide(
-                version, path, True, f"swapped in, replacing {old or 'none'}", trigger
+                version, path, True, f"swapped in{how}, replacing {old or 'none'}", trigger
             )
 
+    def _sync(self, ledger: Ledger) -> Ledger:
+        """Take the ledger's refusals (other workers', the operator's rollbacks) into memory,
+        drop a refusal the operator withdrew by pinning; the ledger as this slot sees it."""
+        for version, verdict in ledger.refused.items():
+            if version not in self.refused:
+                path = str((self.store or Path()) / version)
+                self.refused[version] = Decision(
+                    version, path, False, verdict.reason, verdict.at_ms, "ledger"
+                )
+        if ledger.pinned is not None and ledger.pinned not in ledger.refused:
+            self.refused.pop(ledger.pinned, None)
+        mine = {v: Verdict(d.reason, d.at_ms) for v, d in self.refused.items()}
+        return replace(ledger, refused={**mine, **ledger.refused})
+
     def offer_newest(self, model_store: Path | str, trigger: str = "poll") -> Decision | None:
-        """Offer the newest version in the store unless it is serving or was refused before."""
+        """Follow the store: the pinned version if there is one; else, when nothing serves or
+        the serving version is refused or gone, the last accepted one (the fallback); then the
+        newest version never refused, if newer than the serving one, through the gate."""
         if self.store is None:
             self.store = Path(model_store)
-        newest = newest_in_store(model_store)
-        if newest is None or newest.name == self.version or newest.name in self.refused:
-            return None
-        return self.offer(newest, trigger)
+        root = Path(model_store)
+        versions = list_versions(root)
+        ledger = self._sync(read_ledger(root))
+        if ledger.pinned in versions:
+            if ledger.pinned == self.version or ledger.pinned in self.refused:
+                return None
+            return self.offer(root / ledger.pinned, trigger, pinned=True)
+        current, decision = self.version, None
+        if current is None or current in ledger.refused or current not in versions:
+            back = fallback(versions, ledger, exclude=current)
+            if back is not None:
+                decision = self.offer(root / back, trigger, compare=False)
+        newest = newest_candidate(versions, ledger)
+        serving = self.version
+        if newest is None or newest in self.refused:
+            return decision
+        if serving is None or (newest > serving and newest != serving):
+            return self.offer(root / newest, trigger)
+        return decision
 
     async def offer_async(
         self, path: Path | str, executor: Executor | None = None, trigger: str = "update"

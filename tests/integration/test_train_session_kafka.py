@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -78,3 +79,41 @@ def test_train_from_topic_and_announce(
     model = load_session_model(updates[0].path)
     assert updates[0].metrics == pytest.approx(model.manifest["metrics"])
     assert model.recommend([[events[0].item_id]], 5)[0]
+
+
+@pytest.mark.integration
+def test_each_cycle_trains_on_the_newest_events_and_the_store_keeps_the_last_k(
+    settings: Settings, env_for: Callable[[Settings], dict[str, str]], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from models.session.store import list_versions
+
+    ensure_topics(settings)
+    events = generate_synthetic(
+        SyntheticConfig(n_users=80, n_items=60, n_clusters=4, n_events=3000, seed=5)
+    ).events
+    _produce(settings, [encode_event(e) for e in events])
+    windowed = replace(settings, train_window_events=500, train_min_events=100, model_keep=2)
+    store = tmp_path / "store"
+    versions = []
+    for cycle in range(3):
+        out = tmp_path / f"results-{cycle}.json"
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "stream_app.cli", "train-session",
+                "--dataset", "kafka", "--protocol", "session",
+                "--epochs", "1", "--embedding-dim", "8", "--hidden-units", "8",
+                "--out", str(out), "--store", str(store), "--publish", "never", "--no-progress",
+            ],
+            cwd=REPO, env=env_for(windowed), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        results = json.loads(out.read_text())
+        # the newest 500 of the topic's 3,000, read from each partition's tail
+        assert results["data"]["events"] == 500
+        assert results["data"]["first_event_ms"] == sorted(e.timestamp_ms for e in events)[-500]
+        read = re.search(r"read (\d+) events from topic", done.stderr)
+        assert read is not None and 500 <= int(read.group(1)) < len(events)
+        versions.append(results["artifact"]["version"])
+    assert list_versions(store) == versions[1:]  # the oldest of three deleted, two kept

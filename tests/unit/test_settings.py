@@ -150,6 +150,11 @@ BAD = [
     ("STREAMREC_BATCH_IN_THREAD", "maybe"),
     ("STREAMREC_MODEL_POLL_S", "-1"),
     ("STREAMREC_MODEL_POLL_S", "inf"),
+    ("STREAMREC_TRAIN_WINDOW_EVENTS", "-1"),
+    ("STREAMREC_TRAIN_WINDOW_S", "-5"),
+    ("STREAMREC_MODEL_KEEP", "two"),
+    ("STREAMREC_TRAIN_MIN_EVENTS", "0"),
+    ("STREAMREC_TRAIN_POLL_S", "0"),
     ("STREAMREC_WEB_PORT", "0"),
     ("STREAMREC_WEB_PORT", "65536"),
     ("STREAMREC_WEB_PORT", "http"),
@@ -309,3 +314,9 @@ def test_cli_refuses_a_bad_variable_with_one_line_and_exit_2(
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("streamrec: configuration error: STREAMREC_KAFKA_BOOTSTRAP=")
     assert captured.out == ""
+
+
+def test_a_training_window_below_the_minimum_events_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match="STREAMREC_TRAIN_WINDOW_EVENTS=500 is below"):
+        Settings.from_env({"STREAMREC_TRAIN_WINDOW_EVENTS": "500"})
+    assert Settings.from_env({"STREAMREC_TRAIN_WINDOW_EVENTS": "0"}).train_window_events == 0

@@ -158,3 +158,16 @@ def test_left_pad_truncates_to_the_most_recent_items() -> None:
     rows = [np.array([1, 2, 3]), np.array([4])]
     assert left_pad(rows, length=2).tolist() == [[2, 3], [0, 4]]
     assert left_pad([np.array([], dtype=np.int32)]).tolist() == [[0]]
+
+
+def test_tie_order_file_keeps_the_source_order_of_same_timestamp_events() -> None:
+    from models.datasets.base import EventDataset
+
+    same = [ev("u", "z", 0), ev("u", "a", 0), ev("u", "m", 0), ev("u", "b", 1)]
+    by_id = EventDataset("d", list(same)).sort()
+    by_file = EventDataset("d", list(same)).sort("file")
+    assert [e.item_id for e in by_id.events] == ["a", "m", "z", "b"]
+    assert [e.item_id for e in by_file.events] == ["z", "a", "m", "b"]
+    assert leave_one_out(by_file.events).test[0].prefix == ("z", "a", "m")
+    with pytest.raises(ValueError, match="tie_order"):
+        EventDataset("d", list(same)).sort("random")

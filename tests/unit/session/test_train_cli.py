@@ -129,3 +129,28 @@ def test_the_kafka_dataset_needs_a_topic_reader() -> None:
 
     with pytest.raises(ValueError, match="topic reader"):
         train_cli._load_events(argparse.Namespace(dataset="kafka"), None)
+
+
+def test_too_few_events_look_again_after_the_poll_not_the_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+
+    from models.session import train_cli
+    from stream_app.settings import Settings
+
+    codes = iter([train_cli.TOO_FEW_EVENTS, train_cli.TOO_FEW_EVENTS, 0, 0])
+    slept: list[float] = []
+    monkeypatch.setattr(train_cli, "run_once", lambda args, adapters=None: next(codes))
+    monkeypatch.setattr(train_cli.time, "monotonic", lambda: 0.0)
+
+    def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli.time, "sleep", fake_sleep)
+    args = argparse.Namespace(every=900.0, settings=Settings(train_poll_s=5.0))
+    with pytest.raises(KeyboardInterrupt):
+        train_cli.run(args)
+    assert slept == [5.0, 5.0, 900.0, 900.0]

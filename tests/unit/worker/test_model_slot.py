@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,84 @@ def test_a_slot_without_a_store_refuses_message_paths_until_it_polls_one(tmp_pat
     assert slot.offer_newest(tmp_path) is not None and slot.store == tmp_path  # bound at start
     assert slot.version == "20260101T000000Z-aaaa"
     assert "outside the model store" in slot.offer("/tmp/x", trigger="update").reason
+
+
+def _versions(root: Path, *specs: tuple[str, float]) -> dict[str, float]:
+    """Version directories in ``root``, each with the MRR@20 its fake model claims."""
+    for name, _ in specs:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / "manifest.json").write_text("{}")
+    return dict(specs)
+
+
+def _slot(root: Path, mrrs: dict[str, float], loaded: list[str]) -> ModelSlot:
+    def loader(path: Path) -> Any:
+        loaded.append(path.name)
+        if mrrs[path.name] < 0:
+            raise ArtifactRejected("hash mismatch for model.keras")
+        return FakeModel(manifest(path.name, 0.3, mrrs[path.name]))
+
+    return ModelSlot(loader=loader, store=root)
+
+
+def test_refusals_persist_and_a_restarted_slot_falls_back_to_the_last_accepted(
+    tmp_path: Path,
+) -> None:
+    from models.session.store import read_ledger
+
+    mrrs = _versions(tmp_path, ("20260101T000000Z-a", 0.10), ("20260102T000000Z-b", -1.0))
+    loaded: list[str] = []
+    first = _slot(tmp_path, mrrs, loaded)
+    first.offer(tmp_path / "20260101T000000Z-a")
+    decision = first.offer_newest(tmp_path)
+    assert decision is not None and not decision.accepted  # b is damaged: refused
+    assert first.version == "20260101T000000Z-a"  # a keeps serving
+    ledger = read_ledger(tmp_path)
+    assert set(ledger.refused) == {"20260102T000000Z-b"} and ledger.serving == first.version
+
+    loaded.clear()
+    restarted = _slot(tmp_path, mrrs, loaded)
+    restarted.offer_newest(tmp_path, trigger="start")
+    assert restarted.version == "20260101T000000Z-a"
+    assert loaded == ["20260101T000000Z-a"]  # the refused version is never loaded again
+
+
+def test_a_fallback_is_not_gated_against_the_version_it_replaces(tmp_path: Path) -> None:
+    from models.session.store import ROLLBACK_REASON, Verdict, update_ledger
+
+    mrrs = _versions(tmp_path, ("20260101T000000Z-a", 0.10), ("20260102T000000Z-b", 0.20))
+    slot = _slot(tmp_path, mrrs, [])
+    slot.offer_newest(tmp_path)  # nothing accepted yet: the newest, through the gate
+    assert slot.version == "20260102T000000Z-b"
+    # an older version accepted before, then the operator rolls b back
+    update_ledger(
+        tmp_path,
+        lambda led: replace(
+            led,
+            accepted={**led.accepted, "20260101T000000Z-a": Verdict("swapped in", 1)},
+            refused={"20260102T000000Z-b": Verdict(ROLLBACK_REASON, 2)},
+        ),
+    )
+    decision = slot.offer_newest(tmp_path)
+    # a's MRR is half b's: the gate would refuse it against b, a fallback is not compared
+    assert decision is not None and decision.accepted and "fallback" in decision.reason
+    assert slot.version == "20260101T000000Z-a"
+    assert slot.offer_newest(tmp_path) is None  # b stays refused
+
+
+def test_a_pin_wins_over_newer_versions_and_unpinning_follows_the_newest(tmp_path: Path) -> None:
+    from models.session.store import pinned_to, update_ledger
+
+    names = ("20260101T000000Z-a", "20260102T000000Z-b", "20260103T000000Z-c")
+    mrrs = _versions(tmp_path, (names[0], 0.01), (names[1], 0.10), (names[2], 0.11))
+    slot = _slot(tmp_path, mrrs, [])
+    slot.offer_newest(tmp_path)
+    assert slot.version == names[2]
+    update_ledger(tmp_path, lambda led: pinned_to(led, list(names), names[0]))
+    decision = slot.offer_newest(tmp_path)
+    # a is far below c: the gate would refuse it; a pin is the operator's choice
+    assert decision is not None and decision.accepted and "pinned" in decision.reason
+    assert slot.offer_newest(tmp_path) is None and slot.version == names[0]
+    update_ledger(tmp_path, lambda led: replace(led, pinned=None))
+    slot.offer_newest(tmp_path)
+    assert slot.version == names[2]
