@@ -22,12 +22,12 @@ from models.datasets.synthetic import SyntheticConfig, generate_synthetic
 from models.events import Interaction, encode_event
 from models.online.stream import SESSION_REASON
 from models.session.artifacts import MANIFEST_FILE, MODEL_FILE
+from models.session.gate import quality_gate
 from stream_app.cache import CacheKeys, UserRecs
 from stream_app.cache.journals import decode_entries
 from stream_app.kafka.admin import ensure_topics
 from stream_app.kafka.model_updates import ModelUpdate, publish_update
 from stream_app.settings import Settings
-from stream_app.worker.model_slot import quality_gate
 
 REPO = Path(__file__).resolve().parents[2]
 
