@@ -49,7 +49,10 @@ WORLD = SyntheticConfig(n_users=600, n_items=400, n_clusters=4, n_events=33_000,
 HISTORY = 30_000
 #: Hyper-parameters passed as flags, as an operator would; the rest is the trainer's preset.
 #: The default learning rate and dropout need far more than 20 epochs on a catalogue this small.
-TRAIN_FLAGS = ("--epochs", "20", "--learning-rate", "0.01", "--dropout-hidden", "0.2")
+# the mechanics of a swap, not quality: the epochs asked, not the minimum-updates schedule
+TRAIN_FLAGS = (
+    "--epochs", "20", "--min-updates", "0", "--learning-rate", "0.01", "--dropout-hidden", "0.2"
+)  # fmt: skip
 
 
 def _produce(settings: Settings, events: Sequence[Interaction]) -> None:
