@@ -38,7 +38,7 @@ class EcommerceConfig:
     cart_p: float = 0.12
     purchase_p: float = 0.5
     mean_event_gap_s: float = 40.0
-    mean_session_gap_h: float = 30.0
+    span_days: float = 30.0
     start_ms: int = 1_700_000_000_000
     seed: int = 11
 
@@ -143,18 +143,23 @@ def generate_ecommerce(config: EcommerceConfig | None = None) -> EventDataset:
     rng = np.random.default_rng(cfg.seed)
     shop = _shop(cfg, rng)
     activity = rng.lognormal(0.0, 1.0, cfg.n_users)
-    next_free = cfg.start_ms + rng.uniform(0, 86_400_000, cfg.n_users)
+    # visits arrive uniformly over the span, each from a user drawn by her activity (a user
+    # still in her previous visit starts after it), so every stretch of the log is alike
+    starts = np.sort(rng.uniform(0, cfg.span_days * 86_400_000, int(cfg.n_events / 4) + 10))
+    users = rng.choice(cfg.n_users, size=starts.size, p=activity / activity.sum())
+    busy_until = np.zeros(cfg.n_users)
     events: list[Interaction] = []
     visits = np.zeros(cfg.n_users, np.int64)
-    while len(events) < cfg.n_events:
-        user = int(rng.choice(cfg.n_users, p=activity / activity.sum()))
-        rows, end = _session(cfg, rng, shop, user, next_free[user])
+    for start, user in zip(starts.tolist(), users.tolist(), strict=True):
+        if len(events) >= cfg.n_events:
+            break
+        begin = max(cfg.start_ms + start, busy_until[user] + 600_000)
+        rows, busy_until[user] = _session(cfg, rng, shop, user, begin)
         sid = f"u{user}-s{visits[user]}"
         events.extend(
             Interaction(f"u{user}", f"p{i}", kind, t, session_id=sid) for t, i, kind in rows
         )
         visits[user] += 1
-        next_free[user] = end + 1_800_000 + rng.exponential(cfg.mean_session_gap_h * 3_600_000)
     events = sorted(events[: cfg.n_events], key=lambda e: (e.timestamp_ms, e.user_id, e.item_id))
     names = [f"p{n}" for n in range(cfg.n_items)]
     world = EcommerceWorld(
