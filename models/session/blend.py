@@ -1,10 +1,11 @@
-"""The session component that holds on click logs: the GRU mixed with S-POP, session-kNN and Markov.
+"""The session component that holds on click logs: the GRU mixed with the session baselines.
 
-Each part's scores are normalised per row (the GRU's through a softmax) and summed with weights
-chosen on the validation cases from a grid that includes every part alone, so on validation the
-mix is never below its best part: where the GRU loses (small click logs with repeat views) the
-weights move to the baselines instead of the model being only refused. Repeat-aware: nothing in
-the prefix is masked, so an item viewed again can come back, as S-POP recommends it.
+The parts: the GRU, S-POP, session-kNN, item-kNN and Markov. Each part's scores are normalised
+per row (the GRU's through a softmax) and summed with weights chosen on the validation cases from
+a grid that includes every part alone, so on validation the mix is never below its best part:
+where the GRU loses (small click logs with repeat views) the weights move to the baselines
+instead of the model being only refused. Repeat-aware: nothing in the prefix is masked, so an
+item viewed again can come back, as S-POP recommends it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from models.session.data import FIRST_ITEM_INDEX, EvalCase, Vocabulary
 
 #: parts whose scores are logits (a softmax makes them comparable to the others' shares)
 LOGIT_PARTS = frozenset({"gru"})
-#: the grid's step: 0.25 gives 35 mixes of four parts, each part alone among them
+#: the grid's step: 0.25 gives 70 mixes of five parts, each part alone among them
 GRID_STEP = 0.25
 
 

@@ -2,7 +2,7 @@
 rank the same test cases with all of them. The CLI and the benchmarks both call this.
 
 In the session protocol it also fits session-kNN and the session blend (:mod:`.blend`: the
-GRU, S-POP, session-kNN and Markov mixed by validation), reported in ``extra``, apart from
+GRU and the session baselines mixed by validation), reported in ``extra``, apart from
 ``models`` (the GRU and the baselines a manifest records for the worker's gate).
 """
 
@@ -136,7 +136,7 @@ def run_experiment(
     fitted = _fit_baselines(exp, sequences)
     if protocol == "session":
         parts = {"gru": exp.gru.model} if exp.gru is not None else {}
-        parts.update({n: fitted[n] for n in ("session_pop", "session_knn", "markov")})
+        parts.update({n: fitted[n] for n in ("session_pop", "session_knn", "item_knn", "markov")})
         started = time.perf_counter()
         exp.blend = SessionBlend.fit(parts, vocab, split.validation)
         exp.seconds["session_blend"] = time.perf_counter() - started
