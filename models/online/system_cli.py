@@ -41,17 +41,19 @@ def replay_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _row(slots: int) -> str:
+    """The results row of a blend variant (0 places: the online model alone)."""
+    return f"system_slots{slots}" if slots else "online"
+
+
 def _choose(results: dict[str, Any], slots: list[int], k: int, tuned: bool) -> int:
-    """The places given to the session model: the best on the tuning trials (HitRate, then
-    MRR), or the worker's default without a tuning part."""
+    """The places given to the session model (0: none): the best on the tuning trials
+    (HitRate, then MRR, then fewer places), or the worker's default without a tuning part."""
     if not tuned:
         return SESSION_SLOTS if SESSION_SLOTS in slots else max(slots)
     return max(
-        slots,
-        key=lambda s: (
-            results[f"system_slots{s}"][f"tune_hit_rate@{k}"],
-            results[f"system_slots{s}"][f"tune_mrr@{k}"],
-        ),
+        sorted(slots),  # max keeps the first best: fewer places on a tie
+        key=lambda s: (results[_row(s)][f"tune_hit_rate@{k}"], results[_row(s)][f"tune_mrr@{k}"]),
     )
 
 
@@ -126,9 +128,8 @@ def _output(
     k, models = args.k, result["models"]
     models.pop("system_primary")
     tuned = args.tune_fraction > args.warmup
-    variants = [s for s in slots if s > 0]
-    chosen = _choose(models, variants, k, tuned) if variants else 0
-    ordered = {"system": models[f"system_slots{chosen}"] if chosen else models["online"]}
+    chosen = _choose(models, slots, k, tuned)
+    ordered = {"system": models[_row(chosen)]}
     ordered.update(models)
     return {
         "dataset": name,
@@ -151,11 +152,8 @@ def _output(
             "chosen": chosen,
             "chosen_on": f"tune_hit_rate@{k}, then tune_mrr@{k}" if tuned else "worker default",
             "candidates": {
-                str(s): {
-                    m: models[f"system_slots{s}"].get(f"tune_{m}")
-                    for m in (f"hit_rate@{k}", f"mrr@{k}")
-                }
-                for s in variants
+                str(s): {m: models[_row(s)].get(f"tune_{m}") for m in (f"hit_rate@{k}", f"mrr@{k}")}
+                for s in slots
             },
         },
         "swaps": [swap.to_json_dict() for swap in trainer.swaps],
