@@ -12,7 +12,7 @@ timing): docs/online-models.md, "Prequential evaluation".
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +93,14 @@ def _model_results(
     }
 
 
+def _next_in_bucket(traces: Iterable[ModelTrace], fill: int, size: int) -> int:
+    """A reported trial's place in its curve bucket; the first of a bucket opens it."""
+    if fill == 0:
+        for trace in traces:
+            trace.bucket_hits.append(0)
+    return (fill + 1) % size
+
+
 def prequential(
     events: Sequence[Interaction],
     models: Mapping[str, OnlineRanker],
@@ -104,11 +112,8 @@ def prequential(
     feedback: Feedback = DEFAULT_FEEDBACK,
     tune_fraction: float = 0.0,
 ) -> dict[str, Any]:
-    """Replay ``events`` through every model; return the protocol and per-model results.
-
-    With ``tune_fraction``, the trials among the first ``tune_fraction`` of the events count
-    only in each model's ``tune_hit_rate@k`` / ``tune_mrr@k``: a caller chooses settings on
-    them and reports the metrics, which never saw the part it chose on.
+    """Replay ``events`` through every model; return the protocol and per-model results; the
+    trials of the first ``tune_fraction`` count only in ``tune_hit_rate@k``, ``tune_mrr@k``.
 
     A negative event (``feedback.is_negative``: a dislike, a skip, a low rating) is never a
     trial, and later events of its user on its item are not either (she said no to it, as a
@@ -130,7 +135,8 @@ def prequential(
     scored = repeats = negatives = first_scored = tuned = 0
     readers = {name for name, model in models.items() if getattr(model, "reads_feedback", False)}
     is_negative = feedback.is_negative
-    bucket_size = max(1, (len(events) - n_warm) // max(n_buckets, 1))
+    tick = progress or (lambda _: None)
+    bucket_size = max(1, (len(events) - max(n_warm, n_tune)) // max(n_buckets, 1))
     bucket_fill = 0
     for n, event in enumerate(events):
         first = event.item_id not in stream_items
@@ -141,8 +147,7 @@ def prequential(
             for name in readers:
                 models[name].learn_one(event)
             own.add(event.item_id)
-            if progress is not None:
-                progress(n)
+            tick(n)
             continue
         score_it = n >= n_warm and event.item_id not in own
         if n >= n_warm and not score_it:
@@ -152,18 +157,14 @@ def prequential(
         if score_it and not tuning:
             scored += 1
             first_scored += first
-            if bucket_fill == 0:
-                for trace in traces.values():
-                    trace.bucket_hits.append(0)
-            bucket_fill = (bucket_fill + 1) % bucket_size
+            bucket_fill = _next_in_bucket(traces.values(), bucket_fill, bucket_size)
         for name, model in models.items():
             if score_it:
                 _test_then_train(model, traces[name], event, k, first, tuning)
             else:
                 model.learn_one(event)
         own.add(event.item_id)
-        if progress is not None:
-            progress(n)
+        tick(n)
     results = {
         name: _model_results(trace, k, scored, len(stream_items), bucket_size)
         for name, trace in traces.items()
