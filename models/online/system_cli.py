@@ -194,10 +194,10 @@ def plot_system(output: dict[str, Any], path: Path) -> None:
         x = swap["trials_before"] - protocol["tune_events_scored"]
         if x >= 0:
             style = "-" if swap["accepted"] else ":"
-            ax.axvline(x, color="green" if swap["accepted"] else "red", ls=style, alpha=0.6)
-    ax.set_xlabel("reported trials (after the tuning part)")
+            ax.axvline(x, color="black" if swap["accepted"] else "red", ls=style, alpha=0.6)
+    ax.set_xlabel("reported trials (after the warm-up and any tuning part)")
     ax.set_ylabel(f"HitRate@{k} per {bucket} trials")
-    ax.set_title(f"{output['dataset']}: system replay (green: swap, red: refused)")
+    ax.set_title(f"{output['dataset']}: system replay (black: swap, red dotted: refused)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
