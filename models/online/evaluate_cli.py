@@ -97,7 +97,9 @@ class CatalogAtLaunch:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--dataset", default="movielens100k", help="movielens100k, synthetic or a file"
+        "--dataset",
+        default="movielens100k",
+        help="movielens100k, movielens100k-positive, synthetic, ecommerce or a file",
     )
     parser.add_argument("--out", type=Path, help="JSON results file (a .png plot goes next to it)")
     parser.add_argument("--limit", type=int, help="only the first N events of the stream")
@@ -144,7 +146,12 @@ def _system_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="choose the blend on the trials of this first part; metrics count only the rest",
     )
-    system.add_argument("--session-gap-s", type=float, default=1800.0)
+    system.add_argument(
+        "--session-gap-s",
+        type=float,
+        default=1800.0,
+        help="the session component's inactivity gap (STREAMREC_SESSION_GAP_S's default)",
+    )
 
 
 def build_models(
