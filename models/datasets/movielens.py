@@ -117,6 +117,21 @@ def load_movielens100k(cache_dir: Path | None = None, tie_order: str = "id") -> 
     )
 
 
+#: The lowest rating the positive-only stream keeps: "liked it" (4 and 5 stars).
+POSITIVE_RATING = 4.0
+
+
+def load_movielens100k_positive(cache_dir: Path | None = None) -> EventDataset:
+    """MovieLens-100K's ratings of 4 and 5 stars only: the implicit-feedback form of the
+    stream (55,375 events), a held-out stream for the benchmarks (nothing was tuned on it).
+
+    The events are :func:`load_movielens100k`'s, kept in the same order, with the catalog.
+    """
+    full = load_movielens100k(cache_dir)
+    liked = [e for e in full.events if e.value is not None and e.value >= POSITIVE_RATING]
+    return EventDataset("movielens100k-positive", liked, full.items, catalog=full.catalog)
+
+
 #: The genre MovieLens gives a film it has no genre for: no category, not a shared one.
 UNKNOWN_GENRE = "unknown"
 

@@ -2,16 +2,17 @@
 
 One protocol, written down once, that the evaluator, the CLI and the benchmarks share: events
 replayed in stream order; after a warm-up that only trains, each model ranks the user's top-``k``
-before it learns each event; an item the user already had is not scored (``repeats``); cost is
-thread CPU time of ``rank`` + ``learn_one``. The rules in full (candidates, ties, coverage, what
-is and is not scored, negative feedback, timing): docs/online-models.md, "Prequential
-evaluation".
+before it learns each event (with ``tune_fraction``, the trials before it are reported apart,
+as ``tune_*``, to choose settings on, and the metrics count only the rest); an item the user
+already had is not scored (``repeats``); cost is thread CPU time of ``rank`` + ``learn_one``.
+The rules in full (candidates, ties, coverage, what is and is not scored, negative feedback,
+timing): docs/online-models.md, "Prequential evaluation".
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ class ModelTrace:
     acc: RankAccumulator = field(default_factory=lambda: RankAccumulator(cutoffs=(10,)))
     #: the trials whose item had no event before (cold-start items: what content can reach)
     first_acc: RankAccumulator = field(default_factory=lambda: RankAccumulator(cutoffs=(10,)))
+    #: the trials of the tuning part (before ``tune_fraction``), kept out of the metrics
+    tune_acc: RankAccumulator = field(default_factory=lambda: RankAccumulator(cutoffs=(10,)))
     recommended: set[str] = field(default_factory=set)
     rank_s: float = 0.0
     learn_s: float = 0.0
@@ -35,11 +38,16 @@ class ModelTrace:
 
 
 def _test_then_train(
-    model: OnlineRanker, trace: ModelTrace, event: Interaction, k: int, first: bool
+    model: OnlineRanker,
+    trace: ModelTrace,
+    event: Interaction,
+    k: int,
+    first: bool,
+    tuning: bool = False,
 ) -> None:
     """One scored event: the model ranks the user's top-``k``, then learns the event; both
     timed (thread CPU and wall), the target's rank recorded (also apart when ``first``: the
-    item's first event in the stream)."""
+    item's first event in the stream; only apart, in ``tune_acc``, when ``tuning``)."""
     clock, wall = time.thread_time, time.perf_counter
     w0, t0 = wall(), clock()
     ranked = model.rank(event.user_id, k, event.timestamp_ms)
@@ -50,6 +58,9 @@ def _test_then_train(
     trace.rank_s += t1 - t0
     trace.learn_s += t2 - t1
     rank = rank_in_list(event.item_id, ranked[:k])
+    if tuning:
+        trace.tune_acc.add(rank)
+        return
     trace.acc.add(rank)
     if first:
         trace.first_acc.add(rank)
@@ -65,7 +76,9 @@ def _model_results(
     summary = trace.acc.summary()
     first = trace.first_acc.summary()
     cost = trace.rank_s + trace.learn_s
+    tuned = trace.tune_acc.summary() if trace.tune_acc.count else {}
     return {
+        **{f"tune_{name}": tuned[name] for name in (f"hit_rate@{k}", f"mrr@{k}") if tuned},
         f"first_event_hit_rate@{k}": first.get(f"hit_rate@{k}", 0.0),
         f"first_event_mrr@{k}": first.get(f"mrr@{k}", 0.0),
         f"hit_rate@{k}": summary.get(f"hit_rate@{k}", 0.0),
@@ -80,6 +93,14 @@ def _model_results(
     }
 
 
+def _next_in_bucket(traces: Iterable[ModelTrace], fill: int, size: int) -> int:
+    """A reported trial's place in its curve bucket; the first of a bucket opens it."""
+    if fill == 0:
+        for trace in traces:
+            trace.bucket_hits.append(0)
+    return (fill + 1) % size
+
+
 def prequential(
     events: Sequence[Interaction],
     models: Mapping[str, OnlineRanker],
@@ -89,8 +110,10 @@ def prequential(
     n_buckets: int = 50,
     progress: Callable[[int], None] | None = None,
     feedback: Feedback = DEFAULT_FEEDBACK,
+    tune_fraction: float = 0.0,
 ) -> dict[str, Any]:
-    """Replay ``events`` through every model; return the protocol and per-model results.
+    """Replay ``events`` through every model; return the protocol and per-model results; the
+    trials of the first ``tune_fraction`` count only in ``tune_hit_rate@k``, ``tune_mrr@k``.
 
     A negative event (``feedback.is_negative``: a dislike, a skip, a low rating) is never a
     trial, and later events of its user on its item are not either (she said no to it, as a
@@ -105,13 +128,15 @@ def prequential(
     (0.5, 2)
     """
     n_warm = int(len(events) * warmup)
+    n_tune = int(len(events) * tune_fraction)
     traces = {name: ModelTrace() for name in models}
     user_items: dict[str, set[str]] = {}
     stream_items: set[str] = set()
-    scored = repeats = negatives = first_scored = 0
+    scored = repeats = negatives = first_scored = tuned = 0
     readers = {name for name, model in models.items() if getattr(model, "reads_feedback", False)}
     is_negative = feedback.is_negative
-    bucket_size = max(1, (len(events) - n_warm) // max(n_buckets, 1))
+    tick = progress or (lambda _: None)
+    bucket_size = max(1, (len(events) - max(n_warm, n_tune)) // max(n_buckets, 1))
     bucket_fill = 0
     for n, event in enumerate(events):
         first = event.item_id not in stream_items
@@ -122,33 +147,32 @@ def prequential(
             for name in readers:
                 models[name].learn_one(event)
             own.add(event.item_id)
-            if progress is not None:
-                progress(n)
+            tick(n)
             continue
         score_it = n >= n_warm and event.item_id not in own
         if n >= n_warm and not score_it:
             repeats += 1
-        if score_it:
+        tuning = score_it and n < n_tune
+        tuned += tuning
+        if score_it and not tuning:
             scored += 1
             first_scored += first
-            if bucket_fill == 0:
-                for trace in traces.values():
-                    trace.bucket_hits.append(0)
-            bucket_fill = (bucket_fill + 1) % bucket_size
+            bucket_fill = _next_in_bucket(traces.values(), bucket_fill, bucket_size)
         for name, model in models.items():
             if score_it:
-                _test_then_train(model, traces[name], event, k, first)
+                _test_then_train(model, traces[name], event, k, first, tuning)
             else:
                 model.learn_one(event)
         own.add(event.item_id)
-        if progress is not None:
-            progress(n)
+        tick(n)
     results = {
         name: _model_results(trace, k, scored, len(stream_items), bucket_size)
         for name, trace in traces.items()
     }
     counts = {
         "scored_events": scored,
+        "tune_fraction": tune_fraction,
+        "tune_events_scored": tuned,
         "first_events_scored": first_scored,
         "repeats_not_scored": repeats,
         "negative_events_not_scored": negatives,

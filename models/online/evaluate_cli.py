@@ -97,7 +97,9 @@ class CatalogAtLaunch:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--dataset", default="movielens100k", help="movielens100k, synthetic or a file"
+        "--dataset",
+        default="movielens100k",
+        help="movielens100k, movielens100k-positive, synthetic, ecommerce or a file",
     )
     parser.add_argument("--out", type=Path, help="JSON results file (a .png plot goes next to it)")
     parser.add_argument("--limit", type=int, help="only the first N events of the stream")
@@ -112,8 +114,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma list of extra model variants ('' for none): {', '.join(VARIANTS)}",
     )
     parser.add_argument("--no-baselines", action="store_true", help="only our model(s)")
+    _system_arguments(parser)
     parser.add_argument(
         "--no-oracle", action="store_true", help="skip the planted-truth reference (synthetic)"
+    )
+
+
+def _system_arguments(parser: argparse.ArgumentParser) -> None:
+    from models.session.train_cli import parse_duration
+
+    system = parser.add_argument_group("system replay (--system: models/online/system_cli.py)")
+    system.add_argument(
+        "--system",
+        action="store_true",
+        help="replay the whole system: the online model, a session model retrained in stream "
+        "time and swapped through the worker's gate, the worker's blend",
+    )
+    system.add_argument("--retrain-every", type=parse_duration, default=parse_duration("14d"))
+    system.add_argument(
+        "--window", type=parse_duration, default=parse_duration("30d"), help="sliding window"
+    )
+    system.add_argument("--min-window-events", type=int, default=2000)
+    system.add_argument("--min-updates", type=int, default=600, help="GRU updates per retrain")
+    system.add_argument("--no-gru", action="store_true", help="the baselines' blend alone")
+    system.add_argument(
+        "--session-slots", default="1,2,3,5", help="blend variants ranked (places in a list)"
+    )
+    system.add_argument(
+        "--tune-fraction",
+        type=float,
+        default=0.0,
+        help="choose the blend on the trials of this first part; metrics count only the rest",
+    )
+    system.add_argument(
+        "--session-gap-s",
+        type=float,
+        default=1800.0,
+        help="the session component's inactivity gap (STREAMREC_SESSION_GAP_S's default)",
     )
 
 
@@ -172,7 +209,11 @@ def run(
     params: ScoringParams | None = None,
 ) -> int:
     """Evaluate, counting events as ``feedback`` says and scoring with ``params`` (the
-    worker's settings)."""
+    worker's settings); ``--system`` replays the whole system instead."""
+    if args.system:
+        from models.online import system_cli
+
+        return system_cli.run(args, feedback, params, gap_s=args.session_gap_s)
     dataset = load_dataset(args.dataset, synthetic_events=args.synthetic_events, seed=args.seed)
     events = dataset.events[: args.limit] if args.limit else dataset.events
     variants = [v for v in args.variants.split(",") if v]
@@ -186,7 +227,14 @@ def run(
         models["oracle"] = PlantedOracle(dataset.planted)
         references.append("oracle")
     started = time.perf_counter()
-    result = prequential(events, models, k=args.k, warmup=args.warmup, feedback=feedback)
+    result = prequential(
+        events,
+        models,
+        k=args.k,
+        warmup=args.warmup,
+        feedback=feedback,
+        tune_fraction=args.tune_fraction,
+    )
     k = args.k
     baselines = [
         n

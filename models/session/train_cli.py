@@ -89,6 +89,7 @@ def parse_duration(text: str) -> float:
 #: (flag, type, GRUConfig field) of every hyper-parameter flag; None means "use the preset".
 _HP_FLAGS: tuple[tuple[str, Any, str], ...] = (
     ("--epochs", int, "epochs"),
+    ("--min-updates", int, "min_updates"),
     ("--batch-size", int, "batch_size"),
     ("--embedding-dim", int, "embedding_dim"),
     ("--hidden-units", int, "hidden_units"),

@@ -54,6 +54,9 @@ class GRUConfig:
     negatives: int = 2048
     sample_alpha: float = 0.0
     epochs: int = 25
+    #: at least this many optimizer updates, however small the data (more epochs, and no early
+    #: stop before them): five epochs of a 12k-event click log are a few hundred updates
+    min_updates: int = 2000
     patience: int = 4
     lr_decay: float = 0.5
     validation_cases: int = 5000
@@ -277,15 +280,18 @@ def train_gru(
     stop = _EarlyStop(cfg.patience, cfg.lr_decay)
     history: list[dict[str, float]] = []
     started = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    per_epoch = math.ceil(len(xs) / cfg.batch_size)
+    n_epochs = max(cfg.epochs, math.ceil(cfg.min_updates / per_epoch))
+    for epoch in range(1, n_epochs + 1):
         batches = _batches(lengths, cfg.batch_size, rng)
-        losses = epochs.fit(batches, f"epoch {epoch}/{cfg.epochs}")
+        losses = epochs.fit(batches, f"epoch {epoch}/{n_epochs}")
         if not all(math.isfinite(v) for v in losses):
             raise FloatingPointError(f"training diverged in epoch {epoch} (non-finite loss)")
         val = evaluate(model, val_cases, vocab) if val_cases else {"mrr@20": 0.0}
         elapsed = time.perf_counter() - started
         history.append(_epoch_row(epoch, epochs.updates, losses, val, elapsed))
-        if not stop.carry_on(epoch, val["mrr@20"], encoder, optimizer):
+        going = stop.carry_on(epoch, val["mrr@20"], encoder, optimizer)
+        if not going and epochs.updates >= cfg.min_updates:
             break
         if cfg.max_train_seconds is not None and elapsed >= cfg.max_train_seconds:
             log.info("time budget of %.0fs reached after epoch %d", cfg.max_train_seconds, epoch)

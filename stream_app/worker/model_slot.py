@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from models.session.artifacts import ArtifactRejected, manifest_metrics, version_in_store
+from models.session.artifacts import ArtifactRejected, version_in_store
+from models.session.gate import GATE_METRICS, GatePolicy, quality_gate
 from models.session.store import (
     Ledger,
     Verdict,
@@ -35,64 +36,6 @@ from models.session.store import (
 )
 
 log = logging.getLogger(__name__)
-
-GATE_METRICS: tuple[str, ...] = ("recall@20", "mrr@20")
-
-
-@dataclass(frozen=True, slots=True)
-class GatePolicy:
-    """The quality gate's configuration.
-
-    ``tolerance`` is relative: 0.05 lets a candidate be up to 5 % below the serving version.
-    """
-
-    tolerance: float = 0.05
-    metrics: tuple[str, ...] = GATE_METRICS
-    require_baselines: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.tolerance < 1.0:
-            raise ValueError("tolerance must be in [0, 1)")
-
-
-def quality_gate(
-    candidate: Mapping[str, Any],
-    serving: Mapping[str, Any] | None,
-    policy: GatePolicy = GatePolicy(),
-) -> str | None:
-    """Why ``candidate`` (a manifest) must not replace ``serving``, or None if it may.
-
-    >>> good = {"metrics": {"test": {"recall@20": 0.30, "mrr@20": 0.10},
-    ...         "baselines": {"markov": {"recall@20": 0.20, "mrr@20": 0.08}}}}
-    >>> quality_gate(good, None) is None
-    True
-    >>> worse = {"metrics": {"test": {"recall@20": 0.30, "mrr@20": 0.09},
-    ...          "baselines": {"markov": {"recall@20": 0.20, "mrr@20": 0.08}}}}
-    >>> quality_gate(worse, good)
-    'mrr@20 0.09 is below the serving 0.1 beyond the 5% tolerance (minimum 0.095)'
-    """
-    own, baselines = manifest_metrics(candidate)
-    missing = [m for m in policy.metrics if m not in own]
-    if missing:
-        return f"manifest has no finite test {', '.join(missing)}"
-    if serving is not None:
-        current, _ = manifest_metrics(serving)
-        for m in policy.metrics:
-            if m not in current:
-                continue  # the serving version predates this metric: nothing to compare against
-            floor = current[m] * (1.0 - policy.tolerance)
-            if own[m] < floor:
-                return (
-                    f"{m} {own[m]:.4g} is below the serving {current[m]:.4g} beyond the "
-                    f"{policy.tolerance:.0%} tolerance (minimum {floor:.4g})"
-                )
-    if not baselines and policy.require_baselines:
-        return "manifest records no baselines to beat"
-    for name, values in sorted(baselines.items()):
-        for m in policy.metrics:
-            if m in values and not own[m] > values[m]:
-                return f"{m} {own[m]:.4g} does not beat baseline {name} ({values[m]:.4g})"
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,3 +302,7 @@ class ModelSlot:
     ) -> Decision | None:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, self.offer_newest, model_store, trigger)
+
+
+#: the gate lives with the session model (``models.session.gate``) so the replay shares it
+__all__ = ["GATE_METRICS", "Decision", "GatePolicy", "ModelSlot", "newest_in_store", "quality_gate"]

@@ -17,7 +17,8 @@ from models.events import Interaction
 from models.online.stream import StreamScorer
 from models.online.stream.content import ItemContent
 from models.online.stream.partitions import key_partition
-from models.online.stream.scoring import ScoringParams, blend_session
+from models.online.stream.scoring import ScoringParams
+from models.online.stream.session import blend_sessions
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation
 from stream_app.cache.keys import CacheKeys
 
@@ -278,14 +279,20 @@ class OnlineScorer:
         model = self.slot.current() if self.slot is not None else None
         if model is None or not users:
             return
-        prefixes = [list(history[-self.session_len :]) for history in lists]
         try:
-            session = model.recommend(prefixes, self.session_slots, exclude=list(unseen))
+            blended = blend_sessions(
+                model,
+                lists,
+                unseen,
+                [out[user] for user in users],
+                n,
+                self.session_len,
+                self.session_slots,
+            )
         except Exception as exc:  # a model bug must not cost the CF recommendations
             log.warning("session model failed on a batch, CF only: %r", exc)
             return
-        for user, items, skip in zip(users, session, unseen, strict=True):
-            out[user] = blend_session(out[user], items, skip, n, self.session_slots)
+        out.update(zip(users, blended, strict=True))
         version = getattr(model, "version", None) or self.slot.version
         versions["session"] = str(version)
 

@@ -22,12 +22,12 @@ from models.datasets.synthetic import SyntheticConfig, generate_synthetic
 from models.events import Interaction, encode_event
 from models.online.stream import SESSION_REASON
 from models.session.artifacts import MANIFEST_FILE, MODEL_FILE
+from models.session.gate import quality_gate
 from stream_app.cache import CacheKeys, UserRecs
 from stream_app.cache.journals import decode_entries
 from stream_app.kafka.admin import ensure_topics
 from stream_app.kafka.model_updates import ModelUpdate, publish_update
 from stream_app.settings import Settings
-from stream_app.worker.model_slot import quality_gate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,10 @@ WORLD = SyntheticConfig(n_users=600, n_items=400, n_clusters=4, n_events=33_000,
 HISTORY = 30_000
 #: Hyper-parameters passed as flags, as an operator would; the rest is the trainer's preset.
 #: The default learning rate and dropout need far more than 20 epochs on a catalogue this small.
-TRAIN_FLAGS = ("--epochs", "20", "--learning-rate", "0.01", "--dropout-hidden", "0.2")
+# the mechanics of a swap, not quality: the epochs asked, not the minimum-updates schedule
+TRAIN_FLAGS = (
+    "--epochs", "20", "--min-updates", "0", "--learning-rate", "0.01", "--dropout-hidden", "0.2"
+)  # fmt: skip
 
 
 def _produce(settings: Settings, events: Sequence[Interaction]) -> None:

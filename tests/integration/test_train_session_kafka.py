@@ -62,7 +62,7 @@ def test_train_from_topic_and_announce(
         [
             sys.executable, "-m", "stream_app.cli", "train-session",
             "--dataset", "kafka", "--protocol", "session",
-            "--epochs", "1", "--embedding-dim", "8", "--hidden-units", "8",
+            "--epochs", "1", "--min-updates", "0", "--embedding-dim", "8", "--hidden-units", "8",
             "--out", str(out), "--store", str(tmp_path / "store"),
             "--publish", "always", "--no-progress",
         ],

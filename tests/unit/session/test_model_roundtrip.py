@@ -39,6 +39,7 @@ TINY = GRUConfig(
     negatives=16,
     max_len=10,
     epochs=2,
+    min_updates=0,
     patience=2,
     validation_cases=200,
 )

@@ -26,6 +26,7 @@ def test_train_session_writes_results_chart_and_a_loadable_version(
             "--synthetic-events", "2000",
             "--protocol", "session",
             "--epochs", "1",
+            "--min-updates", "0",
             "--embedding-dim", "8",
             "--hidden-units", "8",
             "--negatives", "32",
@@ -37,7 +38,8 @@ def test_train_session_writes_results_chart_and_a_loadable_version(
     assert code == 0
     results = json.loads(out.read_text())
     assert results["dataset"] == "synthetic" and results["protocol"] == "session"
-    assert set(results["models"]) == {"gru", "pop", "session_pop", "item_knn", "markov"}
+    gate = {"gru", "pop", "session_pop", "item_knn", "markov"}
+    assert set(results["models"]) == gate | {"session_knn", "session_blend"}
     for metrics in results["models"].values():
         assert {"recall@20", "mrr@20", "recall@10", "mrr@10", "ndcg@10"} <= set(metrics)
     assert results["train_seconds"] > 0 and results["gru"]["updates"] > 0
@@ -46,6 +48,7 @@ def test_train_session_writes_results_chart_and_a_loadable_version(
     assert results["artifact"]["version"] == version.name
     model = load_session_model(version)
     assert model.manifest["metrics"] == results["models"]["gru"]
+    assert set(model.manifest["baselines"]) == gate - {"gru"}  # the gate's set is unchanged
     assert model.manifest["hyperparameters"]["embedding_dim"] == 8
     assert model.manifest["data"]["events"] == 2000
 
@@ -55,9 +58,9 @@ def test_leave_one_out_without_saving(tmp_path: Path) -> None:
     code = main(
         [
             "train-session", "--dataset", "synthetic", "--synthetic-events", "1500",
-            "--protocol", "leave-one-out", "--epochs", "1", "--embedding-dim", "8",
-            "--hidden-units", "8", "--out", str(out), "--no-save", "--publish", "never",
-            "--no-progress",
+            "--protocol", "leave-one-out", "--epochs", "1", "--min-updates", "0",
+            "--embedding-dim", "8", "--hidden-units", "8", "--out", str(out), "--no-save",
+            "--publish", "never", "--no-progress",
         ]
     )  # fmt: skip
     assert code == 0

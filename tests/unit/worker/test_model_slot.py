@@ -10,13 +10,9 @@ from typing import Any
 
 import pytest
 
-from stream_app.worker.model_slot import (
-    GatePolicy,
-    ModelSlot,
-    manifest_metrics,
-    newest_in_store,
-    quality_gate,
-)
+from models.session.artifacts import manifest_metrics
+from models.session.gate import GatePolicy, quality_gate
+from stream_app.worker.model_slot import ModelSlot, newest_in_store
 
 
 class ArtifactRejected(RuntimeError):
