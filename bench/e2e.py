@@ -632,7 +632,7 @@ def offline_hit_rates(
     from models.online.stream import StreamModel
 
     models: dict[str, OnlineRanker] = {
-        "streamrec": StreamModel(partitions=partitions, catalog=records)
+        "streamrec": StreamModel(partitions=partitions, catalog=records or ())
     }
     if dense_reference:
         from models.online.recommender import OnlineRecommender
