@@ -17,6 +17,7 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from models.events import DEFAULT_WEIGHTS, EventWeights, Feedback, parse_weights
 from models.online.stream.scoring import ScoringParams
+from models.online.stream.session import SESSION_SLOTS
 
 ENV_PREFIX = "STREAMREC_"
 
@@ -441,6 +442,13 @@ class Settings:
     history_len: int = _env("HISTORY_LEN", _positive_int, 200, "Items kept per user history")
     session_gap_s: float = _env(
         "SESSION_GAP_S", _positive_float, 1800.0, "Inactivity gap that ends a session"
+    )
+    # why 1: models.online.stream.session.SESSION_SLOTS
+    session_slots: int = _env(
+        "SESSION_SLOTS",
+        _non_negative_int,
+        SESSION_SLOTS,
+        "Places of each list the session model gets while one serves (0: none)",
     )
     batch_max_events: int = _env(
         "BATCH_MAX_EVENTS", _positive_int, 1000, "Max events per worker micro-batch"

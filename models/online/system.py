@@ -21,14 +21,13 @@ from typing import Any
 from models.events import DEFAULT_FEEDBACK, Feedback, Interaction
 from models.online.stream import StreamModel
 from models.online.stream.scoring import Recommendation
-from models.online.stream.session import ServingSessionModel, blend_sessions
+from models.online.stream.session import SESSION_SLOTS, ServingSessionModel, blend_sessions
 from models.session.gate import GatePolicy, quality_gate
 
 log = logging.getLogger(__name__)
 
 #: the worker's defaults (``OnlineScorer``): the prefix it sends and the places it gives
 SESSION_LEN = 10
-SESSION_SLOTS = 5
 
 
 @dataclass(frozen=True, slots=True)

@@ -403,6 +403,7 @@ def _live_path(
             history_len=settings.history_len,
             content=content,
             params=settings.scoring_params,
+            session_slots=settings.session_slots,
         ),
         top_n=settings.top_n,
         half_life_s=settings.popularity_half_life_s,

@@ -18,7 +18,7 @@ from models.online.stream import StreamScorer
 from models.online.stream.content import ItemContent
 from models.online.stream.partitions import key_partition
 from models.online.stream.scoring import ScoringParams
-from models.online.stream.session import blend_sessions
+from models.online.stream.session import SESSION_SLOTS, blend_sessions
 from stream_app.cache.base import CacheUnavailable, RecCache, Recommendation
 from stream_app.cache.keys import CacheKeys
 
@@ -99,7 +99,7 @@ class OnlineScorer:
         keys: CacheKeys | None = None,
         model: StreamScorer | None = None,
         session_len: int = 10,
-        session_slots: int = 5,
+        session_slots: int = SESSION_SLOTS,
         history_len: int = 200,
         content: ItemContent | None = None,
         params: ScoringParams | None = None,

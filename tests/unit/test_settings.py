@@ -195,6 +195,7 @@ BAD = [
     ("STREAMREC_KAFKA_SSL_CAFILE", "/nonexistent/ca.pem"),
     ("STREAMREC_KAFKA_SSL_CERTFILE", "/nonexistent/client.pem"),
     ("STREAMREC_KAFKA_SSL_KEYFILE", "/nonexistent/client.key"),
+    ("STREAMREC_SESSION_SLOTS", "-1"),
 ]
 
 
@@ -320,3 +321,8 @@ def test_a_training_window_below_the_minimum_events_stops_start_up() -> None:
     with pytest.raises(ConfigError, match="STREAMREC_TRAIN_WINDOW_EVENTS=500 is below"):
         Settings.from_env({"STREAMREC_TRAIN_WINDOW_EVENTS": "500"})
     assert Settings.from_env({"STREAMREC_TRAIN_WINDOW_EVENTS": "0"}).train_window_events == 0
+
+
+def test_the_session_blend_gets_one_place_by_default_and_none_when_off() -> None:
+    assert Settings.from_env({}).session_slots == 1
+    assert Settings.from_env({"STREAMREC_SESSION_SLOTS": "0"}).session_slots == 0

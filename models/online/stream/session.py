@@ -11,6 +11,12 @@ from typing import Protocol
 
 from models.online.stream.scoring import Recommendation, blend_session
 
+#: Places of a list the session model gets by default (``STREAMREC_SESSION_SLOTS``): 1, not 5.
+#: ``streamrec evaluate --system`` measured five of ten places costing HitRate@10 on MovieLens
+#: (-5.4%) and its positive-only stream (-5.7%) and MRR@10 on the e-commerce log (-7.6%) against
+#: the online model alone; one place stays within 1% of it on all three (README, "System replay").
+SESSION_SLOTS = 1
+
 
 class ServingSessionModel(Protocol):
     """What the blend needs of a session model: the serving verb (``SessionModel``'s)."""
@@ -30,7 +36,7 @@ def blend_sessions(
     ranked: Sequence[Sequence[Recommendation]],
     n: int,
     session_len: int = 10,
-    slots: int = 5,
+    slots: int = SESSION_SLOTS,
 ) -> list[list[Recommendation]]:
     """Each row's CF list ``ranked[r]`` with up to ``slots`` of the session model's items
     interleaved (:func:`blend_session`); the prefix is the history's last ``session_len``
