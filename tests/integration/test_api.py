@@ -56,24 +56,27 @@ def keys(env_settings: Settings) -> Iterator[CacheKeys]:
     client.close()
 
 
-def seed(settings: Settings, keys: CacheKeys) -> None:
+def seed(settings: Settings, keys: CacheKeys, now_ms: int) -> None:
+    """What a worker writes, at ``now_ms``: the test's own time, not the module's import (the
+    trending scores decay from it with a one-hour half-life, so a suite that reaches this test
+    a minute after collecting it read 4.995 for 5.0)."""
     cache = RedisCache(settings.redis_url, keys)
     cache.update_trending(
-        [("t1", 5.0, NOW_MS), ("t2", 3.0, NOW_MS), ("t3", 1.0, NOW_MS)], 3600.0, NOW_MS, 10
+        [("t1", 5.0, now_ms), ("t2", 3.0, now_ms), ("t3", 1.0, now_ms)], 3600.0, now_ms, 10
     )
     recs = UserRecs(
         "u1",
         (Recommendation("i1", 0.9, "people like you"), Recommendation("i2", 0.4, "trending now")),
         {"cf": "cf-v1", "session": "s-20261123"},
-        NOW_MS,
+        now_ms,
     )
     cache.write_batch([recs], ttl_s=600, stats={"events": 5, "dlq": 1, "batches": 1})
     cache.client.zadd(keys.neighbors("i1"), {"i2": 0.8, "i3": 0.5, "i4": 0.1})
     recorder = TelemetryRecorder(cache.client, "itest-worker", TelemetryKeys(keys), worker_ttl_s=60)
     recorder.record(
         BatchTelemetry.from_batch(
-            [NOW_MS - 40, NOW_MS - 120, NOW_MS - 700],
-            NOW_MS,
+            [now_ms - 40, now_ms - 120, now_ms - 700],
+            now_ms,
             hits=1,
             trials=3,
             model_versions={"session": "s-20261123"},
@@ -100,7 +103,8 @@ async def fetch(client: AioClient, path: str) -> tuple[int, Any]:
 
 def test_endpoints_serve_what_the_worker_wrote(env_settings: Settings, keys: CacheKeys) -> None:
     settings = env_settings
-    seed(settings, keys)
+    now_ms = int(time.time() * 1000)
+    seed(settings, keys, now_ms)
 
     async def scenario(client: AioClient) -> dict[str, tuple[int, Any]]:
         paths = {
@@ -121,7 +125,7 @@ def test_endpoints_serve_what_the_worker_wrote(env_settings: Settings, keys: Cac
     assert status == 200 and body["source"] == "cache"
     assert body["items"] == [{"item_id": "i1", "score": 0.9, "reason": "people like you"}]
     assert body["model_versions"] == {"cf": "cf-v1", "session": "s-20261123"}
-    assert body["computed_at"] == NOW_MS
+    assert body["computed_at"] == now_ms
 
     status, body = got["unknown"]
     assert status == 200 and body["source"] == "trending"
