@@ -59,32 +59,13 @@ cluster_config() {
   for ((i = 1; i <= NODES; i++)); do
     voters+="${voters:+,}$i@127.0.0.1:$(node_controller_port "$i")"
   done
+  echo "# Written by infra/kafka_cluster.sh; edits are overwritten at the next start."
+  kraft_properties "$id" "$voters" "PLAINTEXT://127.0.0.1:$(node_port "$id")" \
+    "$(node_controller_port "$id")" "" "$(node_dir "$id")/data" 3 2
   cat <<EOF
-# Written by infra/kafka_cluster.sh; edits are overwritten at the next start.
-process.roles=broker,controller
-node.id=$id
-controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$(node_port "$id"),CONTROLLER://127.0.0.1:$(node_controller_port "$id")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(node_port "$id")
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$(node_dir "$id")/data
-num.partitions=1
-default.replication.factor=3
-min.insync.replicas=2
 unclean.leader.election.enable=false
-offsets.topic.replication.factor=3
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
 num.io.threads=2
 num.replica.fetchers=1
-log.retention.hours=168
-log.segment.bytes=104857600
 EOF
 }
 

@@ -171,32 +171,42 @@ kafka_config() {
     sasl_listener=",SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT"
     sasl_map=",SASL_SSL:SASL_SSL"
   fi
+  echo "# Written by infra/stack.sh; edits are overwritten at the next start."
+  kraft_properties 1 "1@127.0.0.1:$KAFKA_CONTROLLER_PORT" \
+    "PLAINTEXT://127.0.0.1:$KAFKA_PORT$sasl_listener" "$KAFKA_CONTROLLER_PORT" "$sasl_map" \
+    "$KDIR/data" 1 1
+  echo "num.io.threads=4"
+  [[ -z $KAFKA_SASL_SSL_PORT ]] || kafka_sasl_config
+}
+
+# The server.properties of one combined KRaft node (broker and controller), shared by this
+# stack's single node and infra/kafka_cluster.sh's three: $1 node id, $2 controller voters,
+# $3 client listeners (also advertised), $4 controller port, $5 extra security-protocol map
+# entries, $6 log dir, $7 replication factor of topics and internal topics, $8 their min ISR.
+kraft_properties() {
   cat <<EOF
-# Written by infra/stack.sh; edits are overwritten at the next start.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT$sasl_listener,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT$sasl_listener
+node.id=$1
+controller.quorum.voters=$2
+listeners=$3,CONTROLLER://127.0.0.1:$4
+advertised.listeners=$3
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT$sasl_map
-log.dirs=$KDIR/data
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT$5
+log.dirs=$6
 num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+default.replication.factor=$7
+min.insync.replicas=$8
+offsets.topic.replication.factor=$7
+transaction.state.log.replication.factor=$7
+transaction.state.log.min.isr=$8
+share.coordinator.state.topic.replication.factor=$7
+share.coordinator.state.topic.min.isr=$8
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
-num.io.threads=4
 log.retention.hours=168
 log.segment.bytes=104857600
 EOF
-  [[ -z $KAFKA_SASL_SSL_PORT ]] || kafka_sasl_config
 }
 
 # The SASL_SSL listener: SCRAM users live in the cluster metadata (no passwords in this file),
