@@ -6,7 +6,8 @@
 # Runs `bench/e2e.py` (default: the 300k-event synthetic backlog, one worker, no freshness
 # phase) and, once the backlog phase has begun, attaches `py-spy record --gil` (200 Hz, 35 s) to
 # the worker. Writes OUT_DIR/pyspy.raw (collapsed stacks), OUT_DIR/pyspy.txt (inclusive and
-# self shares of the GIL-holding samples, via bench/pyspy_summary.py) and OUT_DIR/e2e.json.
+# self shares of the GIL-holding samples, via bench/pyspy_summary.py), OUT_DIR/stages.txt (each
+# sample in one stage of the worker: `pyspy_summary.py --stages`) and OUT_DIR/e2e.json.
 # PYSPY_DELAY_S (default 12) and PYSPY_DURATION_S (default 35) place the sampling window.
 # Needs the stack up (`make stack-up`) and py-spy (`.venv/bin/pip install py-spy`).
 set -euo pipefail
@@ -39,4 +40,5 @@ sleep "${PYSPY_DELAY_S:-12}"  # past the worker's start and the group's join: in
 wait $e2e
 trap - EXIT
 "$PY" bench/pyspy_summary.py "$OUT/pyspy.raw" >"$OUT/pyspy.txt"
+"$PY" bench/pyspy_summary.py "$OUT/pyspy.raw" --stages >"$OUT/stages.txt"
 grep "worker(s)" "$OUT/e2e.log"
