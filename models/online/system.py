@@ -4,7 +4,8 @@ the worker's gate and the worker's blend, behind the evaluator's ``learn_one`` /
 ``SessionTrainer`` is the periodic trainer replayed: every ``every_ms`` of stream time it fits
 the session component (:class:`models.session.blend.SessionBlend`) on a sliding window of the
 events seen so far and offers it to :func:`models.session.gate.quality_gate`, which swaps it in
-or keeps the serving one. ``SystemModel`` ranks as the worker does: the stream model's list,
+or keeps the serving one (scored on the candidate's test cases, as the worker scores it on the
+candidate's held-out ones). ``SystemModel`` ranks as the worker does: the stream model's list,
 then :func:`models.online.stream.session.blend_sessions`. It also ranks the blend's variants
 (``session_slots``) and the online model alone, read back through :meth:`SystemModel.view`.
 """
@@ -22,7 +23,7 @@ from models.events import DEFAULT_FEEDBACK, Feedback, Interaction
 from models.online.stream import StreamModel
 from models.online.stream.scoring import Recommendation
 from models.online.stream.session import SESSION_SLOTS, ServingSessionModel, blend_sessions
-from models.session.gate import GatePolicy, quality_gate
+from models.session.gate import GatePolicy, head_to_head, quality_gate
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,11 @@ class SessionTrainer:
             log.warning("no session model at %d: %s", now_ms, exc)
             return None
         manifest = _manifest(version, exp)
-        reason = quality_gate(manifest, self.manifest, self.policy)
+        paired = None
+        if self.model is not None:  # the serving one on the candidate's test cases
+            measured = exp.extra["session_blend"]
+            paired = head_to_head(exp.blend, self.model, exp.split.test, measured=measured)
+        reason = quality_gate(manifest, self.manifest, self.policy, paired)
         swap = Swap(
             version,
             now_ms,

@@ -464,7 +464,9 @@ def load_session_model(path: Path | str, smoke: bool = True) -> Any:
     model = SessionModel(encoder, vocab, manifest, max_len=int(manifest.get("max_len", 50)))
     if smoke:
         _smoke_check(model, manifest, folder)
-        _holdout_check(model, manifest, blobs[HOLDOUT_FILE], folder)
+        model.holdout_cases, model.holdout_metrics = _holdout_check(
+            model, manifest, blobs[HOLDOUT_FILE], folder
+        )
     return model
 
 
@@ -492,16 +494,20 @@ def _holdout_cases(raw: bytes, folder: Path) -> tuple[list[EvalCase], int]:
     return cases, population
 
 
-def _holdout_check(model: Any, manifest: dict[str, Any], raw: bytes, folder: Path) -> None:
+def _holdout_check(
+    model: Any, manifest: dict[str, Any], raw: bytes, folder: Path
+) -> tuple[list[EvalCase], dict[str, float]]:
     """The gate trusts the manifest's test metrics only as far as the model reaches them on the
     shipped cases: each claim may exceed the measurement by HOLDOUT_Z standard errors (a bound:
-    per-case values lie in [0, 1], so variance <= m(1-m); none when every case shipped)."""
+    per-case values lie in [0, 1], so variance <= m(1-m); none when every case shipped).
+    Returns the cases and what the model reached on them (the gate holds the serving version
+    against the same figures)."""
     from models.session.serving import MIN_BUCKET
 
     cases, population = _holdout_cases(raw, folder)
     claims = {k: v for k, v in manifest_metrics(manifest)[0].items() if k in REPORTED}
     if not claims:
-        return  # nothing claimed, nothing to check: the gate refuses such a manifest itself
+        return cases, {}  # nothing claimed: the gate refuses such a manifest itself
     try:
         # In rows of the bucket the smoke check compiled: no second XLA compile (half the cost).
         measured = evaluate(model, cases, model.vocabulary, batch_size=MIN_BUCKET)
@@ -518,6 +524,7 @@ def _holdout_check(model: Any, manifest: dict[str, Any], raw: bytes, folder: Pat
                 f"{n} held-out test cases (at most {slack:.2g} less allowed)",
                 folder,
             )
+    return cases, measured
 
 
 def _smoke_check(model: Any, manifest: dict[str, Any], folder: Path) -> None:

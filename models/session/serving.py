@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from models.session._tf import tensorflow
-from models.session.data import FIRST_ITEM_INDEX, Vocabulary, left_pad
+from models.session.data import FIRST_ITEM_INDEX, EvalCase, Vocabulary, left_pad
 from models.session.network import OutputHead
 
 #: Rows per forward pass; bounds the score matrix (rows x vocabulary) held in memory at once.
@@ -48,6 +48,10 @@ class SessionModel:
         self.head = head
         self.vocabulary = vocabulary
         self.manifest: dict[str, Any] = dict(manifest or {})
+        #: the version's shipped test cases and what it reached on them (set by the loader;
+        #: the gate scores the serving version on a candidate's cases)
+        self.holdout_cases: list[EvalCase] = []
+        self.holdout_metrics: dict[str, float] = {}
         self.max_len = max_len
         self.jit_compile = jit_compile
         self._vectors_fn: Any = None

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from models.session.artifacts import ArtifactRejected, version_in_store
-from models.session.gate import GATE_METRICS, GatePolicy, quality_gate
+from models.session.gate import GATE_METRICS, GatePolicy, HeadToHead, head_to_head, quality_gate
 from models.session.store import (
     Ledger,
     Verdict,
@@ -55,6 +55,19 @@ def _default_loader(path: Path) -> Any:
     from models.session.artifacts import load_session_model
 
     return load_session_model(path)
+
+
+def _paired(candidate: Any, serving: Any) -> HeadToHead | None:
+    """The serving version scored on the candidate's held-out cases, next to the candidate's
+    own figures on them (the loader measured those); None when either is missing (a model
+    from elsewhere than the loader: the gate then compares the manifests)."""
+    cases = getattr(candidate, "holdout_cases", None)
+    measured = getattr(candidate, "holdout_metrics", None)
+    if serving is None or not cases or not measured:
+        return None
+    from models.session.serving import MIN_BUCKET
+
+    return head_to_head(candidate, serving, cases, batch_size=MIN_BUCKET, measured=measured)
 
 
 def _version_of(model: Any, path: Path) -> str:
@@ -237,7 +250,10 @@ class ModelSlot:
             serving = self.current() if compare else None
             serving_manifest = getattr(serving, "manifest", None) if serving is not None else None
             gate = quality_gate(
-                getattr(candidate, "manifest", {}) or {}, serving_manifest, self.policy
+                getattr(candidate, "manifest", {}) or {},
+                serving_manifest,
+                self.policy,
+                _paired(candidate, serving),
             )
             if gate is not None and not pinned:
                 return self._decide(version, path, False, f"quality gate: {gate}", trigger)

@@ -344,3 +344,53 @@ def test_a_pin_wins_over_newer_versions_and_unpinning_follows_the_newest(tmp_pat
     update_ledger(tmp_path, lambda led: replace(led, pinned=None))
     slot.offer_newest(tmp_path)
     assert slot.version == names[2]
+
+
+class FavouriteModel(FakeModel):
+    """A session model that ranks one item first whatever the prefix: scored by the real
+    evaluator (``models.session.evaluation.evaluate``) through ``score`` and ``vocabulary``."""
+
+    def __init__(self, manifest: dict, favourite: str) -> None:
+        super().__init__(manifest)
+        from models.session.data import Vocabulary
+
+        self.vocabulary = Vocabulary([f"i{j}" for j in range(30)])
+        self.favourite = self.vocabulary.index(favourite)
+
+    def score(self, prefixes: Any) -> Any:
+        import numpy as np
+
+        scores = np.zeros((len(prefixes), self.vocabulary.size))
+        scores[:, self.favourite] = 1.0
+        return scores
+
+
+def held_out(model: FavouriteModel, target: str, n: int = 4) -> FavouriteModel:
+    """``model`` as the loader returns it: its shipped cases (every target ``target``) and what
+    it reached on them."""
+    from models.session.data import EvalCase
+    from models.session.evaluation import evaluate
+
+    model.holdout_cases = [EvalCase(("i0",), target) for _ in range(n)]
+    model.holdout_metrics = evaluate(model, model.holdout_cases, model.vocabulary)
+    return model
+
+
+def test_the_serving_version_is_held_against_the_candidate_on_the_candidates_cases() -> None:
+    # v1's manifest claims figures from an easier window; on v2's own cases (every target i7)
+    # v1 never ranks the target while v2 does: v2 swaps in although its manifest reads lower.
+    loader = FakeLoader()
+    slot = ModelSlot(loader=loader, clock=lambda: 1.0)
+    loader.models["/store/v1"] = FavouriteModel(manifest("v1", 0.50, 0.20), "i3")
+    assert slot.offer("/store/v1").accepted
+    fresher = held_out(FavouriteModel(manifest("v2", 0.30, 0.10), "i7"), "i7")
+    loader.models["/store/v2"] = fresher
+    assert quality_gate(fresher.manifest, slot.current().manifest) is not None  # raw: refused
+    decision = slot.offer("/store/v2")
+    assert decision.accepted and slot.version == "v2"
+    # v3 claims more than v2 on its own window, but on its cases (every target i7) it misses
+    # while the serving v2 ranks each target first: refused, v2 keeps serving.
+    loader.models["/store/v3"] = held_out(FavouriteModel(manifest("v3", 0.60, 0.30), "i9"), "i7")
+    refused = slot.offer("/store/v3")
+    assert not refused.accepted and slot.version == "v2"
+    assert "on the candidate's 4 test cases" in refused.reason

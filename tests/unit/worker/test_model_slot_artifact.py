@@ -267,3 +267,30 @@ def test_keras_safe_mode_still_refuses_a_lambda_the_allowlist_let_through(
     decision = slot.offer(bad, trigger="update")
     assert not decision.accepted and "refused by Keras safe-mode load" in decision.reason
     assert not marker.exists() and slot.version == good.name
+
+
+def test_the_loader_keeps_the_held_out_cases_the_gate_scores_the_serving_version_on(
+    tmp_path: Path,
+) -> None:
+    from models.session.gate import head_to_head
+
+    store = tmp_path / "store"
+    first = _save(build_encoder(VOCAB.size, embedding_dim=4, hidden_units=4), store, 5)
+    second = _save(build_encoder(VOCAB.size, embedding_dim=4, hidden_units=4), store, 6)
+    serving = artifacts.load_session_model(first)
+    candidate = artifacts.load_session_model(second)
+    assert candidate.holdout_cases == _holdout()  # the shipped cases, as saved
+    assert candidate.holdout_metrics["recall@20"] == 1.0  # 12 items: all in any top 20
+    paired = head_to_head(
+        candidate, serving, candidate.holdout_cases, measured=candidate.holdout_metrics
+    )
+    assert paired is not None and paired.cases == len(_holdout())
+    assert paired.candidate == candidate.holdout_metrics
+    assert paired.serving["recall@20"] == 1.0 and 0.0 < paired.serving["mrr@20"] <= 1.0
+    slot = ModelSlot()
+    assert slot.offer(first).accepted
+    decision = slot.offer(second)
+    expected = paired.candidate["mrr@20"] >= paired.serving["mrr@20"] * 0.95
+    assert decision.accepted == expected, decision.reason
+    if not expected:
+        assert f"on the candidate's {len(_holdout())} test cases" in decision.reason
