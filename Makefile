@@ -115,7 +115,7 @@ bench-api: stack-up ## 1,000 concurrent clients on the read API for 30 s, twice 
 bench: stack-up ## end-to-end benchmark against the real stack (bench/results/e2e.json; ~35 min)
 	bash bench/e2e.sh
 
-bench-scale: venv ## 1, 2, 4 workers over 8 partitions on the 3-broker Kafka (bench/results/scale.json)
+bench-scale: venv ## 1, 2, 4 workers over 8 partitions on the 3-broker Kafka (bench/results/scale.json; SCALE_ARGS=--redis-cluster: on the Redis Cluster)
 	$(PY) bench/scale.py $(SCALE_ARGS)
 
 chaos: venv ## fault injection on a private Kafka and Redis of its own (bench/results/chaos.json)

@@ -67,6 +67,7 @@ sys.path.insert(0, str(ROOT / "bench"))  # results_file, also when imported (the
 from results_file import command_line  # noqa: E402
 
 from models.events import Interaction  # noqa: E402
+from stream_app.cache.connect import mget  # noqa: E402
 from stream_app.cache.keys import STAT_NAMES, CacheKeys  # noqa: E402
 from stream_app.cache.telemetry import (  # noqa: E402
     TelemetryKeys,
@@ -132,18 +133,45 @@ class Run:
     items_topic: str | None = None
 
     @property
+    def cluster(self) -> bool:
+        """On a Redis Cluster (database 0 only) the run is kept apart by its own key prefix,
+        ``settings.redis_key_prefix``, instead of by ``redis_db``."""
+        return self.settings.redis.cluster
+
+    @property
     def redis_url(self) -> str:
+        if self.cluster:
+            return self.settings.redis_url
         base = self.settings.redis_url.rsplit("/", 1)[0]
         return f"{base}/{self.redis_db}"
 
+    def redis_env(self) -> dict[str, str]:
+        """The workers' Redis variables: the run's database, or on a cluster its key prefix."""
+        env = {"STREAMREC_REDIS_URL": self.redis_url}
+        if self.cluster:
+            env["STREAMREC_REDIS_KEY_PREFIX"] = self.settings.redis_key_prefix
+        return env
+
     def redis(self) -> Any:
+        if self.cluster:  # the product's own cluster client (slot routing, failover)
+            from stream_app.cache.connect import connect_redis
+
+            return connect_redis(self.settings.redis)
         import redis
 
         return redis.Redis.from_url(self.redis_url)
 
     def clear(self) -> None:
         """Empty this run's Redis DB except the lock that reserves it for this run, and renew
-        that lock: a long run (quality phases on both datasets) outlives one TTL."""
+        that lock: a long run (quality phases on both datasets) outlives one TTL. On a cluster:
+        delete the run's prefix on every master (no FLUSHDB: others share database 0)."""
+        if self.cluster:
+            client = self.redis()
+            try:
+                delete_prefix(client, self.settings.redis_key_prefix)
+            finally:
+                client.close()
+            return
         client = self.redis()
         if client.get(LOCK_KEY) == self.run_id.encode():
             client.expire(LOCK_KEY, self.lock_ttl_s)
@@ -168,10 +196,43 @@ class Run:
 LOCK_KEY = "streamrec-bench:lock"
 
 
+def run_key_patterns(prefix: str) -> tuple[str, str]:
+    """``SCAN MATCH`` patterns of every key under ``prefix``: the per-user and per-item keys,
+    and the shared ones, hash-tagged on a cluster (``CacheKeys.shared_prefix``). Not
+    ``*prefix*``: that would also take a prefix that merely contains this one.
+
+    >>> run_key_patterns("bench-x:v1")
+    ('bench-x:v1:*', '{bench-x:v1}:*')
+    """
+    return f"{prefix}:*", f"{{{prefix}}}:*"
+
+
+def delete_prefix(client: Any, prefix: str, batch: int = 1000) -> int:
+    """Delete every key of ``prefix`` on each master of the cluster ``client`` (SCAN + DEL on
+    each node's own connection, one key per DEL: a cluster refuses a DEL across slots, and
+    a node only answers for its own keys). Returns how many were deleted."""
+    deleted = 0
+    for node in client.get_primaries():
+        conn = client.get_redis_connection(node)
+        for pattern in run_key_patterns(prefix):
+            found = list(conn.scan_iter(match=pattern, count=5000))
+            for start in range(0, len(found), batch):
+                pipe = conn.pipeline(transaction=False)
+                for key in found[start : start + batch]:
+                    pipe.delete(key)
+                deleted += sum(pipe.execute())
+    return deleted
+
+
 def reserve_db(settings: Settings, first: int, run_id: str, ttl_s: int) -> int:
     """The first DB from ``first`` up to 15 whose lock this run could take."""
     import redis
 
+    if settings.redis.cluster:
+        raise RuntimeError(
+            "a Redis Cluster has database 0 only: a run there is kept apart by its key prefix "
+            "(bench/scale.py --redis-cluster), not by a database"
+        )
     base = settings.redis_url.rsplit("/", 1)[0]
     for db in range(first, 16):
         client = redis.Redis.from_url(f"{base}/{db}")
@@ -184,6 +245,10 @@ def reserve_db(settings: Settings, first: int, run_id: str, ttl_s: int) -> int:
 
 
 def release_db(run: Run) -> None:
+    """Empty the run's DB and drop its lock; on a cluster, delete the run's key prefix."""
+    if run.cluster:
+        run.clear()
+        return
     client = run.redis()
     if client.get(LOCK_KEY) == run.run_id.encode():
         run.clear()
@@ -348,7 +413,7 @@ def start_worker(
     env.update(
         {
             "STREAMREC_KAFKA_BOOTSTRAP": run.settings.kafka_bootstrap,
-            "STREAMREC_REDIS_URL": run.redis_url,
+            **run.redis_env(),
             "STREAMREC_TOPIC_EVENTS": topic,
             "STREAMREC_TOPIC_DLQ": f"{topic}.dlq",
             # the run's catalog (``--catalog``), else an empty one of its own: the shared
@@ -392,21 +457,21 @@ def stop_workers(workers: Sequence[WorkerProc], timeout_s: float = 30.0) -> None
 
 
 def processed(client: Any, keys: CacheKeys) -> int:
-    values = client.mget([keys.stat("events"), keys.stat("dlq")])
+    values = mget(client, [keys.stat("events"), keys.stat("dlq")])
     return sum(int(v) for v in values if v is not None)
 
 
 def mean_batch(client: Any, keys: CacheKeys) -> float | None:
     """Events per micro-batch over the phase (the worker's own counters): small batches at a
     low rate pay the per-batch Redis round trips on fewer events."""
-    events, batches = client.mget([keys.stat("events"), keys.stat("batches")])
+    events, batches = mget(client, [keys.stat("events"), keys.stat("batches")])
     return int(events) / int(batches) if events and batches and int(batches) else None
 
 
 def mean_batch_users(client: Any, keys: CacheKeys) -> float | None:
     """Users scored per micro-batch over the phase (one list written per user and batch): the
     per-user work (history row, scoring, one ``SET``) follows this, not the event count."""
-    users, batches = client.mget([keys.stat("recs_written"), keys.stat("batches")])
+    users, batches = mget(client, [keys.stat("recs_written"), keys.stat("batches")])
     return int(users) / int(batches) if users and batches and int(batches) else None
 
 

@@ -77,6 +77,25 @@ def _parse_redis_url(raw: str) -> str:
     return raw
 
 
+def _parse_key_prefix(raw: str) -> str:
+    """A Redis key prefix: what ``CacheKeys`` accepts (no trailing ':', no hash-tag braces),
+    and no ``SCAN MATCH`` glob characters, so ``{prefix}:*`` selects exactly its keys.
+
+    >>> _parse_key_prefix("bench-1:v1")
+    'bench-1:v1'
+    >>> _parse_key_prefix("a*:v1")
+    Traceback (most recent call last):
+    ValueError: ...
+    """
+    bad = set("{}*?[]\\ ") & set(raw)
+    if not raw or raw.endswith(":") or bad:
+        raise ValueError(
+            f"{raw!r}: expected a non-empty prefix without a trailing ':', braces, glob "
+            "characters or spaces"
+        )
+    return raw
+
+
 def _parse_topic(raw: str) -> str:
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
     if not raw or len(raw) > 249 or not set(raw) <= allowed or raw in {".", ".."}:
@@ -368,6 +387,13 @@ class Settings:
         _choice(*REDIS_VERIFY_MODES),
         "required",
         "Redis server certificate check: required, optional or none",
+    )
+    redis_key_prefix: str = _env(
+        "REDIS_KEY_PREFIX",
+        _parse_key_prefix,
+        "streamrec:v1",
+        "Prefix of every Redis key (the value format's version); another one keeps a second "
+        "deployment or a benchmark run apart on a shared Redis Cluster, which has database 0 only",
     )
     kafka_security_protocol: str = _env(
         "KAFKA_SECURITY_PROTOCOL",
@@ -739,11 +765,6 @@ class Settings:
         [1, 2, 2, 3]
         """
         return self.replication_factor // 2 + 1
-
-    @property
-    def redis_key_prefix(self) -> str:
-        """Version prefix of every Redis key (see ``stream_app.cache.keys``)."""
-        return "streamrec:v1"
 
 
 def _trainer_problem(s: Settings) -> str | None:

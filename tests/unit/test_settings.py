@@ -105,6 +105,12 @@ def test_a_cluster_url_selects_cluster_mode_and_keeps_its_tls_files(tmp_path):
     assert not Settings().redis.cluster
 
 
+def test_the_key_prefix_defaults_to_the_version_and_is_settable():
+    assert Settings().redis_key_prefix == "streamrec:v1"
+    env = {"STREAMREC_REDIS_KEY_PREFIX": "bench-run1:v1"}
+    assert Settings.from_env(env).redis_key_prefix == "bench-run1:v1"
+
+
 def test_a_bad_cluster_url_stops_start_up_with_one_message_naming_the_variable():
     with pytest.raises(ConfigError) as err:
         Settings.from_env({"STREAMREC_REDIS_URL": "redis+cluster://cache:7000/3"})
@@ -128,6 +134,9 @@ BAD = [
     ("STREAMREC_REDIS_URL", "redis+cluster://cache:7000/1"),
     ("STREAMREC_REDIS_URL", "redis+cluster://"),
     ("STREAMREC_REDIS_URL", "redis+sentinel://cache:26379"),
+    ("STREAMREC_REDIS_KEY_PREFIX", "streamrec:v1:"),
+    ("STREAMREC_REDIS_KEY_PREFIX", "{streamrec}:v1"),
+    ("STREAMREC_REDIS_KEY_PREFIX", "bench-*:v1"),
     ("STREAMREC_TOPIC_EVENTS", "my events"),
     ("STREAMREC_TOPIC_DLQ", "events/dlq"),
     ("STREAMREC_TOPIC_ITEMS", "x" * 250),
