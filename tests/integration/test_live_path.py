@@ -285,38 +285,61 @@ def test_worker_refuses_an_events_topic_with_another_partition_count(settings, e
 def test_worker_survives_an_unreachable_redis_and_keeps_dead_lettering(
     settings, start_worker, wait_for, env_for, produce
 ):
-    """Redis down: batches degrade (logged), the consumer keeps going, bad events still go to
-    the DLQ, and SIGTERM still stops the worker cleanly."""
+    """Redis down: the batch's bad events still go to the DLQ, the batch degrades and is held
+    (logged, never dropped), the worker stays up, and SIGTERM still stops it cleanly.
+
+    Why the whole backlog is one batch: a batch Redis cannot take is held, retried until
+    Redis answers (docs/stream.md, "Redis never crashes the consumer"), and the user side takes
+    no batch behind it, so only the held batch's dead letters can leave while Redis is down.
+    With the 50 ms window the worker's first batch was whatever had reached it by then (all 205
+    messages on an idle machine, a part of them under load or when the producer was still
+    sending), and the bad messages behind it never came: the test failed half the time. Now
+    the 205 messages are in the topic before the worker starts and its batch closes at exactly
+    205 events (the window is only a deadline).
+    """
     import socket
 
-    with socket.socket() as sock:  # a local port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        dead_port = sock.getsockname()[1]
-    settings = replace(settings, redis_url=f"redis://127.0.0.1:{dead_port}/0")
-    ensure_topics(settings)
-    worker = start_worker(settings)
-    produce(env_for(settings), "--seed", str(SEED), "--generate", "200", "--invalid", "5")
+    n_good, n_bad = 200, 5
+    # A local port nothing listens on, kept bound (never listening) for the whole test: a
+    # connection is refused, no other process can start listening there, and the worker's
+    # own connects cannot take it as their ephemeral port (a TCP self-connect would answer).
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        dead_port = dead.getsockname()[1]
+        settings = replace(
+            settings,
+            redis_url=f"redis://127.0.0.1:{dead_port}/0",
+            batch_max_events=n_good + n_bad,
+            batch_max_delay_s=120.0,
+        )
+        ensure_topics(settings)
+        backlog = ("--generate", str(n_good), "--invalid", str(n_bad))
+        produce(env_for(settings), "--seed", str(SEED), *backlog)
+        worker = start_worker(settings)
 
-    consumer = KafkaConsumer(
-        settings.topic_dlq,
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=90_000,
-        group_id=None,
-    )
-    letters = []
-    for message in consumer:
-        letters.append(base64.b64decode(json.loads(message.value)["payload_b64"]))
-        if len(letters) >= 5:
-            break
-    consumer.close()
-    assert sorted(letters) == sorted(value[:65536] for _, _, value in malformed_messages(5))
-    wait_for(
-        lambda: "cache unavailable" in worker.log_path.read_text(errors="replace"),
-        60,
-        "the worker to log the degraded batch",
-        lambda: worker.log_tail(),
-    )
-    worker.assert_alive()
-    assert "Traceback" not in worker.log_path.read_text(errors="replace"), worker.log_tail()
-    assert worker.stop() == 0, worker.log_tail()
+        consumer = KafkaConsumer(
+            settings.topic_dlq,
+            bootstrap_servers=settings.kafka_bootstrap.split(","),
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=180_000,
+            group_id=None,
+        )
+        letters = []
+        for message in consumer:
+            letters.append(base64.b64decode(json.loads(message.value)["payload_b64"]))
+            if len(letters) >= n_bad:
+                break
+        consumer.close()
+        assert sorted(letters) == sorted(
+            value[:65536] for _, _, value in malformed_messages(n_bad)
+        ), worker.log_tail()
+        wait_for(
+            lambda: f"batch of {n_good} events held" in worker.log_path.read_text(errors="replace"),
+            120,
+            "the worker to log the degraded batch, held",
+            lambda: worker.log_tail(),
+        )
+        assert "cache unavailable" in worker.log_path.read_text(errors="replace"), worker.log_tail()
+        worker.assert_alive()
+        assert "Traceback" not in worker.log_path.read_text(errors="replace"), worker.log_tail()
+        assert worker.stop() == 0, worker.log_tail()
