@@ -55,7 +55,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -292,38 +292,28 @@ def retire_topics(args: argparse.Namespace, run: Run) -> None:
 
 def produce(settings: Settings, topic: str, events: Sequence[Interaction]) -> float:
     """Send every event as fast as the producer goes; return events/s."""
+    start = time.perf_counter()
+    produce_messages(settings, topic, (encode_message(event) for event in events))
+    return len(events) / (time.perf_counter() - start)
+
+
+def produce_messages(settings: Settings, topic: str, messages: Iterable[tuple[bytes, Any]]) -> None:
+    """Send ``(key, value)`` messages (a generator streams them) and wait for every ack; a
+    failed send raises."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap.split(","), **PRODUCER_CONFIG
     )
     failures: list[BaseException] = []
-    start = time.perf_counter()
     try:
-        for event in events:
-            key, value = encode_message(event)
+        for key, value in messages:
             producer.send(topic, key=key, value=value).add_errback(failures.append)
         producer.flush()
     finally:
         producer.close()
     if failures:
         raise RuntimeError(f"{len(failures)} sends failed, first: {failures[0]!r}")
-    return len(events) / (time.perf_counter() - start)
-
-
-def produce_messages(settings: Settings, topic: str, messages: Sequence[tuple[bytes, Any]]) -> None:
-    """Send ready-made ``(key, value)`` messages (the catalog's) and wait for every ack."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), **PRODUCER_CONFIG
-    )
-    try:
-        for key, value in messages:
-            producer.send(topic, key=key, value=value)
-        producer.flush()
-    finally:
-        producer.close()
 
 
 # --------------------------------------------------------------------------- the baseline
