@@ -89,7 +89,9 @@ def register_live_path(
     app.timer(WORKER_HEARTBEAT_S)(_heartbeat(recorders))
     content = _catalog_copy(app, settings)
     event_now = EventClock()
-    guard = _cache_guard(app, settings, topology, cache or open_cache(settings.redis, keys))
+    guard, check_cache = _cache_guard(
+        app, settings, topology, cache or open_cache(settings.redis, keys)
+    )
 
     async def load_session_model(reason: str) -> None:
         try:
@@ -112,8 +114,9 @@ def register_live_path(
             side = UserSide(topology, settings, store, path, slot, keys)
             guard.register("users", lambda parts: side.rebuild(parts, event_now()))
             limit, within = settings.batch_max_events, settings.batch_max_delay_s
+            process = _checked_first(side.process, check_cache)
             with _refreshing(app, settings, side, refreshers):
-                async for _ in _guarded_batches(stream, limit, within, side.process, "live path"):
+                async for _ in _guarded_batches(stream, limit, within, process, "live path"):
                     yield None
 
     async def catalog_side(stream: faust.StreamT) -> AsyncIterator[None]:
@@ -337,15 +340,37 @@ def _control_side(
     return control_side
 
 
+def _checked_first(
+    process: Callable[[list[Any]], Awaitable[None]], check: Callable[[], Awaitable[None]]
+) -> Callable[[list[Any]], Awaitable[None]]:
+    """``process`` with one ``check`` of the cache before its first batch. A new Redis gets
+    its generation marker (over tables that are still empty) before this worker writes to it;
+    left to the timer, the first check came after the first batches and took a new Redis for
+    one that lost its data, re-seeding trending with all-time norms."""
+    pending = [check]
+
+    async def first_checked(events: list[Any]) -> None:
+        if pending:
+            await pending.pop()()
+        await process(events)
+
+    return first_checked
+
+
 def _cache_guard(
     app: faust.App, settings: Settings, topology: Topology, store: RecCache
-) -> CacheGuard:
-    """The guard against Redis losing its data, checked every ``cache_check_s`` (not during a
-    rebalance or a table recovery: the tables are incomplete then); the sides register their
-    rebuild steps on it when they start."""
+) -> tuple[CacheGuard, Callable[[], Awaitable[None]]]:
+    """The guard against Redis losing its data, and its check, run every ``cache_check_s``
+    and before the live path's first batch (not during a rebalance or a table recovery: the
+    tables are incomplete then); the sides register their rebuild steps on it when they
+    start. With ``cache_check_s`` 0 the check does nothing."""
     guard = CacheGuard(store, settings.event_partitions, settings.rebuild_wait_s)
     if settings.cache_check_s <= 0:
-        return guard
+
+        async def unchecked() -> None:
+            return None
+
+        return guard, unchecked
 
     async def check_cache() -> None:
         # Everything is caught: an exception that leaves a Faust timer stops the whole worker.
@@ -364,7 +389,7 @@ def _cache_guard(
             log.exception("rebuilding the cache failed; the next check tries again")
 
     app.timer(settings.cache_check_s)(check_cache)
-    return guard
+    return guard, check_cache
 
 
 def _flusher(app: faust.App) -> Callable[[], Awaitable[None]]:

@@ -142,6 +142,31 @@ def _rebuilt(client: redis.Redis, keys: CacheKeys, old_token: bytes, partitions:
     )  # fmt: skip
 
 
+def test_a_new_redis_gets_its_marker_before_the_first_batch_writes(
+    settings, private_redis, start_worker, wait_for, env_for, tmp_path, producing
+):
+    # The timer's checks are off for the whole test (an hour apart): only the check before the
+    # live path's first batch can set the marker. It sets it over empty tables (nothing
+    # rebuilt), so a new Redis is never taken for one that lost its data once events flow
+    # (trending re-seeded with all-time norms). Events are produced at once, not after a marker.
+    private_redis.start(tmp_path / "redis-new", appendonly=False)
+    settings = replace(settings, redis_url=private_redis.url, cache_check_s=3600.0)
+    ensure_topics(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = CacheKeys(settings.redis_key_prefix)
+    worker = start_worker(settings)
+    producer = producing(env_for(settings), *_generated(N_EVENTS, rate=2000))
+    out, _ = producer.communicate(timeout=120)
+    assert producer.returncode == 0, out
+    wait_for(lambda: _events(client, keys) >= N_EVENTS, 180, "every event", worker.log_tail)
+    assert _rebuilt(client, keys, None, settings.event_partitions)
+    log = worker.log_tail(400)
+    parts = list(range(settings.event_partitions))
+    for stage in ("norms", "items", "users"):
+        assert f"rebuilt {stage} of partitions {parts}: 0 keys" in log, stage
+    assert log.count("Redis holds no generation marker") == 1
+
+
 def test_redis_restarted_empty_is_rebuilt_from_the_tables(
     settings, private_redis, start_worker, wait_for, env_for, tmp_path, producing
 ):
