@@ -87,12 +87,7 @@ node_start() {
   cluster_config "$id" >"$KDIR/server.properties"
   kafka_log4j >"$KDIR/log4j2.properties"
   if [[ ! -f $KDIR/data/meta.properties ]]; then
-    say "formatting node $id storage in $KDIR/data (cluster id $(<"$CSTATE/cluster.id"))"
-    kafka_java kafka.tools.StorageTool format --ignore-formatted \
-      -t "$(<"$CSTATE/cluster.id")" -c "$KDIR/server.properties" >>"$KDIR/kafka.out" 2>&1 || {
-      kafka_show_log
-      die "formatting node $id storage failed"
-    }
+    kafka_format_storage "node $id" "$CSTATE/cluster.id"
   fi
   say "starting node $id on 127.0.0.1:$port (controller 127.0.0.1:$ctl)"
   local -a cmd

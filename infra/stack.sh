@@ -179,6 +179,18 @@ kafka_config() {
   [[ -z $KAFKA_SASL_SSL_PORT ]] || kafka_sasl_config
 }
 
+# Format the KRaft storage of the node in $KDIR (its server.properties and data dir) with the
+# cluster id in file $2, shared by this stack's node and infra/kafka_cluster.sh's; $1 names the
+# node in the messages.
+kafka_format_storage() {
+  say "formatting $1 storage in $KDIR/data (cluster id $(<"$2"))"
+  kafka_java kafka.tools.StorageTool format --ignore-formatted \
+    -t "$(<"$2")" -c "$KDIR/server.properties" >>"$KDIR/kafka.out" 2>&1 || {
+    kafka_show_log
+    die "formatting $1 storage failed"
+  }
+}
+
 # The server.properties of one combined KRaft node (broker and controller), shared by this
 # stack's single node and infra/kafka_cluster.sh's three: $1 node id, $2 controller voters,
 # $3 client listeners (also advertised), $4 controller port, $5 extra security-protocol map
@@ -376,12 +388,7 @@ kafka_up() {
       fi
       echo "$cid" >"$KDIR/cluster.id"
     fi
-    say "formatting Kafka storage in $KDIR/data (cluster id $(<"$KDIR/cluster.id"))"
-    kafka_java kafka.tools.StorageTool format --ignore-formatted \
-      -t "$(<"$KDIR/cluster.id")" -c "$KDIR/server.properties" >>"$KDIR/kafka.out" 2>&1 || {
-      kafka_show_log
-      die "formatting Kafka storage failed"
-    }
+    kafka_format_storage "Kafka" "$KDIR/cluster.id"
   fi
   say "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)"
   local -a cmd
