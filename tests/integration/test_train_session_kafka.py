@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,25 @@ from stream_app.kafka.model_updates import parse_update
 from stream_app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _events() -> list[Any]:
+    """The stream both tests put on the topic: 3,000 synthetic events."""
+    config = SyntheticConfig(n_users=80, n_items=60, n_clusters=4, n_events=3000, seed=5)
+    return list(generate_synthetic(config).events)
+
+
+def _train(env: dict[str, str], out: Path, store: Path, *flags: str) -> subprocess.CompletedProcess:
+    """``streamrec train-session`` on the topic, a small network for one epoch; its run."""
+    return subprocess.run(
+        [
+            sys.executable, "-m", "stream_app.cli", "train-session",
+            "--dataset", "kafka", "--protocol", "session",
+            "--epochs", "1", "--embedding-dim", "8", "--hidden-units", "8",
+            "--out", str(out), "--store", str(store), "--no-progress", *flags,
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
 
 
 def _produce(settings: Settings, values: list[bytes]) -> None:
@@ -52,22 +72,12 @@ def test_train_from_topic_and_announce(
     settings: Settings, env_for: Callable[[Settings], dict[str, str]], tmp_path: Path
 ) -> None:
     ensure_topics(settings)
-    events = generate_synthetic(
-        SyntheticConfig(n_users=80, n_items=60, n_clusters=4, n_events=3000, seed=5)
-    ).events
+    events = _events()
     _produce(settings, [encode_event(e) for e in events] + [b"not json", b"{}"])
 
     out = tmp_path / "results.json"
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "stream_app.cli", "train-session",
-            "--dataset", "kafka", "--protocol", "session",
-            "--epochs", "1", "--min-updates", "0", "--embedding-dim", "8", "--hidden-units", "8",
-            "--out", str(out), "--store", str(tmp_path / "store"),
-            "--publish", "always", "--no-progress",
-        ],
-        cwd=REPO, env=env_for(settings), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    env, store = env_for(settings), tmp_path / "store"
+    done = _train(env, out, store, "--min-updates", "0", "--publish", "always")
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["dataset"] == "kafka"
@@ -90,24 +100,14 @@ def test_each_cycle_trains_on_the_newest_events_and_the_store_keeps_the_last_k(
     from models.session.store import list_versions
 
     ensure_topics(settings)
-    events = generate_synthetic(
-        SyntheticConfig(n_users=80, n_items=60, n_clusters=4, n_events=3000, seed=5)
-    ).events
+    events = _events()
     _produce(settings, [encode_event(e) for e in events])
     windowed = replace(settings, train_window_events=500, train_min_events=100, model_keep=2)
     store = tmp_path / "store"
     versions = []
     for cycle in range(3):
         out = tmp_path / f"results-{cycle}.json"
-        done = subprocess.run(
-            [
-                sys.executable, "-m", "stream_app.cli", "train-session",
-                "--dataset", "kafka", "--protocol", "session",
-                "--epochs", "1", "--embedding-dim", "8", "--hidden-units", "8",
-                "--out", str(out), "--store", str(store), "--publish", "never", "--no-progress",
-            ],
-            cwd=REPO, env=env_for(windowed), capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        done = _train(env_for(windowed), out, store, "--publish", "never")
         assert done.returncode == 0, done.stderr[-3000:]
         results = json.loads(out.read_text())
         # the newest 500 of the topic's 3,000, read from each partition's tail
