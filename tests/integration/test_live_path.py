@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import pytest
 import redis
-from kafka import KafkaConsumer
 
 from models.datasets import SyntheticConfig, generate_synthetic
 from models.online.stream import RANKER_NAME
@@ -283,7 +282,7 @@ def test_worker_refuses_an_events_topic_with_another_partition_count(settings, e
 
 
 def test_worker_survives_an_unreachable_redis_and_keeps_dead_lettering(
-    settings, start_worker, wait_for, env_for, produce
+    settings, start_worker, wait_for, env_for, produce, dead_letters
 ):
     """Redis down: the batch's bad events still go to the DLQ, the batch degrades and is held
     (logged, never dropped), the worker stays up, and SIGTERM still stops it cleanly.
@@ -317,19 +316,13 @@ def test_worker_survives_an_unreachable_redis_and_keeps_dead_lettering(
         produce(env_for(settings), "--seed", str(SEED), *backlog)
         worker = start_worker(settings)
 
-        consumer = KafkaConsumer(
-            settings.topic_dlq,
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=180_000,
-            group_id=None,
+        wait_for(
+            lambda: len(dead_letters(settings)) >= n_bad,
+            180,
+            "the dead letters",
+            lambda: worker.log_tail(),
         )
-        letters = []
-        for message in consumer:
-            letters.append(base64.b64decode(json.loads(message.value)["payload_b64"]))
-            if len(letters) >= n_bad:
-                break
-        consumer.close()
+        letters = [base64.b64decode(v["payload_b64"]) for _, v in dead_letters(settings)[:n_bad]]
         assert sorted(letters) == sorted(
             value[:65536] for _, _, value in malformed_messages(n_bad)
         ), worker.log_tail()
