@@ -247,16 +247,10 @@ class ModelSlot:
                 return Decision(version, str(path), False, "already serving", self._now_ms())
             if version in self.refused:
                 return self.refused[version]
-            serving = self.current() if compare else None
-            serving_manifest = getattr(serving, "manifest", None) if serving is not None else None
-            gate = quality_gate(
-                getattr(candidate, "manifest", {}) or {},
-                serving_manifest,
-                self.policy,
-                _paired(candidate, serving),
-            )
-            if gate is not None and not pinned:
-                return self._decide(version, path, False, f"quality gate: {gate}", trigger)
+            if not pinned:  # a pin skips the gate: the serving version is not scored for it
+                gate = self._gate(candidate, self.current() if compare else None)
+                if gate is not None:
+                    return self._decide(version, path, False, f"quality gate: {gate}", trigger)
             with self._swap_lock:
                 old = self._version
                 self._model, self._version = candidate, version
@@ -265,6 +259,17 @@ class ModelSlot:
             return self._decide(
                 version, path, True, f"swapped in{how}, replacing {old or 'none'}", trigger
             )
+
+    def _gate(self, candidate: Any, serving: Any) -> str | None:
+        """The quality gate's word on ``candidate`` against ``serving`` (None: nothing serves,
+        or a fallback, which is not measured against the version it replaces)."""
+        serving_manifest = getattr(serving, "manifest", None) if serving is not None else None
+        return quality_gate(
+            getattr(candidate, "manifest", {}) or {},
+            serving_manifest,
+            self.policy,
+            _paired(candidate, serving),
+        )
 
     def _sync(self, ledger: Ledger) -> Ledger:
         """Take the ledger's refusals (other workers', the operator's rollbacks) into memory,
