@@ -113,13 +113,12 @@ def quality_gate(
     missing = [m for m in policy.metrics if m not in own]
     if missing:
         return f"manifest has no finite test {', '.join(missing)}"
-    if serving is not None and paired is not None:
-        where = f" on the candidate's {paired.cases} test cases"
-        below = _below_serving(paired.candidate, paired.serving, policy, where)
-        if below is not None:
-            return below
-    elif serving is not None:
-        below = _below_serving(own, manifest_metrics(serving)[0], policy, "")
+    if serving is not None:
+        if paired is not None:
+            where = f" on the candidate's {paired.cases} test cases"
+            below = _below_serving(paired.candidate, paired.serving, policy, where)
+        else:
+            below = _below_serving(own, manifest_metrics(serving)[0], policy, "")
         if below is not None:
             return below
     if not baselines and policy.require_baselines:
