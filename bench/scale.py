@@ -37,24 +37,26 @@ from stream_app.cache.keys import CacheKeys  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
 
 
-def cluster_bootstrap() -> str:
-    """Start the three-broker cluster if it is down; its bootstrap list."""
-    script = ROOT / "infra/kafka_cluster.sh"
-    env = {**os.environ, "PY": sys.executable}
-    subprocess.run(["bash", str(script), "up"], env=env, check=True, timeout=600)
+def _started(script: str, query: str, timeout_s: float) -> str:
+    """Run ``infra/SCRIPT up`` (it starts only what is down), then print what ``query`` says:
+    the address the workers are given."""
+    path, env = ROOT / "infra" / script, {**os.environ, "PY": sys.executable}
+    subprocess.run(["bash", str(path), "up"], env=env, check=True, timeout=timeout_s)
     out = subprocess.run(
-        ["bash", str(script), "bootstrap"], env=env, check=True, capture_output=True, text=True
+        ["bash", str(path), query], env=env, check=True, capture_output=True, text=True
     )
     return out.stdout.strip()
+
+
+def cluster_bootstrap() -> str:
+    """Start the three-broker cluster if it is down; its bootstrap list."""
+    return _started("kafka_cluster.sh", "bootstrap", 600)
 
 
 def redis_cluster_url() -> str:
     """Start the local Redis Cluster if it is down (``infra/redis_cluster.sh up`` starts only
     the nodes not running and creates the cluster only once); its ``redis+cluster://`` URL."""
-    script = ROOT / "infra/redis_cluster.sh"
-    subprocess.run(["bash", str(script), "up"], check=True, timeout=300)
-    out = subprocess.run(["bash", str(script), "url"], check=True, capture_output=True, text=True)
-    return out.stdout.strip()
+    return _started("redis_cluster.sh", "url", 300)
 
 
 def run_prefix(run_id: str) -> str:
